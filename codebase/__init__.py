@@ -1,0 +1,1 @@
+"""GANs on Fashion-MNIST: losses (gan.py), networks (network.py), data (data.py), training loop (train.py)."""
