@@ -1,0 +1,355 @@
+"""The one training loop shared by ``run_gan.py`` and ``run_conditional_gan.py``.
+
+Each step: (1) update D on L_D with ``x_fake.detach()``, (2) update G on L_G, evaluated with the updated D.
+G runs forward once per step. The loop also owns logging (tqdm, ``losses.csv``, ``losses.png``), the 10x10
+sample grids from fixed noise, and checkpoints (``checkpoint.pt``: one dict, written atomically, loaded with
+``weights_only=True``). Ctrl-C finishes the current step, saves a checkpoint and exits; ``--resume`` continues
+to the same final weights as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.utils import save_image
+from tqdm import tqdm
+
+from codebase.data import CLASSES, load_fashion_mnist, to_unit_range
+from codebase.gan import LOSSES, sample_z
+from codebase.network import Discriminator, Generator
+
+NUM_CLASSES = len(CLASSES)
+GRID_EVERY = 50  # steps between sample grids and checkpoints
+
+
+class TrainingError(Exception):
+    """A run that cannot start or continue; the message says what to do."""
+
+
+@dataclass
+class Config:
+    loss_type: str = "nonsaturating"
+    conditional: bool = False
+    num_epochs: int = 1
+    batch_size: int = 64
+    lr: float = 2e-4
+    dim_z: int = 64
+    seed: int = 0
+    device: str = "auto"
+    out_dir: str = ""
+    data_dir: str | None = None
+    resume: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self):
+        if not self.out_dir:
+            self.out_dir = f"out_{self.loss_type}" + ("_conditional" if self.conditional else "")
+
+
+# ---- Command line ----------------------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def make_parser(description: str, loss_types: list[str] | None) -> argparse.ArgumentParser:
+    """Flags shared by both run scripts; ``--loss_type`` only when ``loss_types`` is given."""
+    p = argparse.ArgumentParser(description=description)
+    if loss_types:
+        p.add_argument("--loss_type", choices=loss_types, default=loss_types[0], help="default: %(default)s")
+    p.add_argument("--num_epochs", type=_positive_int, default=1, help="default: %(default)s")
+    p.add_argument("--batch_size", type=_positive_int, default=64, help="default: %(default)s")
+    p.add_argument("--lr", type=_positive_float, default=2e-4, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto picks cuda when available, else cpu")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same images (default: %(default)s)")
+    p.add_argument("--out_dir", default="", help="default: out_<loss_type>[_conditional]")
+    p.add_argument("--data_dir", default=None, help="folder with the Fashion-MNIST IDX files")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out_dir")
+    p.add_argument("--overwrite", action="store_true", help="start again even if --out_dir holds a run")
+    return p
+
+
+def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, **fixed) -> Config:
+    """Turn parsed flags into a Config; flag combinations that cannot work get argparse's error."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU is visible to torch; use --device cpu (or auto)")
+    if args.resume and args.overwrite:
+        parser.error("--resume and --overwrite contradict each other; pick one")
+    fields = {f.name for f in dataclasses.fields(Config)}
+    return Config(**{k: v for k, v in vars(args).items() if k in fields}, **fixed)
+
+
+# ---- Building and checkpoints ----------------------------------------------------------------------------------
+
+
+def build_models(cfg: Config, device: torch.device) -> tuple[nn.Module, nn.Module]:
+    """(g, d) for a config; conditional networks take labels."""
+    num_classes = NUM_CLASSES if cfg.conditional else 0
+    g = Generator(cfg.dim_z, num_classes=num_classes).to(device)
+    d = Discriminator(num_classes=num_classes).to(device)
+    return g, d
+
+
+def pick_device(name: str) -> torch.device:
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write to a temporary file, then rename: an interruption never leaves a half-written checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint dict with ``weights_only=True``; a damaged file raises TrainingError."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TrainingError(f"no checkpoint at {path}. Train first, or check --out_dir.") from None
+    except Exception as e:
+        raise TrainingError(f"{path} is not a readable checkpoint ({type(e).__name__}). Delete it and train "
+                            f"again, or pass --overwrite.") from None
+    if not isinstance(state, dict) or not {"g", "d", "g_opt", "d_opt", "step", "rng", "config"} <= state.keys():
+        raise TrainingError(f"{path} is not a checkpoint of this project. Delete it or pass --overwrite.")
+    return state
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---- Outputs ---------------------------------------------------------------------------------------------------
+
+
+def class_ordered_reals(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """100 real images, column c of the 10x10 grid showing class c (wraps if a class is rare): (100, 28, 28)."""
+    per_class = [torch.nonzero(labels == c).flatten() for c in range(NUM_CLASSES)]
+    idx = [per_class[c][r % len(per_class[c])] if len(per_class[c]) else r for r in range(10) for c in range(10)]
+    return images[torch.stack([torch.as_tensor(i) for i in idx])]
+
+
+def plot_losses(csv_path: Path, png_path: Path) -> None:
+    """Loss curves from losses.csv."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    steps = [int(r["step"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in ("d_loss", "g_loss"):
+        ax.plot(steps, [float(r[key]) for r in rows], label=key, linewidth=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.set_title(png_path.parent.name)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def _open_log(csv_path: Path, step: int):
+    """losses.csv in append mode, holding only the rows up to ``step`` (rows after a checkpoint are redone)."""
+    rows = []
+    if step and csv_path.exists():
+        with open(csv_path) as f:
+            rows = [r for r in csv.reader(f)][1:]
+        rows = [r for r in rows if r and int(r[0]) <= step]
+    f = open(csv_path, "w", newline="")
+    writer = csv.writer(f)
+    writer.writerows([["step", "epoch", "d_loss", "g_loss"], *rows])
+    return f, writer
+
+
+class _StopRequest:
+    """First Ctrl-C (or SIGTERM) asks the loop to stop after the current step; a second one stops at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C raises KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+
+# ---- The loop --------------------------------------------------------------------------------------------------
+
+
+def train(cfg: Config) -> dict:
+    """Train to ``cfg.num_epochs``; returns a summary dict (step, total, interrupted, out_dir)."""
+    device = pick_device(cfg.device)
+    out = Path(cfg.out_dir)
+    ckpt_path = out / "checkpoint.pt"
+    images, labels = load_fashion_mnist("train", cfg.data_dir)
+    steps_per_epoch = len(images) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise TrainingError(f"the training set has {len(images)} images, fewer than --batch_size {cfg.batch_size}.")
+    total = steps_per_epoch * cfg.num_epochs
+
+    torch.manual_seed(cfg.seed)
+    g, d = build_models(cfg, device)
+    g_opt = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    d_opt = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    step = 0
+    if cfg.resume:
+        state = load_checkpoint(ckpt_path)
+        saved = state["config"]
+        changed = [k for k in ("loss_type", "conditional", "batch_size", "lr", "dim_z", "seed")
+                   if saved.get(k) != getattr(cfg, k)]
+        if changed:
+            raise TrainingError(f"--resume: {', '.join(f'{k}={saved.get(k)!r}' for k in changed)} in {ckpt_path} "
+                                f"differ from this command's flags. Resume with the same flags, or pick a new "
+                                f"--out_dir.")
+        for module, key in ((g, "g"), (d, "d"), (g_opt, "g_opt"), (d_opt, "d_opt")):
+            module.load_state_dict(state[key])
+        step = state["step"]
+        _set_rng_state(state["rng"])
+        if step >= total:
+            print(f"{out} already holds {step} steps; raise --num_epochs to train further.")
+    elif ckpt_path.exists() and not cfg.overwrite:
+        raise TrainingError(f"{out} already holds a run ({ckpt_path}). Pass --resume to continue it, --overwrite to "
+                            f"start again, or choose another --out_dir.")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+
+    # Fixed grid noise from its own generator, so grids never disturb the training RNG.
+    grid_z = torch.randn(100, cfg.dim_z, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+    grid_y = torch.arange(10, device=device).repeat(10) if cfg.conditional else None  # column c shows class c
+    reals = class_ordered_reals(images, labels) if cfg.conditional else images[:100]
+    save_image(to_unit_range(reals), out / "real.png", nrow=10, normalize=True, value_range=(-1, 1))
+
+    loss = LOSSES[cfg.loss_type]
+    log_file, log = _open_log(out / "losses.csv", step)
+
+    def checkpoint():
+        save_checkpoint(ckpt_path, {"g": g.state_dict(), "d": d.state_dict(), "g_opt": g_opt.state_dict(),
+                                    "d_opt": d_opt.state_dict(), "step": step, "rng": _rng_state(),
+                                    "config": dataclasses.asdict(cfg)})
+
+    def save_grid():
+        g.eval()
+        with torch.no_grad():
+            x = g(grid_z, grid_y)  # (100, 1, 28, 28)
+        g.train()
+        save_image(x, out / f"fake_{step:04d}.png", nrow=10, normalize=True, value_range=(-1, 1))
+
+    perm_epoch, perm = -1, None
+    with _StopRequest() as stop, log_file, tqdm(total=total, initial=step, desc=out.name, unit="step") as bar:
+        while step < total and not stop.requested:
+            epoch, i = divmod(step, steps_per_epoch)
+            if epoch != perm_epoch:  # each epoch's order depends only on (seed, epoch), so resume can rebuild it
+                perm_epoch = epoch
+                perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))
+            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            x_real = to_unit_range(images[idx]).to(device)  # (B, 1, 28, 28) in [-1, 1]
+            y = labels[idx].to(device) if cfg.conditional else None
+
+            x_fake = g(sample_z(len(idx), cfg.dim_z, device), y)  # labels of the fakes: the real batch's
+
+            # (1) Update D.
+            d_loss = loss.d_loss(d, x_real, x_fake.detach(), y)
+            _check_finite("d_loss", d_loss, step, ckpt_path)
+            d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_opt.step()
+
+            # (2) Update G against the updated D; D's weights need no gradient here.
+            d.requires_grad_(False)
+            g_loss = loss.g_loss(d, x_fake, y)
+            d.requires_grad_(True)
+            _check_finite("g_loss", g_loss, step, ckpt_path)
+            g_opt.zero_grad(set_to_none=True)
+            g_loss.backward()
+            g_opt.step()
+
+            step += 1
+            d_val, g_val = d_loss.item(), g_loss.item()
+            log.writerow([step, epoch, f"{d_val:.6g}", f"{g_val:.6g}"])
+            bar.set_postfix(d_loss=f"{d_val:.3f}", g_loss=f"{g_val:.3f}", refresh=False)
+            bar.update()
+            if step % GRID_EVERY == 0 or step == total or stop.requested:
+                save_grid()
+                log_file.flush()
+                checkpoint()
+    plot_losses(out / "losses.csv", out / "losses.png")
+    return {"step": step, "total": total, "interrupted": step < total, "out_dir": str(out),
+            "g": g, "device": device}
+
+
+def _check_finite(name: str, value: torch.Tensor, step: int, ckpt_path: Path) -> None:
+    if not torch.isfinite(value):
+        kept = (f"The last good checkpoint is kept in {ckpt_path}" if ckpt_path.exists()
+                else "No checkpoint was written yet")
+        raise TrainingError(f"{name} became {value.item()} at step {step + 1}; training stopped. {kept}. "
+                            f"Try a lower --lr or another --seed.")
+
+
+def main(description: str, loss_types: list[str] | None = None, **fixed) -> None:
+    """Entry point of the run scripts: parse flags, train, and turn every expected failure into one message."""
+    import sys
+
+    from codebase.data import DataError
+
+    parser = make_parser(description, loss_types)
+    cfg = config_from_args(parser, parser.parse_args(), **fixed)
+    try:
+        result = train(cfg)
+    except (DataError, TrainingError) as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit(f"\nstopped at once on a second Ctrl-C; the last checkpoint in {cfg.out_dir} is intact. "
+                 f"Continue with the same command plus --resume.")
+    if result["interrupted"]:
+        print(f"\ninterrupted at step {result['step']}/{result['total']}; checkpoint saved in "
+              f"{cfg.out_dir}/checkpoint.pt. Continue with the same command plus --resume.", file=sys.stderr)
+        sys.exit(130)
+    print(f"done: {result['step']} steps; sample grids, losses.csv and losses.png are in {cfg.out_dir}/")
