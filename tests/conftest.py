@@ -1,0 +1,54 @@
+"""Shared pytest setup: the project root on sys.path, and the ``--gan`` option of the grading suite.
+
+    pytest tests/grading --gan path/to/gan.py    # judge another gan.py (default: the project's codebase/gan.py)
+
+The grading tests record their points; a summary per handout problem ends the run.
+"""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # `import codebase`, `import tests.grading` under a bare `pytest`
+
+
+def pytest_addoption(parser):
+    parser.addoption("--gan", default=str(ROOT / "codebase" / "gan.py"),
+                     help="gan.py judged by the grading tests in tests/grading (default: codebase/gan.py)")
+
+
+@pytest.fixture(scope="session")
+def gan(request):
+    """The module under grading, imported from --gan (in this process: use grade.py for untrusted code)."""
+    from tests.grading.probes import load_module
+
+    return load_module(request.config.getoption("--gan"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module: small tensors on a shared 2-core machine run several times faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def pytest_terminal_summary(terminalreporter):
+    earned: dict[str, list[float]] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            points = dict(getattr(report, "user_properties", ())).get("points")
+            if points and getattr(report, "when", None) == "call":
+                problem, value = points
+                score = earned.setdefault(problem, [0.0, 0.0])
+                score[0] += value if report.passed else 0.0
+                score[1] += value
+    if earned:
+        rows = ", ".join(f"{p}: {s:g}/{m:g}" for p, (s, m) in sorted(earned.items()))
+        total = [sum(column) for column in zip(*earned.values())]
+        terminalreporter.write_line(f"grading points for {terminalreporter.config.getoption('--gan')}: {rows}; "
+                                    f"total {total[0]:g}/{total[1]:g}")

@@ -1,0 +1,343 @@
+"""Checks of the grading suite: expected values, computed here, against the outputs of probes.run.
+
+Each handout problem is worth its handout points (1.2: 10, 3.2: 10, 4.5: 15), split over checks. A check takes
+``probes.run(module, problem)`` -- plain tensors, possibly returned by an untrusted child process, so every
+access validates types and shapes first -- rebuilds the same probe networks, computes what a correct solution
+returns, and raises AssertionError with a message for the student when the outputs differ. Comparisons are
+two-sided (torch.testing.assert_close); the formulas are written out here, independently of codebase/gan.py.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tests.grading import probes
+from tests.grading.probes import BATCH, DIM_Z, FUNCTIONS, NUM_CLASSES, SAMPLING_BATCH
+
+GP_LAMBDA = 10.0
+RTOL, ATOL = 1e-4, 1e-5
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    points: float
+    run: Callable[[dict], None]  # raises AssertionError with the student's message
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"\W+", "_", self.name).strip("_")
+
+
+@dataclass(frozen=True)
+class Problem:
+    number: str
+    function: str
+    checks: tuple[Check, ...]
+
+    @property
+    def points(self) -> float:
+        return sum(check.points for check in self.checks)
+
+
+def evaluate(problem: str, outputs) -> list[tuple[Check, str | None]]:
+    """Each check of ``problem`` with None if it passed, else the message saying why it failed."""
+    results = []
+    for check in PROBLEMS[problem].checks:
+        try:
+            check.run(outputs)
+            results.append((check, None))
+        except AssertionError as failure:
+            results.append((check, str(failure)))
+        except Exception as error:  # noqa: BLE001 - outputs that are not what probes.run returns
+            results.append((check, f"the grading process returned malformed outputs ({type(error).__name__})"))
+    return results
+
+
+# ---- Reading outputs that may come from an untrusted process ---------------------------------------------------
+
+
+def _text(value, limit: int = 600) -> str:
+    return (value if isinstance(value, str) else repr(type(value)))[:limit]
+
+
+def _probe(outputs, problem: str, name: str) -> dict:
+    if not isinstance(outputs, dict):
+        raise TypeError("outputs must be a dict")
+    if "error" in outputs:
+        raise AssertionError(_text(outputs["error"]))
+    probe = outputs[name]
+    if not isinstance(probe, dict):
+        raise TypeError("a probe's outputs must be a dict")
+    if "error" in probe:
+        raise AssertionError(f"{FUNCTIONS[problem]} raised {_text(probe['error'])}")
+    return probe
+
+
+def _tensor(value, shape: tuple[int, ...], what: str, integer: bool = False) -> Tensor:
+    ok = isinstance(value, Tensor) and value.layout == torch.strided and tuple(value.shape) == shape
+    if not ok or value.is_floating_point() == integer or value.is_complex():
+        raise AssertionError(f"{what} must be {'an integer' if integer else 'a float'} tensor of shape {shape}, "
+                             f"got {probes._kind(value)}")
+    return value.detach().clone()
+
+
+def _tensors(value, like: list[Tensor], what: str) -> list[Tensor]:
+    if not isinstance(value, list) or len(value) != len(like):
+        raise TypeError(f"{what} must be a list of {len(like)} tensors")
+    return [_tensor(v, tuple(t.shape), what) for v, t in zip(value, like)]
+
+
+def _calls(probe: dict, key: str) -> list:
+    calls = probe[key]
+    if not isinstance(calls, list) or len(calls) > probes.MAX_CALLS:
+        raise TypeError(f"{key} must be a list of at most {probes.MAX_CALLS} entries")
+    return calls
+
+
+# ---- Comparisons with messages ---------------------------------------------------------------------------------
+
+
+def _close(actual: Tensor, expected: Tensor, what: str, hint: str = "") -> None:
+    try:
+        torch.testing.assert_close(actual, expected, rtol=RTOL, atol=ATOL)
+    except AssertionError:
+        if not torch.isfinite(actual).all():
+            hint = ("it is not finite: compute losses from the logits (F.softplus, F.logsigmoid or "
+                    "F.binary_cross_entropy_with_logits), never log(sigmoid(h))")
+        elif actual.numel() == 1 and torch.isclose(actual, expected * BATCH, rtol=1e-3):
+            hint = "it is B times too large: average over the batch rather than summing"
+        shown = f"{actual.item():.6g}, expected {expected.item():.6g}" if actual.numel() == 1 else "differs"
+        raise AssertionError(f"{what} = {shown}" + (f": {hint}" if hint else "")) from None
+
+
+def _close_grads(actual: list[Tensor], expected: tuple[Tensor, ...], what: str, net: str, hint: str) -> None:
+    if all(not a.any() for a in actual):
+        raise AssertionError(f"{what} sends no gradient to {net}'s parameters: {hint}")
+    if not all(torch.isfinite(a).all() for a in actual):
+        raise AssertionError(f"{what}'s gradient w.r.t. {net}'s parameters is not finite")
+    for a, e in zip(actual, expected):
+        try:
+            torch.testing.assert_close(a, e, rtol=RTOL, atol=ATOL)
+        except AssertionError:
+            error = (a - e).abs().max().item()
+            raise AssertionError(f"{what}'s gradient w.r.t. {net}'s parameters is wrong (largest error "
+                                 f"{error:.3g}, expected values up to {e.abs().max().item():.3g})") from None
+
+
+# ---- Expected values -------------------------------------------------------------------------------------------
+
+
+class Expected:
+    """A correct solution's losses on a probe and their gradients w.r.t. D's and G's parameters."""
+
+    def __init__(self, d_loss: Tensor, g_loss: Tensor, d_params, g_params, d_loss_without_penalty=None):
+        self.d_loss, self.g_loss = d_loss.detach(), g_loss.detach()
+        self.d_grads = torch.autograd.grad(d_loss, d_params, retain_graph=True)
+        self.g_grads = torch.autograd.grad(g_loss, g_params)
+        self.wasserstein = None
+        if d_loss_without_penalty is not None:  # 4.5: to tell a missing penalty gradient from other errors
+            self.wasserstein = d_loss_without_penalty.detach()
+            self.wasserstein_grads = torch.autograd.grad(d_loss_without_penalty, d_params)
+
+
+@functools.lru_cache(maxsize=None)
+def _nonsaturating(problem: str, name: str) -> Expected:
+    """L_D = -E[log D(x_real)] - E[log(1 - D(x_fake))],  L_G = -E[log D(x_fake)], on logits h."""
+    p = probes.build(problem, name)
+    x_fake = p.g(torch.zeros(len(p.x_real), DIM_Z), p.y_real)  # G ignores z; fakes carry the labels they get
+    h_real, h_fake_d, h_fake_g = p.d(p.x_real, p.y_real), p.d(x_fake.detach(), p.y_real), p.d(x_fake, p.y_real)
+    d_loss = F.softplus(-h_real).mean() + F.softplus(h_fake_d).mean()  # -log sig(h_real) - log(1 - sig(h_fake))
+    g_loss = F.softplus(-h_fake_g).mean()  # -log sig(h_fake)
+    return Expected(d_loss, g_loss, list(p.d.parameters()), list(p.g.parameters()))
+
+
+def _wasserstein_gp(name: str, alpha: Tensor) -> Expected:
+    """L_D = E[D(x_fake)] - E[D(x_real)] + 10 E[(||grad D(x_hat)||_2 - 1)^2],  L_G = -E[D(x_fake)]."""
+    p = probes.build("4.5", name)
+    x_fake = p.g(torch.zeros(len(p.x_real), DIM_Z))
+    a = alpha.view(-1, 1, 1, 1)
+    x_hat = (a * p.x_real + (1 - a) * x_fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(p.d(x_hat).sum(), x_hat, create_graph=True)  # (B, 1, 28, 28)
+    penalty = (grad.flatten(1).norm(dim=1) - 1).square().mean()
+    wasserstein = p.d(x_fake.detach()).mean() - p.d(p.x_real).mean()
+    g_loss = -p.d(x_fake).mean()
+    return Expected(wasserstein + GP_LAMBDA * penalty, g_loss, list(p.d.parameters()), list(p.g.parameters()),
+                    d_loss_without_penalty=wasserstein)
+
+
+# ---- Checks of the inputs a solution feeds G and D ------------------------------------------------------------
+
+
+def _check_z(probe: dict) -> list[Tensor]:
+    """z of every G call has shape (k B, dim_z) and looks like N(0, I) draws, independent across samples."""
+    zs = _calls(probe, "z")
+    if not zs:
+        raise AssertionError("G was never called")
+    for z in zs:
+        n = z.shape[0] if isinstance(z, Tensor) and z.dim() == 2 else 0
+        if n == 0 or n % SAMPLING_BATCH or n > probes.MAX_CALLS * SAMPLING_BATCH:
+            raise AssertionError(f"z must have shape (B, g.dim_z) = ({SAMPLING_BATCH}, {DIM_Z}), "
+                                 f"got {probes._kind(z)}")
+        z = _tensor(z, (n, DIM_Z), "z").double()
+        mean, std = z.mean().item(), z.std().item()
+        per_dim_mean, per_dim_std = z.mean(0).abs().max().item(), z.std(0)
+        if abs(mean) > 0.05 or abs(std - 1) > 0.05 or per_dim_mean > 0.4 or not (
+                (per_dim_std > 0.7) & (per_dim_std < 1.3)).all():
+            raise AssertionError(f"z does not look like N(0, I) draws, one per sample (mean {mean:.3f}, std "
+                                 f"{std:.3f}, per-dimension std from {per_dim_std.min().item():.3f} to "
+                                 f"{per_dim_std.max().item():.3f}): use torch.randn(B, g.dim_z)")
+    return zs
+
+
+def _check_fake_labels(probe: dict, zs: list[Tensor]) -> None:
+    """Fake labels are the real batch's labels, or uniform draws over the classes (p(y) = 1/m)."""
+    y_real = probes.build("3.2", "sampling").y_real
+    for z, y in zip(zs, _calls(probe, "y")):
+        n = z.shape[0]
+        if y is None:
+            raise AssertionError("G was called without labels: call g(z, y)")
+        y = _tensor(y, (n,), "the fake labels", integer=True).long()
+        if y.min() < 0 or y.max() >= NUM_CLASSES:
+            raise AssertionError(f"fake labels must lie in 0..{NUM_CLASSES - 1}, got {y.min()}..{y.max()}")
+        if torch.equal(y, y_real.repeat(n // len(y_real))):
+            continue
+        counts = torch.bincount(y, minlength=NUM_CLASSES)
+        if counts.min() < 0.5 * n / NUM_CLASSES or counts.max() > 1.5 * n / NUM_CLASSES:
+            raise AssertionError(f"fake labels are neither y_real nor uniform over the {NUM_CLASSES} classes "
+                                 f"(class counts {counts.tolist()} in a batch of {n})")
+
+
+def _interpolates(probe: dict, n: int) -> list[Tensor]:
+    """alpha (n,) of each call where D saw interpolates; every call's points must lie on the segments."""
+    alphas, offs = _calls(probe, "alpha"), _calls(probe, "off")
+    found = []
+    for alpha, off in zip(alphas, offs):
+        size = alpha.shape[0] if isinstance(alpha, Tensor) and alpha.dim() == 1 else 0
+        if not 0 < size <= probes.MAX_CALLS * n:
+            raise TypeError("alpha must be a vector")
+        alpha, off = _tensor(alpha, (size,), "alpha"), _tensor(off, (size,), "off")
+        if not (off < 1e-3).all() or alpha.min() < -1e-4 or alpha.max() > 1 + 1e-4:
+            raise AssertionError("D was evaluated at points that are not alpha x_real + (1 - alpha) x_fake with "
+                                 "one alpha in [0, 1] per sample: draw alpha of shape (B, 1, 1, 1), not per pixel")
+        if size == n and ((alpha > 1e-4) & (alpha < 1 - 1e-4)).any():
+            found.append(alpha)
+    return found
+
+
+# ---- The checks ------------------------------------------------------------------------------------------------
+
+
+def _sampling(problem: str, outputs) -> None:
+    probe = _probe(outputs, problem, "sampling")
+    zs = _check_z(probe)
+    if problem == "3.2":
+        _check_fake_labels(probe, zs)
+
+
+def _alpha(outputs) -> None:
+    for name, n in (("main", BATCH), ("sampling", SAMPLING_BATCH)):
+        found = _interpolates(_probe(outputs, "4.5", name), n)
+        if not found:
+            raise AssertionError("D was never evaluated at interpolates alpha x_real + (1 - alpha) x_fake with "
+                                 "0 < alpha < 1: the gradient penalty must be taken there")
+        for alpha in found:
+            if alpha.std() < 0.1:
+                raise AssertionError("every sample has the same alpha: draw one alpha per sample, shape (B, 1, 1, 1)")
+            if name == "sampling" and (abs(alpha.mean() - 0.5) > 0.1 or alpha.min() > 0.05 or alpha.max() < 0.95):
+                raise AssertionError(f"alpha does not look like U[0, 1] draws (mean {alpha.mean():.3f}, range "
+                                     f"{alpha.min():.3f}..{alpha.max():.3f}): use torch.rand")
+
+
+def _expected(problem: str, name: str, probe: dict) -> list[Expected]:
+    """What a correct solution returns; for 4.5, one candidate per batch of interpolates D saw."""
+    if problem != "4.5":
+        return [_nonsaturating(problem, name)]
+    candidates = [_wasserstein_gp(name, alpha) for alpha in _interpolates(probe, BATCH)]
+    if not candidates:
+        raise AssertionError("D was never evaluated at interpolates alpha x_real + (1 - alpha) x_fake, so the "
+                             "gradient penalty cannot be right")
+    return candidates
+
+
+def _loss_value(problem: str, loss: str, outputs, name: str = "main") -> None:
+    probe = _probe(outputs, problem, name)
+    actual = _tensor(probe[loss], (), loss)
+    candidates = _expected(problem, name, probe)
+    failures = []
+    for expected in candidates:
+        try:
+            hint = _penalty_hint(actual, expected) if loss == "d_loss" and expected.wasserstein is not None else ""
+            _close(actual, getattr(expected, loss), loss, hint)
+            return
+        except AssertionError as failure:
+            failures.append(str(failure))
+    raise AssertionError(failures[0])
+
+
+def _penalty_hint(actual: Tensor, expected: Expected) -> str:
+    penalty = (expected.d_loss - expected.wasserstein) / GP_LAMBDA
+    return (f"d_loss - (E[D(x_fake)] - E[D(x_real)]) = {(actual - expected.wasserstein).item():.6g}, while "
+            f"lambda * penalty = 10 x {penalty.item():.6g} (per-sample L2 norm over all pixels of the gradient "
+            f"w.r.t. the interpolates, minus 1, squared, averaged)")
+
+
+def _loss_grads(problem: str, loss: str, outputs, name: str = "main") -> None:
+    probe = _probe(outputs, problem, name)
+    candidates = _expected(problem, name, probe)
+    if loss == "d_loss":
+        actual = _tensors(probe["d_grads"], list(candidates[0].d_grads), "d_grads")
+        net, hint = "D", "compute it from D's outputs without detaching them"
+    else:
+        actual = _tensors(probe["g_grads"], list(candidates[0].g_grads), "g_grads")
+        net, hint = "G", "do not detach x_fake in g_loss"
+    failures = []
+    for expected in candidates:
+        try:
+            if loss == "d_loss" and expected.wasserstein is not None and all(
+                    torch.allclose(a, w, rtol=RTOL, atol=ATOL) for a, w in zip(actual, expected.wasserstein_grads)):
+                raise AssertionError("the gradient penalty sends no gradient to D's parameters: take the gradient "
+                                     "with torch.autograd.grad(..., create_graph=True)")
+            _close_grads(actual, expected.d_grads if loss == "d_loss" else expected.g_grads, loss, net, hint)
+            return
+        except AssertionError as failure:
+            failures.append(str(failure))
+    raise AssertionError(failures[0])
+
+
+def _extreme(problem: str, outputs) -> None:
+    for loss in ("d_loss", "g_loss"):
+        try:
+            _loss_value(problem, loss, outputs, "extreme")
+            _loss_grads(problem, loss, outputs, "extreme")
+        except AssertionError as failure:
+            raise AssertionError(f"with logits of a few hundred: {failure}") from None
+
+
+def _checks(problem: str, points: dict[str, float]) -> tuple[Check, ...]:
+    sampling = "z ~ N(0, I)" + (", fake labels y_real or uniform" if problem == "3.2" else "")
+    make = {
+        "sampling": (sampling, functools.partial(_sampling, problem)),
+        "alpha": ("interpolates with one alpha ~ U[0, 1] per sample", _alpha),
+        "d_value": ("d_loss value", functools.partial(_loss_value, problem, "d_loss")),
+        "g_value": ("g_loss value", functools.partial(_loss_value, problem, "g_loss")),
+        "d_grads": ("d_loss gradient to D", functools.partial(_loss_grads, problem, "d_loss")),
+        "g_grads": ("g_loss gradient to G", functools.partial(_loss_grads, problem, "g_loss")),
+        "extreme": ("stable at extreme logits", functools.partial(_extreme, problem)),
+    }
+    return tuple(Check(make[key][0], pts, make[key][1]) for key, pts in points.items())
+
+
+_NONSATURATING_POINTS = {"sampling": 1, "d_value": 2, "g_value": 2, "d_grads": 2, "g_grads": 2, "extreme": 1}
+PROBLEMS: dict[str, Problem] = {
+    "1.2": Problem("1.2", FUNCTIONS["1.2"], _checks("1.2", _NONSATURATING_POINTS)),
+    "3.2": Problem("3.2", FUNCTIONS["3.2"], _checks("3.2", _NONSATURATING_POINTS)),
+    "4.5": Problem("4.5", FUNCTIONS["4.5"], _checks("4.5", {"sampling": 1, "alpha": 3, "d_value": 3, "g_value": 2,
+                                                             "d_grads": 3, "g_grads": 3})),
+}

@@ -1,0 +1,52 @@
+"""Child side of grade.py: run one problem's probes on a student's gan.py and save the raw outputs.
+
+    python -I tests/grading/harness.py SANDBOX/codebase/gan.py PROBLEM OUT.pt CPU_SECONDS
+
+grade.py starts it in a fresh session with a scrubbed environment; ``-I`` keeps PYTHONPATH, user site-packages
+and the working directory off sys.path. This script lowers its own resource limits, imports the student's file
+(whose package root SANDBOX goes on sys.path, so ``from codebase import network`` finds the starter's copy),
+then loads probes.py by path, not as part of a package: the checks and their expected values are never imported
+here. Whatever the student's code does in this process, the grader only reads OUT.pt, with weights_only=True.
+An exception at import is left to Python: it prints the traceback, which grade.py shows, and exits with 1.
+"""
+import importlib.util
+import resource
+import sys
+from pathlib import Path
+
+MEMORY_BYTES = 8 << 30  # address space; importing torch alone maps about 3 GB
+FILE_BYTES = 64 << 20  # largest file the child may write (OUT.pt holds a few MB)
+
+
+def _limit(kind: int, value: int) -> None:
+    hard = resource.getrlimit(kind)[1]
+    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+    resource.setrlimit(kind, (value, value))
+
+
+def _load(name: str, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    gan_path, problem, out_path, cpu_seconds = sys.argv[1:]
+    _limit(resource.RLIMIT_CORE, 0)
+    _limit(resource.RLIMIT_CPU, int(cpu_seconds))
+    _limit(resource.RLIMIT_AS, MEMORY_BYTES)
+    _limit(resource.RLIMIT_FSIZE, FILE_BYTES)
+    sys.path.insert(0, str(Path(gan_path).resolve().parents[1]))
+
+    student = _load("gan", gan_path)  # the student's import-time code runs here, before torch is imported
+    probes = _load("grading_probes", Path(__file__).with_name("probes.py"))
+    import torch
+
+    torch.set_num_threads(1)
+    torch.save(probes.run(student, problem), out_path)
+
+
+if __name__ == "__main__":
+    main()

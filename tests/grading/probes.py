@@ -1,0 +1,209 @@
+"""Probes of the grading suite: fixed networks and inputs on which a gan.py's loss functions are run.
+
+``run(module, problem)`` calls the handout function of one problem (1.2 ``loss_nonsaturating``, 3.2
+``conditional_loss_nonsaturating``, 4.5 ``loss_wasserstein_gp``) on the networks below and returns plain data:
+both losses, the gradients they send to D and to G, and what the function fed the networks.
+
+The networks make the expected values independent of how a solution draws its random numbers:
+
+* G returns the same images whatever z is, so neither the order of the draws nor the number of G passes
+  matters. It records every z (and label) it gets, so the checks can look at their distribution.
+* D is a small MLP on the pixels. Conditionally, each image carries its label in a code of ``NUM_CLASSES``
+  pixels and D adds ``LABEL_PENALTY`` whenever the label it is given differs from the code, so a loss that pairs
+  an image with the wrong class shows it, while fresh fake labels and reused real labels give the same value.
+* For 4.5, D records where each input lies on the segment x_fake[i] -> x_real[i] (alpha, and the distance off
+  the segment), so the checks can rebuild the interpolates a gradient penalty used, whatever its draw order.
+
+Nothing here knows an expected value (checks.py computes those with trusted code), so this module can run next
+to untrusted code: grade.py runs it in a child process through harness.py.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import Tensor, nn
+
+DIM_Z = 64
+NUM_CLASSES = 10
+BATCH = 16  # batch of the probes whose values and gradients are checked
+SAMPLING_BATCH = 1024  # batch of the probe that looks at the distributions of z, fake labels and alpha
+EXTREME_SCALE = 1000.0  # D's logits reach several hundred, where log(sigmoid(h)) is -inf in float32
+LABEL_PENALTY = 4.0
+MAX_CALLS = 8  # calls recorded per network and probe, to bound what a child returns
+
+FUNCTIONS = {"1.2": "loss_nonsaturating", "3.2": "conditional_loss_nonsaturating", "4.5": "loss_wasserstein_gp"}
+PROBES = {"1.2": ("main", "extreme", "sampling"), "3.2": ("main", "extreme", "sampling"), "4.5": ("main", "sampling")}
+_SEEDS = {"main": 10, "extreme": 20, "sampling": 30}
+
+
+def load_module(path: str | Path, name: str = "gan_under_test") -> ModuleType:
+    """Import a gan.py from its path under ``name`` (kept apart from the project's ``codebase.gan``)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look the module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_labels(x: Tensor, y: Tensor) -> Tensor:
+    """Copy of images x (n, 1, 28, 28) whose first NUM_CLASSES pixels of row 0 code y (n,): +1 at y, -1 elsewhere."""
+    if not isinstance(y, Tensor) or y.dtype not in (torch.int32, torch.int64) or y.shape != x.shape[:1]:
+        raise TypeError(f"labels must be integer class indices of shape ({x.shape[0]},), got {_kind(y)}")
+    code = torch.full((len(y), NUM_CLASSES), -1.0).scatter(1, y.long().view(-1, 1), 1.0)
+    x = x.clone()
+    x[:, 0, 0, :NUM_CLASSES] = code
+    return x
+
+
+class ProbeGenerator(nn.Module):
+    """G(z) = the same images whatever z is (row i of ``fake``, cycling past its end); records each z and y."""
+
+    def __init__(self, fake: Tensor, conditional: bool):
+        super().__init__()
+        self.dim_z = DIM_Z
+        self.num_classes = NUM_CLASSES if conditional else 0
+        self.fake = nn.Parameter(fake.clone())  # (n, 1, 28, 28)
+        self.calls: list[tuple[Tensor, Tensor | None]] = []
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        if len(self.calls) < MAX_CALLS:
+            self.calls.append((z.detach().clone(), None if y is None else y.detach().clone()))
+        x = self.fake[torch.arange(z.shape[0]) % len(self.fake)]
+        if self.num_classes:
+            if y is None:
+                raise TypeError("the conditional generator takes labels: g(z, y)")
+            x = write_labels(x, y)
+        return x
+
+
+class ProbeCritic(nn.Module):
+    """h(x) = scale * (w2 . tanh(W1 x + b1) + b2), shape (n,), plus LABEL_PENALTY where y differs from x's code.
+
+    Conditionally, W1 does not see the label code, so h(x, y) with matching labels is independent of the labels.
+    Given ``segment = (x_real, x_fake)``, each call records alpha (n,) and the relative distance off the
+    segment (n,) of x[i] = alpha[i] x_real[i] + (1 - alpha[i]) x_fake[i].
+    """
+
+    def __init__(self, seed: int, conditional: bool, scale: float = 1.0,
+                 segment: tuple[Tensor, Tensor] | None = None, width: int = 32):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.w1 = nn.Parameter(torch.randn(width, 28 * 28, generator=gen) / 28)
+        self.b1 = nn.Parameter(0.1 * torch.randn(width, generator=gen))
+        self.w2 = nn.Parameter(torch.randn(width, generator=gen) / width**0.5)
+        self.b2 = nn.Parameter(0.1 * torch.randn((), generator=gen))
+        self.num_classes = NUM_CLASSES if conditional else 0
+        self.scale, self.segment = scale, segment
+        self.calls: list[tuple[Tensor, Tensor]] = []
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        if self.segment is not None and len(self.calls) < MAX_CALLS:
+            self.calls.append(self._locate(x))
+        pixels = x.flatten(1)  # (n, 784)
+        if self.num_classes:
+            pixels = torch.cat([torch.zeros_like(pixels[:, :NUM_CLASSES]), pixels[:, NUM_CLASSES:]], dim=1)
+        h = self.scale * (torch.tanh(pixels @ self.w1.T + self.b1) @ self.w2 + self.b2)  # (n,)
+        if not self.num_classes:
+            return h
+        if y is None:
+            raise TypeError("the conditional discriminator takes labels: d(x, y)")
+        code = x.flatten(1)[:, :NUM_CLASSES].detach()
+        matches = code.gather(1, y.long().view(-1, 1)).squeeze(1) > 0  # (n,)
+        return h + LABEL_PENALTY * (~matches).to(h.dtype)
+
+    @torch.no_grad()
+    def _locate(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        real, fake = self.segment
+        i = torch.arange(x.shape[0]) % len(real)
+        r, f, p = real[i].flatten(1), fake[i].flatten(1), x.detach().float().flatten(1)
+        span = r - f  # (n, 784)
+        alpha = ((p - f) * span).sum(1) / span.square().sum(1)
+        off = (p - f - alpha[:, None] * span).norm(dim=1) / span.norm(dim=1)
+        return alpha, off
+
+
+@dataclass
+class Probe:
+    """Networks and inputs of one probe; ``build`` makes the same ones every time."""
+
+    g: ProbeGenerator
+    d: ProbeCritic
+    x_real: Tensor  # (n, 1, 28, 28)
+    y_real: Tensor | None  # (n,) for 3.2
+
+
+def build(problem: str, name: str) -> Probe:
+    """Fresh networks and inputs of probe ``name`` ("main", "extreme" or "sampling") of ``problem``."""
+    conditional, seed = problem == "3.2", _SEEDS[name]
+    n = SAMPLING_BATCH if name == "sampling" else BATCH
+    gen = torch.Generator().manual_seed(seed)
+    x_real = 2 * torch.rand(n, 1, 28, 28, generator=gen) - 1
+    fake = 2 * torch.rand(n, 1, 28, 28, generator=gen) - 1
+    y_real = None
+    if conditional:  # balanced labels in the sampling probe, so reusing them looks uniform too
+        y_real = (torch.arange(n) % NUM_CLASSES)[torch.randperm(n, generator=gen)]
+        x_real = write_labels(x_real, y_real)
+    scale = EXTREME_SCALE if name == "extreme" else 1.0
+    segment = (x_real, fake) if problem == "4.5" else None
+    return Probe(ProbeGenerator(fake, conditional), ProbeCritic(seed, conditional, scale, segment), x_real, y_real)
+
+
+def run(module: ModuleType, problem: str) -> dict:
+    """Outputs of every probe of ``problem`` on ``module``: {probe name: {...}}, or {"error": message}.
+
+    A probe's dict holds "d_loss", "g_loss" (scalars), "d_grads" (d_loss's gradients w.r.t. D's parameters),
+    "g_grads" (g_loss's w.r.t. G's), "z" and "y" (what G got), "alpha" and "off" (where D's inputs lay, 4.5),
+    or "error" (what the function raised). The sampling probe records only the inputs.
+    """
+    function = getattr(module, FUNCTIONS[problem], None)
+    if not callable(function):
+        return {"error": f"gan.py has no function {FUNCTIONS[problem]}"}
+    return {name: _run_probe(function, build(problem, name), name != "sampling") for name in PROBES[problem]}
+
+
+def _run_probe(function, probe: Probe, with_grads: bool) -> dict:
+    g, d = probe.g, probe.d
+    args = (g, d, probe.x_real.clone()) + (() if probe.y_real is None else (probe.y_real.clone(),))
+    out: dict = {}
+    try:
+        d_loss, g_loss = function(*args, device=torch.device("cpu"))
+        if with_grads:
+            out["d_loss"], out["d_grads"] = _value_and_grads(d_loss, d)
+            out["g_loss"], out["g_grads"] = _value_and_grads(g_loss, g)
+    except (Exception, SystemExit) as error:  # whatever the solution raises fails this probe only
+        out["error"] = _describe(error)
+    out["z"] = [z for z, _ in g.calls]
+    out["y"] = [y for _, y in g.calls]
+    out["alpha"] = [alpha for alpha, _ in d.calls]
+    out["off"] = [off for _, off in d.calls]
+    return out
+
+
+def _value_and_grads(loss, net: nn.Module) -> tuple[Tensor, list[Tensor]]:
+    """The loss as a 0-d tensor and its gradients w.r.t. net's parameters (zeros where it sends none)."""
+    if not isinstance(loss, Tensor) or loss.numel() != 1 or not loss.is_floating_point():
+        raise TypeError(f"each loss must be a scalar tensor, got {_kind(loss)}")
+    for p in net.parameters():
+        p.grad = None
+    if loss.requires_grad:
+        loss.backward(retain_graph=True)  # d_loss and g_loss may share G's forward pass
+    grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in net.parameters()]
+    return loss.detach().reshape(()).float().clone(), grads
+
+
+def _describe(error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{type(error).__name__}: {error}"[:400] + where
+
+
+def _kind(value) -> str:
+    if isinstance(value, Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
