@@ -1,0 +1,36 @@
+"""The mutant catalogue: each known-wrong gan.py fails the check aimed at its mistake; correct ones pass them all."""
+import pytest
+
+from tests.conftest import ROOT
+from tests.grading import checks, mutants, probes
+
+REFERENCE = ROOT / "codebase" / "gan.py"
+CORRECT = [REFERENCE, ROOT / "tests" / "grading" / "variant_gan.py"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _failures(path, name: str, problem: str) -> dict[str, str]:
+    module = probes.load_module(path, name)
+    return {check.name: message for check, message in checks.evaluate(problem, probes.run(module, problem))
+            if message}
+
+
+def test_catalogue_has_a_dozen_distinct_mutants():
+    assert len({m.slug for m in mutants.MUTANTS}) == len(mutants.MUTANTS) >= 12
+
+
+@pytest.mark.parametrize("mutant", mutants.MUTANTS, ids=lambda m: m.slug)
+def test_mutant_fails_its_check(mutant, tmp_path):
+    path = tmp_path / "gan.py"
+    path.write_text(mutants.apply(REFERENCE.read_text(), mutant))
+    problem, check = mutant.caught_by.split("/")
+    assert check in {c.name for c in checks.PROBLEMS[problem].checks}
+    failures = _failures(path, f"mutant_{mutant.slug}", problem)
+    assert check in failures, f"{mutant.name!r} passed {mutant.caught_by}"
+
+
+@pytest.mark.parametrize("path", CORRECT, ids=lambda p: p.name)
+@pytest.mark.parametrize("problem", checks.PROBLEMS)
+def test_correct_implementation_passes_every_check(path, problem):
+    assert _failures(path, f"correct_{path.stem}", problem) == {}
