@@ -39,13 +39,17 @@ def sample_z(batch_size: int, dim_z: int, device: torch.device | str) -> Tensor:
 
 def nonsaturating_d_loss(d: nn.Module, x_real: Tensor, x_fake: Tensor, y: Tensor | None = None) -> Tensor:
     """L_D = -E[log D(x_real)] - E[log(1 - D(x_fake))] (handout 1.2). Returns a scalar."""
+    # BEGIN SOLUTION: average both terms over the batch, from logits with F.softplus; never log(sigmoid(h))
     # softplus(-h_real) = -log sigmoid(h_real);  softplus(h_fake) = -log(1 - sigmoid(h_fake))
     return F.softplus(-_logits(d, x_real, y)).mean() + F.softplus(_logits(d, x_fake, y)).mean()
+    # END SOLUTION
 
 
 def nonsaturating_g_loss(d: nn.Module, x_fake: Tensor, y: Tensor | None = None) -> Tensor:
     """L_G = -E[log D(G(z))] (handout 1.2, non-saturating). Returns a scalar."""
+    # BEGIN SOLUTION: average -log sigmoid(h_fake) over the batch, written with F.softplus or F.logsigmoid
     return F.softplus(-_logits(d, x_fake, y)).mean()  # -log sigmoid(h_fake)
+    # END SOLUTION
 
 
 def minimax_g_loss(d: nn.Module, x_fake: Tensor, y: Tensor | None = None) -> Tensor:
@@ -53,7 +57,9 @@ def minimax_g_loss(d: nn.Module, x_fake: Tensor, y: Tensor | None = None) -> Ten
 
     Its gradient vanishes when D confidently rejects the fakes (h_fake -> -inf), which is why 1.2 replaces it.
     """
+    # BEGIN SOLUTION: average log(1 - sigmoid(h_fake)) over the batch, written with F.softplus or F.logsigmoid
     return -F.softplus(_logits(d, x_fake, y)).mean()  # log(1 - sigmoid(h_fake))
+    # END SOLUTION
 
 
 def gradient_penalty(d: nn.Module, x_real: Tensor, x_fake: Tensor, y: Tensor | None = None) -> Tensor:
@@ -62,21 +68,27 @@ def gradient_penalty(d: nn.Module, x_real: Tensor, x_fake: Tensor, y: Tensor | N
     The norm runs over all pixels of each sample. ``create_graph=True`` lets the penalty's gradient reach D's
     parameters. Returns a scalar.
     """
+    # BEGIN SOLUTION: one alpha per sample; torch.autograd.grad(..., create_graph=True); a norm per sample
     alpha = torch.rand(x_real.shape[0], *[1] * (x_real.dim() - 1), device=x_real.device)  # (B, 1, 1, 1)
     x_hat = (alpha * x_real + (1 - alpha) * x_fake).detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(_logits(d, x_hat, y).sum(), x_hat, create_graph=True)  # (B, C, H, W)
     return (grad.flatten(1).norm(dim=1) - 1).square().mean()
+    # END SOLUTION
 
 
 def wasserstein_gp_d_loss(d: nn.Module, x_real: Tensor, x_fake: Tensor, y: Tensor | None = None) -> Tensor:
     """L_D = E[D(x_fake)] - E[D(x_real)] + lambda * gradient penalty, lambda = 10 (handout 4.5)."""
+    # BEGIN SOLUTION: the two critic means plus GP_LAMBDA * gradient_penalty(d, x_real, x_fake, y)
     h_real, h_fake = _logits(d, x_real, y), _logits(d, x_fake, y)
     return h_fake.mean() - h_real.mean() + GP_LAMBDA * gradient_penalty(d, x_real, x_fake, y)
+    # END SOLUTION
 
 
 def wasserstein_g_loss(d: nn.Module, x_fake: Tensor, y: Tensor | None = None) -> Tensor:
     """L_G = -E[D(G(z))] (handout 4.5). Returns a scalar."""
+    # BEGIN SOLUTION: minus the mean critic output on the fakes
     return -_logits(d, x_fake, y).mean()
+    # END SOLUTION
 
 
 class GANLoss(NamedTuple):
