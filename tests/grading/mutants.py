@@ -57,7 +57,7 @@ MUTANTS = [
            "4.5/interpolates with one alpha ~ U[0, 1] per sample"),
     Mutant("penalty taken at the real images", "x_hat = (alpha * x_real + (1 - alpha) * x_fake).detach()",
            "x_hat = x_real.detach()", "4.5/interpolates with one alpha ~ U[0, 1] per sample"),
-    Mutant("penalty without create_graph", "create_graph=True)", "create_graph=False)",
+    Mutant("penalty without create_graph", "x_hat, create_graph=True)", "x_hat, create_graph=False)",
            "4.5/d_loss gradient to D"),
     Mutant("norm over the channel dimension only", "grad.flatten(1).norm(dim=1)", "grad.norm(dim=1)",
            "4.5/d_loss value"),

@@ -1,0 +1,105 @@
+"""Build the student starter ZIP from the solution.
+
+    python make_handout.py                      # writes hw3_starter.zip, which unzips into hw3/
+    python make_handout.py -o dist/starter.zip
+
+The starter holds the files in STARTER -- what a student needs to train, sample and submit -- and nothing of the
+grading suite. In its Python files, each solution region
+
+    # BEGIN SOLUTION: <hint for the student>
+    ...solution code...
+    # END SOLUTION
+
+becomes ``raise NotImplementedError("<function>: <hint>")`` at the region's indentation. The ZIP is
+deterministic: the same sources give the same bytes.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+TOP = "hw3"  # folder the starter unzips into
+STARTER = (
+    "README.md", "requirements.txt", "setup.sh", "make_submission.sh", "run_gan.py", "run_conditional_gan.py",
+    "codebase/__init__.py", "codebase/gan.py", "codebase/network.py", "codebase/data.py", "codebase/train.py",
+)
+_BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?::[ \t]*(?P<hint>.*?))?[ \t]*$")
+_END = re.compile(r"^[ \t]*# END SOLUTION[ \t]*$")
+_DEF = re.compile(r"^(?P<indent>[ \t]*)(?:async[ \t]+)?def[ \t]+(?P<name>\w+)")
+
+
+def stub_solutions(source: str, path: str = "<source>") -> str:
+    """``source`` with every solution region replaced by a NotImplementedError stub that carries its hint."""
+    out: list[str] = []
+    begin = None  # line number of the open region's BEGIN
+    for number, line in enumerate(source.splitlines(keepends=True), 1):
+        if _END.match(line):
+            if begin is None:
+                raise ValueError(f"{path}:{number}: END SOLUTION without BEGIN SOLUTION")
+            begin = None
+        elif match := _BEGIN.match(line):
+            if begin is not None:
+                raise ValueError(f"{path}:{number}: BEGIN SOLUTION inside the region opened at line {begin}")
+            begin, indent = number, match["indent"]
+            function = _enclosing_function(out, len(indent))
+            hint = match["hint"] or "write this part"
+            out.append(f"{indent}raise NotImplementedError({f'{function}: {hint}'!r})\n")
+        elif begin is None:
+            out.append(line)
+    if begin is not None:
+        raise ValueError(f"{path}:{begin}: BEGIN SOLUTION is never closed")
+    return "".join(out)
+
+
+def _enclosing_function(lines: list[str], indent: int) -> str:
+    for line in reversed(lines):
+        match = _DEF.match(line)
+        if match and len(match["indent"]) < indent:
+            return match["name"]
+    return "this part"
+
+
+def starter_files(root: Path = ROOT) -> dict[str, tuple[bytes, int]]:
+    """{path in the starter: (content, permission bits)} for every file of STARTER, with its solutions stubbed."""
+    files = {}
+    missing = [name for name in STARTER if not (root / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"starter files missing from {root}: {', '.join(missing)}")
+    for name in STARTER:
+        path = root / name
+        text = path.read_text()
+        if name.endswith(".py"):
+            text = stub_solutions(text, name)
+        elif "# BEGIN SOLUTION" in text or "# END SOLUTION" in text:
+            raise ValueError(f"{name}: solution markers are only understood in Python files")
+        files[name] = (text.encode(), 0o755 if path.stat().st_mode & 0o111 else 0o644)
+    return files
+
+
+def build(out: Path, root: Path = ROOT) -> list[str]:
+    """Write the starter ZIP to ``out``; returns the member names."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    names = []
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, (content, mode) in sorted(starter_files(root).items()):
+            info = zipfile.ZipInfo(f"{TOP}/{name}", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = (0o100000 | mode) << 16  # regular file with its permission bits
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, content)
+            names.append(info.filename)
+    return names
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-o", "--out", type=Path, default=Path("hw3_starter.zip"), help="ZIP to write")
+    args = parser.parse_args(argv)
+    names = build(args.out)
+    print(f"wrote {args.out} ({len(names)} files)")
+
+
+if __name__ == "__main__":
+    main()
