@@ -62,13 +62,13 @@ def _enclosing_function(lines: list[str], indent: int) -> str:
     return "this part"
 
 
-def starter_files(root: Path = ROOT) -> dict[str, tuple[bytes, int]]:
-    """{path in the starter: (content, permission bits)} for every file of STARTER, with its solutions stubbed."""
+def starter_files(root: Path = ROOT, names: tuple[str, ...] | list[str] = STARTER) -> dict[str, tuple[bytes, int]]:
+    """{path: (content, permission bits)} for the starter's files ``names``, with their solutions stubbed."""
     files = {}
-    missing = [name for name in STARTER if not (root / name).is_file()]
+    missing = [name for name in names if not (root / name).is_file()]
     if missing:
         raise FileNotFoundError(f"starter files missing from {root}: {', '.join(missing)}")
-    for name in STARTER:
+    for name in names:
         path = root / name
         text = path.read_text()
         if name.endswith(".py"):

@@ -1,0 +1,347 @@
+"""Grade a student's hw3.zip (from make_submission.sh) and write Gradescope's results.json.
+
+    python grade.py hw3.zip -o results.json               # each problem's child gets 60 s
+    python grade.py hw3.zip -o results.json --timeout 20
+
+The loss problems are scored by the checks of tests/grading (1.2: 10, 3.2: 10, 4.5: 15 points); each run's final
+sample grid, out_<run>/fake_<step>.png, is checked to be a valid PNG of sane size (0 points, shown to the student).
+
+How it treats a submission:
+* The ZIP is read in memory. Only allowlisted names are used (codebase/gan.py, out_<run>/fake_<step>.png), with
+  caps on the member count and sizes; symlinks, encrypted, duplicate, absolute and ``..`` members are rejected.
+  Only gan.py touches the disk, under a fixed name inside a fresh temporary directory; the other members of the
+  ZIP (a conftest.py, pytest.ini or sitecustomize.py among them) are never written.
+* Student code runs only in children ``python -I tests/grading/harness.py``, one per problem, in parallel, each
+  in its own session and process group, in a fresh directory beside the starter's other codebase files, with a
+  minimal environment and rlimits. After a wall-clock timeout, or as soon as the child exits, the whole group is
+  killed; output is drained and capped. A child returns the probes' raw outputs in a file that this process loads
+  with ``torch.load(weights_only=True)``; the expected values and the scoring live here only.
+* Whatever fails, results.json is complete: the affected part gets 0 points and a message, the rest is scored.
+  A placeholder with 0 points is written first, in case this process itself is stopped.
+
+Children run as the grader's user, so a submission could still touch that user's files or processes: run the
+grader in a container or as a dedicated user.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import select
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from make_handout import STARTER, starter_files
+from tests.grading import checks
+
+ROOT = Path(__file__).resolve().parent
+HARNESS = ROOT / "tests" / "grading" / "harness.py"
+GAN = "codebase/gan.py"
+RUNS = {"1.2": "out_nonsaturating", "3.2": "out_nonsaturating_conditional", "4.5": "out_wasserstein_gp"}
+_GRID = re.compile(r"(out_\w+)/fake_(\d{1,9})\.png")
+GRID_POINTS = 0.0
+GRID_PIXELS = (28, 2048)  # smallest and largest sane width or height
+MAX_ZIP_BYTES = 32 << 20
+MAX_MEMBERS = 64
+MAX_GAN_BYTES = 512 << 10
+MAX_PNG_BYTES = 8 << 20
+MAX_RESULT_BYTES = 64 << 20  # the harness's file-size limit as well
+OUTPUT_CAP = 2048  # bytes of a child's output kept from its start, and as many from its end
+DEFAULT_TIMEOUT = 60.0
+
+
+# ---- Reading the ZIP -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Submission:
+    members: dict[str, bytes | str] = field(default_factory=dict)  # allowlisted name -> content, or why rejected
+    notes: list[str] = field(default_factory=list)  # about the ZIP as a whole and members outside the allowlist
+
+    def grid(self, run: str) -> tuple[str, bytes | str] | None:
+        """(name, content or rejection) of the run's final grid, the one with the highest step."""
+        names = [n for n in self.members if (m := _GRID.fullmatch(n)) and m[1] == run]
+        if not names:
+            return None
+        name = max(names, key=lambda n: int(_GRID.fullmatch(n)[2]))
+        return name, self.members[name]
+
+
+def read_submission(path: Path) -> Submission:
+    """The allowlisted members of the ZIP at ``path``; reading never writes to disk."""
+    sub = Submission()
+    try:
+        size = os.stat(path).st_size
+        if size > MAX_ZIP_BYTES:
+            sub.notes.append(f"the ZIP is {size} bytes, over the {MAX_ZIP_BYTES} byte limit: not graded")
+            return sub
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_MEMBERS:
+                sub.notes.append(f"the ZIP has {len(infos)} members, over the limit of {MAX_MEMBERS}: not graded")
+                return sub
+            counts: dict[str, int] = {}
+            for info in infos:
+                counts[info.filename] = counts.get(info.filename, 0) + 1
+            for info in infos:
+                _read_member(zf, info, counts[info.filename], sub)
+    except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, EOFError) as error:
+        sub.notes.append(f"cannot read the submission as a ZIP ({type(error).__name__}: {error})")
+    return sub
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, count: int, sub: Submission) -> None:
+    name = info.filename
+    allowed = name == GAN or bool(_GRID.fullmatch(name))
+    if name.endswith("/") and not allowed:
+        return  # a folder entry
+    parts = name.replace("\\", "/").split("/")
+    kind = (info.external_attr >> 16) & 0o170000
+    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name) or ".." in parts or "\\" in name or "\0" in name:
+        reason = "unsafe name (absolute, or with .. or backslashes)"
+    elif count > 1:
+        reason = f"appears {count} times"
+    elif kind == stat.S_IFLNK:
+        reason = "a symbolic link"
+    elif kind not in (0, stat.S_IFREG):
+        reason = "not a regular file"
+    elif info.flag_bits & 0x1:
+        reason = "encrypted"
+    elif not allowed:
+        sub.notes.append(f"ignored {name!r}: only {GAN} and out_<run>/fake_<step>.png are graded")
+        return
+    else:
+        cap = MAX_GAN_BYTES if name == GAN else MAX_PNG_BYTES
+        reason = _content(zf, info, cap)
+    if isinstance(reason, bytes):
+        sub.members[name] = reason
+        return
+    if allowed:
+        sub.members[name] = f"rejected: {reason}"
+    sub.notes.append(f"rejected {name!r}: {reason}")
+
+
+def _content(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes | str:
+    """The member's bytes, decompressing at most cap + 1 of them, or why they cannot be read."""
+    if info.file_size > cap:
+        return f"{info.file_size} bytes uncompressed, over the {cap} byte limit"
+    try:
+        with zf.open(info) as member:
+            data = member.read(cap + 1)
+    except Exception as error:  # noqa: BLE001 - zipfile, zlib, bz2, lzma each raise their own
+        return f"unreadable ({type(error).__name__}: {error})"
+    return data if len(data) <= cap else f"over the {cap} byte limit once decompressed"
+
+
+def check_grid(entry: tuple[str, bytes | str] | None, run: str) -> str | None:
+    """None if the grid is a valid PNG of sane size, else what is wrong with it."""
+    if entry is None:
+        return f"no sample grid: expected {run}/fake_<step>.png in the ZIP"
+    name, data = entry
+    if isinstance(data, str):
+        return f"{name}: {data}"
+    low, high = GRID_PIXELS
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+            width, height = image.size
+            if not (low <= width <= high and low <= height <= high):
+                return f"{name} is {width}x{height} pixels: expected between {low} and {high} a side"
+            image.load()
+    except Exception as error:  # noqa: BLE001 - Pillow raises many kinds on broken files
+        return f"{name} is not a valid PNG ({type(error).__name__}: {error})"
+    return None
+
+
+# ---- Running a problem in a child ------------------------------------------------------------------------------
+
+
+@dataclass
+class Finished:
+    returncode: int
+    timed_out: bool
+    output: str
+
+
+def run_sandboxed(argv: list[str], cwd: Path, timeout: float) -> Finished:
+    """Run argv in its own session; kill its process group at the timeout or once it exits; cap its output."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "TMPDIR": str(cwd), "LANG": "C.UTF-8",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    head, tail, dropped = bytearray(), b"", 0
+    fd, timed_out, eof = proc.stdout.fileno(), False, False
+
+    def read(wait: float) -> bool:  # False at the end of the output
+        nonlocal tail, dropped
+        if not select.select([fd], [], [], wait)[0]:
+            return True
+        chunk = os.read(fd, 1 << 16)
+        keep = chunk[: OUTPUT_CAP - len(head)]
+        head.extend(keep)
+        tail = (tail + chunk[len(keep):])[-OUTPUT_CAP:]
+        dropped += len(chunk) - len(keep)
+        return bool(chunk)
+
+    try:
+        while proc.poll() is None:
+            wait = min(0.05, deadline - time.monotonic())
+            if wait <= 0:
+                timed_out = True
+                break
+            if eof:  # the child closed its output but runs on
+                time.sleep(wait)
+            else:
+                eof = not read(wait)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the child's own forks too
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
+    drain_until = time.monotonic() + 1.0  # processes that left the group may still hold the pipe
+    while not eof and time.monotonic() < drain_until:
+        eof = not read(0.05)
+    proc.stdout.close()
+    dropped -= len(tail)
+    text = head.decode(errors="replace")
+    if dropped > 0:
+        text += f"\n[... {dropped} bytes of output dropped ...]\n"
+    return Finished(proc.returncode, timed_out, text + tail.decode(errors="replace"))
+
+
+def run_problem(problem: str, sandbox: Path, timeout: float) -> dict | str:
+    """Probe outputs of ``problem`` from a child that imports sandbox/codebase/gan.py, or why there are none."""
+    result = sandbox / "result.pt"
+    argv = [sys.executable, "-I", str(HARNESS), str(sandbox / GAN), problem, str(result), str(int(timeout) + 5)]
+    try:
+        finished = run_sandboxed(argv, sandbox, timeout)
+    except OSError as error:
+        return f"the grading process could not start ({error})"
+    if finished.timed_out:
+        return _with_output(f"stopped at the time limit of {timeout:g} s (an endless loop, or waiting forever?)",
+                            finished)
+    try:
+        outputs = _load_result(result)
+    except FileNotFoundError:
+        code = finished.returncode
+        how = f"was killed by signal {_signal_name(-code)}" if code < 0 else f"exited with status {code}"
+        return _with_output(f"the grading process {how} before reporting (a crash, an error at import, or a "
+                            "sys.exit / os._exit in gan.py?)", finished)
+    except Exception as error:  # noqa: BLE001 - anything unreadable the child left
+        return _with_output(f"the grading process left unreadable results ({type(error).__name__})", finished)
+    return outputs if isinstance(outputs, dict) else "the grading process returned malformed results"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def _with_output(message: str, finished: Finished) -> str:
+    output = finished.output.strip()
+    return f"{message}\n--- output of gan.py ---\n{output}" if output else message
+
+
+def _load_result(path: Path) -> dict:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # not a symlink, not a FIFO that blocks
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RESULT_BYTES:
+            raise ValueError("not a regular file of sane size")
+        data = f.read(MAX_RESULT_BYTES + 1)
+    return torch.load(io.BytesIO(data), weights_only=True)
+
+
+# ---- Scoring ---------------------------------------------------------------------------------------------------
+
+
+def grade(zip_path: Path, timeout: float = DEFAULT_TIMEOUT) -> dict:
+    """The results.json content for the ZIP at ``zip_path``."""
+    start = time.monotonic()
+    sub = read_submission(zip_path)
+    source = sub.members.get(GAN)
+    if isinstance(source, bytes):
+        package = starter_files(names=[n for n in STARTER if n.startswith("codebase/") and n != GAN])
+        package[GAN] = (source, 0o644)
+        with tempfile.TemporaryDirectory(prefix="grade-", ignore_cleanup_errors=True) as work:
+            sandboxes = {p: Path(work, p) for p in checks.PROBLEMS}
+            for sandbox in sandboxes.values():
+                for name, (content, _) in package.items():
+                    (sandbox / name).parent.mkdir(parents=True, exist_ok=True)
+                    (sandbox / name).write_bytes(content)
+            with ThreadPoolExecutor(len(sandboxes)) as pool:
+                futures = {p: pool.submit(run_problem, p, sandbox, timeout) for p, sandbox in sandboxes.items()}
+                outcomes = {p: future.result() for p, future in futures.items()}
+    else:
+        outcomes = dict.fromkeys(checks.PROBLEMS, f"{GAN}: {source}" if source else f"no {GAN} in the ZIP")
+    grids = {p: check_grid(sub.grid(run), run) for p, run in RUNS.items()}
+    return results(outcomes, grids, sub.notes, time.monotonic() - start)
+
+
+def results(outcomes: dict[str, dict | str], grids: dict[str, str | None], notes: list[str],
+            seconds: float) -> dict:
+    """Gradescope's results.json from each problem's probe outputs (or failure) and each grid's verdict."""
+    tests = []
+    for number, problem in checks.PROBLEMS.items():
+        outcome = outcomes[number]
+        if isinstance(outcome, dict):
+            verdicts = checks.evaluate(number, outcome)
+        else:  # the whole problem failed: the full message once, its first line on the other checks
+            first = outcome.splitlines()[0]
+            verdicts = [(check, outcome if i == 0 else f"{first} (see {number}.1)")
+                        for i, check in enumerate(problem.checks)]
+        for i, (check, message) in enumerate(verdicts, 1):
+            tests.append(_test(f"{number}.{i}", f"{number} {problem.function}: {check.name}", check.points, message))
+        run = RUNS[number]
+        tests.append(_test(f"{number}.{len(verdicts) + 1}", f"{number} sample grid {run}/fake_<step>.png",
+                           GRID_POINTS, grids[number], passed="a valid PNG of sane size"))
+    score = sum(test["score"] for test in tests)
+    top = sum(test["max_score"] for test in tests)
+    return {"score": score, "execution_time": round(seconds, 1), "visibility": "visible",
+            "output": "\n".join([f"Score {score:g} / {top:g}."] + notes), "tests": tests}
+
+
+def _test(number: str, name: str, points: float, message: str | None, passed: str = "passed") -> dict:
+    return {"name": name, "number": number, "score": 0.0 if message else float(points), "max_score": float(points),
+            "status": "failed" if message else "passed", "output": message or passed}
+
+
+def write_results(content: dict, path: Path) -> None:
+    """Write results.json atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(content, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("zip", type=Path, help="the student's hw3.zip")
+    parser.add_argument("-o", "--out", type=Path, default=Path("results.json"), help="where to write results.json")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds allowed per problem")
+    args = parser.parse_args(argv)
+    unfinished = "grading did not finish"
+    write_results(results(dict.fromkeys(checks.PROBLEMS, unfinished), dict.fromkeys(RUNS, unfinished),
+                          [], 0.0), args.out)
+    content = grade(args.zip, args.timeout)
+    write_results(content, args.out)
+    print(content["output"].splitlines()[0])
+
+
+if __name__ == "__main__":
+    main()
