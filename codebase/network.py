@@ -1,4 +1,4 @@
-"""Generator and discriminator networks for 28x28 grayscale images (DCGAN-style, small enough for a laptop CPU).
+"""Generator and discriminator networks for 28x28 grayscale images, small enough to train on a laptop CPU.
 
 An unconditional network is the conditional one with ``num_classes=0``: one code path serves both.
 
@@ -26,11 +26,14 @@ class Generator(nn.Module):
             nn.BatchNorm1d(2 * width * 7 * 7),
             nn.ReLU(),
         )
+        # Nearest upsampling followed by a 3x3 conv: no checkerboard artefacts, unlike strided transposed convs.
         self.net = nn.Sequential(
-            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False),  # (B, w, 14, 14)
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(2 * width, width, 3, padding=1, bias=False),  # (B, w, 14, 14)
             nn.BatchNorm2d(width),
             nn.ReLU(),
-            nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1),  # (B, 1, 28, 28)
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(width, 1, 3, padding=1),  # (B, 1, 28, 28)
             nn.Tanh(),
         )
 

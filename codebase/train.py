@@ -41,7 +41,7 @@ class Config:
     conditional: bool = False
     num_epochs: int = 1
     batch_size: int = 64
-    lr: float = 2e-4
+    lr: float = 1e-3
     dim_z: int = 64
     seed: int = 0
     device: str = "auto"
@@ -85,7 +85,7 @@ def make_parser(description: str, loss_types: list[str] | None) -> argparse.Argu
         p.add_argument("--loss_type", choices=loss_types, default=loss_types[0], help="default: %(default)s")
     p.add_argument("--num_epochs", type=_positive_int, default=1, help="default: %(default)s")
     p.add_argument("--batch_size", type=_positive_int, default=64, help="default: %(default)s")
-    p.add_argument("--lr", type=_positive_float, default=2e-4, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: %(default)s)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto picks cuda when available, else cpu")
     p.add_argument("--seed", type=int, default=0, help="same seed, same images (default: %(default)s)")

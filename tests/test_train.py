@@ -1,0 +1,175 @@
+"""End-to-end runs of the training loop on tiny synthetic IDX data: outputs, resume, interruption, NaN, bad flags."""
+import csv
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from codebase import train as train_mod
+from codebase.gan import GANLoss, LOSSES
+from codebase.train import Config, TrainingError, class_ordered_reals, load_checkpoint, train
+from synthetic import make_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fmnist")
+    make_dataset(folder, n_train=128, n_test=20)
+    return folder
+
+
+def _config(data_dir, out, **kw):
+    base = dict(batch_size=2, data_dir=str(data_dir), out_dir=str(out), device="cpu")
+    return Config(**{**base, **kw})
+
+
+def _weights(out):
+    state = load_checkpoint(Path(out) / "checkpoint.pt")
+    return state["step"], {**{f"g.{k}": v for k, v in state["g"].items()}, **{f"d.{k}": v for k, v in state["d"].items()}}
+
+
+def test_one_epoch_writes_every_output(data_dir, tmp_path):
+    result = train(_config(data_dir, tmp_path / "run"))
+    out = tmp_path / "run"
+    assert result["step"] == 64 and not result["interrupted"]  # 128 images / batch 2
+    assert sorted(p.name for p in out.glob("fake_*.png")) == ["fake_0050.png", "fake_0064.png"]
+    for name in ("real.png", "losses.png", "config.json"):
+        assert (out / name).is_file()
+    assert Image.open(out / "fake_0064.png").size == (302, 302)  # 10 x 28 + 11 x 2 padding
+    with open(out / "losses.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == list(range(1, 65))
+    assert all(math.isfinite(float(r["d_loss"])) and math.isfinite(float(r["g_loss"])) for r in rows)
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["step"] == 64 and state["config"]["loss_type"] == "nonsaturating"
+    assert {"g", "d", "g_opt", "d_opt", "rng"} <= state.keys()
+
+
+@pytest.mark.parametrize("loss_type, conditional",
+                         [("wasserstein_gp", False), ("minimax", False), ("nonsaturating", True)])
+def test_every_gan_trains(data_dir, tmp_path, loss_type, conditional):
+    out = tmp_path / "run"
+    result = train(_config(data_dir, out, batch_size=16, loss_type=loss_type, conditional=conditional))
+    assert result["step"] == 8 and (out / "fake_0008.png").is_file()
+    step, before = _weights(out)
+    assert step == 8
+    fresh = train_mod.build_models(_config(data_dir, out, conditional=conditional), torch.device("cpu"))
+    assert not torch.equal(before["g.fc.0.weight"], fresh[0].fc[0].weight)  # G actually moved
+
+
+def test_same_seed_same_weights_other_seed_other_weights(data_dir, tmp_path):
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        train(_config(data_dir, tmp_path / name, batch_size=16, seed=seed))
+    _, a = _weights(tmp_path / "a")
+    _, b = _weights(tmp_path / "b")
+    _, c = _weights(tmp_path / "c")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert (tmp_path / "a" / "fake_0008.png").read_bytes() == (tmp_path / "b" / "fake_0008.png").read_bytes()
+
+
+def _run(*args, cwd):
+    """Start run_gan.py with its output in files (a full pipe would block it), one thread per process."""
+    log = open(Path(cwd) / f"log{time.monotonic_ns()}.txt", "w+")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run_gan.py"), *args], cwd=cwd, text=True,
+                            stdout=log, stderr=log, env=env)
+    proc.log = log
+    return proc
+
+
+def _output(proc, timeout=120):
+    proc.wait(timeout=timeout)
+    proc.log.seek(0)
+    return proc.log.read()
+
+
+def test_ctrl_c_then_resume_reaches_the_same_weights(data_dir, tmp_path):
+    common = ["--data_dir", str(data_dir), "--batch_size", "2", "--num_epochs", "6", "--device", "cpu"]
+    full = _run(*common, "--out_dir", "full", cwd=tmp_path)
+    part = _run(*common, "--out_dir", "part", cwd=tmp_path)
+    ckpt = tmp_path / "part" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and part.poll() is None:
+        time.sleep(0.01)
+    part.send_signal(signal.SIGINT)
+    err = _output(part)
+    assert part.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in err
+    step, _ = _weights(tmp_path / "part")
+    assert 50 <= step < 384  # stopped part-way, after finishing a step
+    resumed = _run(*common, "--out_dir", "part", "--resume", cwd=tmp_path)
+    _output(resumed), _output(full)
+    assert resumed.returncode == 0 and full.returncode == 0
+    step_full, w_full = _weights(tmp_path / "full")
+    step_part, w_part = _weights(tmp_path / "part")
+    assert step_full == step_part == 384
+    for k in w_full:
+        assert torch.equal(w_full[k], w_part[k]), k
+    assert (tmp_path / "full" / "losses.csv").read_text() == (tmp_path / "part" / "losses.csv").read_text()
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    good = LOSSES["nonsaturating"]
+
+    def d_loss_turning_nan(*args):
+        calls["n"] += 1
+        value = good.d_loss(*args)
+        return value * float("nan") if calls["n"] > 55 else value
+
+    monkeypatch.setitem(train_mod.LOSSES, "nonsaturating", GANLoss(d_loss_turning_nan, good.g_loss))
+    with pytest.raises(TrainingError, match=r"d_loss became nan at step 56.*checkpoint.*kept"):
+        train(_config(data_dir, tmp_path / "run"))
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 50
+
+
+def test_existing_run_needs_resume_or_overwrite(data_dir, tmp_path):
+    train(_config(data_dir, tmp_path / "run", batch_size=16))
+    with pytest.raises(TrainingError, match="--resume.*--overwrite"):
+        train(_config(data_dir, tmp_path / "run", batch_size=16))
+    with pytest.raises(TrainingError, match="differ"):
+        train(_config(data_dir, tmp_path / "run", batch_size=16, seed=3, resume=True))
+    assert train(_config(data_dir, tmp_path / "run", batch_size=16, overwrite=True))["step"] == 8
+    assert train(_config(data_dir, tmp_path / "run", batch_size=16, num_epochs=2, resume=True))["step"] == 16
+
+
+def test_resume_reports_missing_or_corrupt_checkpoint(data_dir, tmp_path):
+    with pytest.raises(TrainingError, match="no checkpoint"):
+        train(_config(data_dir, tmp_path / "run", resume=True))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(TrainingError, match="not a readable checkpoint"):
+        train(_config(data_dir, tmp_path / "run", resume=True))
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--num_epochs", "0"], "expected a positive integer"),
+    (["--loss_type", "hinge"], "invalid choice"),
+    (["--lr", "nan"], "expected a positive number"),
+    (["--device", "tpu"], "invalid choice"),
+    (["--resume", "--overwrite"], "contradict"),
+])
+def test_bad_flags_get_argparse_errors(tmp_path, flags, words):
+    proc = subprocess.run([sys.executable, str(ROOT / "run_gan.py"), *flags], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode == 2 and words in proc.stderr and "usage:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_conditional_grid_columns_are_classes(data_dir):
+    from codebase.data import load_fashion_mnist
+
+    images, labels = load_fashion_mnist("train", data_dir)
+    grid = class_ordered_reals(images, labels)  # (100, 28, 28), row-major 10 x 10
+    lookup = {images[i].numpy().tobytes(): int(labels[i]) for i in range(len(images))}
+    assert [lookup[grid[i].numpy().tobytes()] for i in range(100)] == [i % 10 for i in range(100)]
