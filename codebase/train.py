@@ -346,7 +346,7 @@ def main(description: str, loss_types: list[str] | None = None, **fixed) -> None
     except (DataError, TrainingError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
-        sys.exit(f"\nstopped at once on a second Ctrl-C; the last checkpoint in {cfg.out_dir} is intact. "
+        sys.exit(f"\nstopped at once; any checkpoint in {cfg.out_dir}/ is intact (it is only ever replaced whole). "
                  f"Continue with the same command plus --resume.")
     if result["interrupted"]:
         print(f"\ninterrupted at step {result['step']}/{result['total']}; checkpoint saved in "
