@@ -1,0 +1,263 @@
+"""grade.py against hostile submissions: the affected part gets 0, the rest is scored, and grading ends in time.
+
+Hostile gan.py files are the reference with some functions redefined at the end. Problems run in parallel
+children, so one grading costs about one child: the tests that start children share few gradings.
+"""
+import io
+import json
+import os
+import struct
+import time
+import zipfile
+
+import pytest
+from PIL import Image
+
+import grade
+from tests.conftest import ROOT
+
+REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
+VARIANT = (ROOT / "tests" / "grading" / "variant_gan.py").read_text()
+FULL = {"1.2": 10.0, "3.2": 10.0, "4.5": 15.0}
+
+
+def _png(width: int = 302, height: int = 302) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (40, 80, 120)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+GRIDS = {f"{run}/fake_0500.png": _png() for run in grade.RUNS.values()}
+
+
+def _zip(path, members: dict, symlinks: tuple = (), encrypted: bool = False):
+    """A ZIP of members {name: bytes or str}; names in symlinks are symbolic links; all encrypted if asked."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in members.items():
+            info = zipfile.ZipInfo(name)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (0o120777 if name in symlinks else 0o100644) << 16
+            zf.writestr(info, content)
+    if encrypted:  # zipfile cannot encrypt: set the flag in each local and central header
+        data = bytearray(path.read_bytes())
+        with zipfile.ZipFile(path) as zf:
+            offsets, central = [info.header_offset for info in zf.infolist()], zf.start_dir
+        for offset in offsets:
+            data[offset + 6] |= 1
+        while data[central:central + 4] == b"PK\x01\x02":
+            data[central + 8] |= 1
+            central += 46 + sum(struct.unpack("<HHH", data[central + 28:central + 34]))
+        path.write_bytes(data)
+    return path
+
+
+def _by_problem(results: dict) -> tuple[dict, dict]:
+    """(points per problem, outputs per problem) of results.json."""
+    points, outputs = {}, {}
+    for test in results["tests"]:
+        problem = test["number"].rsplit(".", 1)[0]
+        points[problem] = points.get(problem, 0.0) + test["score"]
+        outputs[problem] = outputs.get(problem, "") + test["output"] + "\n"
+    return points, outputs
+
+
+def _grids_pass(results: dict) -> list[str]:
+    return [t["status"] for t in results["tests"] if "sample grid" in t["name"]]
+
+
+def _assert_complete(results: dict) -> None:
+    json.dumps(results)
+    assert len(results["tests"]) == sum(len(p.checks) + 1 for p in grade.checks.PROBLEMS.values())
+    for test in results["tests"]:
+        assert set(test) == {"name", "number", "score", "max_score", "status", "output"}
+        assert test["status"] in ("passed", "failed") and 0 <= test["score"] <= test["max_score"]
+        if test["max_score"]:
+            assert (test["status"] == "passed") == (test["score"] == test["max_score"])
+    assert results["score"] == sum(test["score"] for test in results["tests"])
+
+
+# ---- Reading the ZIP (no child processes) ---------------------------------------------------------------------
+
+
+def test_reader_keeps_the_allowlist_and_never_writes_the_rest(tmp_path):
+    members = {"codebase/gan.py": REFERENCE, **GRIDS, "conftest.py": "x", "pytest.ini": "[pytest]",
+               "sitecustomize.py": "x", "codebase/": ""}
+    sub = grade.read_submission(_zip(tmp_path / "hw3.zip", members))
+    assert set(sub.members) == {"codebase/gan.py", *GRIDS}
+    assert sub.members["codebase/gan.py"] == REFERENCE.encode()
+    assert {note.split("'")[1] for note in sub.notes} == {"conftest.py", "pytest.ini", "sitecustomize.py"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hw3.zip"]
+
+
+@pytest.mark.parametrize("name, flags, reason", [
+    ("../../codebase/gan.py", {}, "unsafe name"),
+    ("/codebase/gan.py", {}, "unsafe name"),
+    ("codebase/../codebase/gan.py", {}, "unsafe name"),
+    ("codebase/gan.py", {"symlinks": ("codebase/gan.py",)}, "symbolic link"),
+    ("codebase/gan.py", {"encrypted": True}, "encrypted"),
+])
+def test_reader_rejects_unsafe_members(tmp_path, name, flags, reason):
+    sub = grade.read_submission(_zip(tmp_path / "hw3.zip", {name: "/etc/passwd"}, **flags))
+    assert not isinstance(sub.members.get("codebase/gan.py"), bytes)
+    assert any(reason in note for note in sub.notes), sub.notes
+
+
+def test_reader_rejects_duplicates_and_zip_bombs(tmp_path):
+    path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": REFERENCE})
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as zf, pytest.warns(UserWarning, match="Duplicate"):
+        zf.writestr("codebase/gan.py", "print('second copy')")
+        zf.writestr("out_nonsaturating/fake_0500.png", bytes(100 << 20))  # 100 MB of zeros, 100 KB compressed
+    assert path.stat().st_size < 1 << 20
+    sub = grade.read_submission(path)
+    assert sub.members["codebase/gan.py"] == "rejected: appears 2 times"
+    assert "over the" in sub.members["out_nonsaturating/fake_0500.png"]
+
+
+def test_reader_caps_the_member_count_and_survives_non_zips(tmp_path):
+    many = _zip(tmp_path / "many.zip", {f"f{i}.txt": "" for i in range(grade.MAX_MEMBERS + 1)})
+    assert "members, over the limit" in grade.read_submission(many).notes[0]
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"PK\x03\x04 not really a zip")
+    assert "cannot read the submission as a ZIP" in grade.read_submission(junk).notes[0]
+
+
+@pytest.mark.parametrize("data, problem", [
+    (_png(), None),
+    (_png(10, 10), "10x10 pixels"),
+    (_png(4000, 30), "4000x30 pixels"),
+    (_png()[:200], "not a valid PNG"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(50), "not a valid PNG"),
+    (b"GIF89a", "not a valid PNG"),
+])
+def test_grids_must_be_valid_pngs_of_sane_size(data, problem):
+    verdict = grade.check_grid(("out_nonsaturating/fake_0500.png", data), "out_nonsaturating")
+    assert verdict is None if problem is None else problem in verdict
+
+
+def test_the_final_grid_is_the_highest_step(tmp_path):
+    members = {"out_nonsaturating/fake_0900.png": b"broken", "out_nonsaturating/fake_1000.png": _png()}
+    sub = grade.read_submission(_zip(tmp_path / "hw3.zip", members))
+    assert sub.grid("out_nonsaturating") == ("out_nonsaturating/fake_1000.png", _png())
+    assert sub.grid("out_wasserstein_gp") is None
+
+
+def test_cli_writes_complete_results_for_a_submission_without_gan_py(tmp_path):
+    out = tmp_path / "results.json"
+    grade.main([str(_zip(tmp_path / "hw3.zip", GRIDS)), "-o", str(out)])
+    results = json.loads(out.read_text())
+    _assert_complete(results)
+    points, outputs = _by_problem(results)
+    assert points == {"1.2": 0.0, "3.2": 0.0, "4.5": 0.0}
+    assert all("no codebase/gan.py in the ZIP" in text for text in outputs.values())
+    assert _grids_pass(results) == ["passed"] * 3
+
+
+# ---- Running student code (child processes) --------------------------------------------------------------------
+
+
+def _grade(tmp_path, source: str, members: dict | None = None, timeout: float = 60.0, **flags):
+    path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": source, **GRIDS, **(members or {})}, **flags)
+    start = time.monotonic()
+    results = grade.grade(path, timeout=timeout)
+    _assert_complete(results)
+    return results, time.monotonic() - start
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"  # a zombie has already been killed
+    except FileNotFoundError:
+        return False
+
+
+def test_endless_loops_forks_and_floods_of_output_cost_only_their_part(tmp_path):
+    pids = tmp_path / "pids"
+    source = REFERENCE + f"""
+import os, sys, time
+for _ in range(100):
+    sys.stdout.write("x" * 1_000_000)  # 100 MB of prints at import
+
+def loss_nonsaturating(*args, **kwargs):
+    while True:
+        pass
+
+def conditional_loss_nonsaturating(*args, **kwargs):
+    children = []
+    for _ in range(8):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(600)
+            os._exit(0)
+        children.append(pid)
+    open({str(pids)!r}, "w").write(" ".join(map(str, children)))
+    time.sleep(600)
+"""
+    timeout = 15.0
+    results, seconds = _grade(tmp_path, source, timeout=timeout)
+    points, outputs = _by_problem(results)
+    assert points == {"1.2": 0.0, "3.2": 0.0, "4.5": 15.0}
+    assert "time limit of 15 s" in outputs["1.2"] and "time limit of 15 s" in outputs["3.2"]
+    assert seconds < timeout + 10
+    assert len(json.dumps(results)) < 40_000  # the 300 MB printed are capped
+    assert "bytes of output dropped" in outputs["1.2"]
+    forked = [int(pid) for pid in pids.read_text().split()]
+    assert len(forked) == 8 and not any(_alive(pid) for pid in forked)
+
+
+def test_crashes_missing_functions_and_a_patched_pytest_cost_only_their_part(tmp_path):
+    source = REFERENCE + """
+import _pytest.reports  # make pytest report every test as passed: the grader does not use pytest here
+_pytest.reports.TestReport.passed = property(lambda self: True)
+_pytest.reports.TestReport.failed = property(lambda self: False)
+
+def nonsaturating_g_loss(d, x_fake, y=None):  # the minimax loss in place of the non-saturating one
+    return -F.softplus(_logits(d, x_fake, y)).mean()
+
+LOSSES["nonsaturating"] = GANLoss(nonsaturating_d_loss, nonsaturating_g_loss)
+
+def conditional_loss_nonsaturating(*args, **kwargs):
+    import ctypes
+    ctypes.string_at(0)  # segmentation fault
+
+del loss_wasserstein_gp
+"""
+    results, _ = _grade(tmp_path, source)
+    points, outputs = _by_problem(results)
+    assert points == {"1.2": 5.0, "3.2": 0.0, "4.5": 0.0}  # 1.2 fails its g_loss and extreme-logit checks
+    assert "g_loss = " in outputs["1.2"]
+    assert "killed by signal SIGSEGV" in outputs["3.2"]
+    assert "gan.py has no function loss_wasserstein_gp" in outputs["4.5"]
+    assert _grids_pass(results) == ["passed"] * 3
+
+
+@pytest.mark.parametrize("source, message", [
+    ("import torch\ndef loss_nonsaturating(:\n", "SyntaxError"),
+    ("import sys\nsys.exit(0)\n" + VARIANT, "exited with status 0 before reporting"),
+    ("import os\nos._exit(0)\n" + VARIANT, "exited with status 0 before reporting"),
+    ("raise ImportError('no such module')\n", "ImportError: no such module"),
+], ids=["syntax_error", "sys_exit", "os_exit", "import_error"])
+def test_a_gan_py_that_does_not_import_scores_zero_on_the_losses_only(tmp_path, source, message):
+    results, _ = _grade(tmp_path, source)
+    points, outputs = _by_problem(results)
+    assert points == {"1.2": 0.0, "3.2": 0.0, "4.5": 0.0}
+    assert all(message in text for text in outputs.values()), outputs["1.2"]
+    assert _grids_pass(results) == ["passed"] * 3
+
+
+def test_another_draw_order_gets_full_marks_whatever_else_the_zip_holds(tmp_path):
+    planted = tmp_path / "planted"
+    code = f"open({str(planted)!r}, 'w').write('ran')\n"
+    members = {
+        "conftest.py": code, "pytest.ini": "[pytest]\naddopts = -p no:python\n", "sitecustomize.py": code,
+        "codebase/sitecustomize.py": code, "../../escaped.py": code, "/tmp/absolute.py": code,
+        "out_nonsaturating/fake_9999.png": "/etc/passwd",  # a symlink
+        "out_wasserstein_gp/fake_9999.png": bytes(100 << 20),  # a zip bomb
+    }
+    results, _ = _grade(tmp_path, VARIANT, members, symlinks=("out_nonsaturating/fake_9999.png",))
+    points, outputs = _by_problem(results)
+    assert points == FULL
+    assert "symbolic link" in outputs["1.2"] and "byte limit" in outputs["4.5"]
+    assert _grids_pass(results) == ["failed", "passed", "failed"]
+    assert not planted.exists() and not (tmp_path.parent.parent / "escaped.py").exists()
+    assert not os.path.exists("/tmp/absolute.py")
