@@ -1,0 +1,123 @@
+"""make_handout.py: stubs replace the solution regions, the starter runs, and the grading suite fails each stub."""
+import re
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+import make_handout
+from tests.conftest import ROOT
+from tests.grading import checks, probes
+
+pytest_plugins = ["pytester"]
+
+SOURCE = '''\
+def kept():
+    return 1
+
+
+class Model:
+    def forward(self, x):
+        """Docstring stays."""
+        # BEGIN SOLUTION: multiply by two
+        y = 2 * x
+        return y
+        # END SOLUTION
+
+
+def other():
+    # BEGIN SOLUTION
+    return 3
+    # END SOLUTION
+'''
+
+
+@pytest.fixture(scope="module")
+def starter(tmp_path_factory):
+    """The starter ZIP built from the project, and the folder it unzips into."""
+    folder = tmp_path_factory.mktemp("starter")
+    path = folder / "hw3_starter.zip"
+    make_handout.main(["-o", str(path)])
+    with zipfile.ZipFile(path) as zf:
+        zf.extractall(folder)
+        for info in zf.infolist():  # extractall drops permission bits
+            (folder / info.filename).chmod((info.external_attr >> 16) & 0o777)
+    return path, folder / make_handout.TOP
+
+
+def test_stubs_replace_each_region_and_keep_everything_else():
+    namespace = {}
+    exec(make_handout.stub_solutions(SOURCE), namespace)
+    assert namespace["kept"]() == 1
+    with pytest.raises(NotImplementedError, match=r"^forward: multiply by two$"):
+        namespace["Model"]().forward(1)
+    with pytest.raises(NotImplementedError, match=r"^other: write this part$"):
+        namespace["other"]()
+    assert "Docstring stays" in make_handout.stub_solutions(SOURCE)
+    assert "2 * x" not in make_handout.stub_solutions(SOURCE)
+
+
+@pytest.mark.parametrize("broken, problem", [
+    ("# END SOLUTION\n", "END SOLUTION without BEGIN"),
+    ("# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION\n", "inside the region opened at line 1"),
+    ("x = 1\n# BEGIN SOLUTION\nx = 2\n", "<source>:2: BEGIN SOLUTION is never closed"),
+])
+def test_unbalanced_markers_are_errors(broken, problem):
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        make_handout.stub_solutions(broken)
+
+
+def test_starter_holds_the_student_files_without_solutions(starter):
+    path, folder = starter
+    with zipfile.ZipFile(path) as zf:
+        assert sorted(zf.namelist()) == sorted(f"hw3/{name}" for name in make_handout.STARTER)
+    solution = (ROOT / "codebase" / "gan.py").read_text()
+    regions = re.findall(r"# BEGIN SOLUTION.*?\n(.*?)# END SOLUTION", solution, flags=re.S)
+    stubbed = (folder / "codebase" / "gan.py").read_text()
+    assert len(regions) == stubbed.count("raise NotImplementedError(") >= 6
+    for line in filter(str.strip, "".join(regions).splitlines()):
+        assert line.strip() not in stubbed, line
+    assert "SOLUTION" not in stubbed
+    assert (folder / "make_submission.sh").stat().st_mode & 0o111
+    second = path.with_name("again.zip")
+    make_handout.build(second)
+    assert second.read_bytes() == path.read_bytes()  # deterministic
+
+
+def test_starter_imports_and_its_run_scripts_start(starter):
+    _, folder = starter
+    program = """
+import runpy, sys
+import codebase.data, codebase.gan, codebase.network, codebase.train
+for script in ("run_gan.py", "run_conditional_gan.py"):
+    sys.argv = [script, "--help"]
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as stop:
+        assert stop.code in (0, None), (script, stop.code)
+"""
+    done = subprocess.run([sys.executable, "-c", program], cwd=folder, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("usage:") == 2
+
+
+def test_grading_suite_fails_each_stub_with_its_hint(starter):
+    _, folder = starter
+    stubbed = folder / "codebase" / "gan.py"
+    hints = re.findall(r"raise NotImplementedError\('(.*)'\)", stubbed.read_text())
+    module = probes.load_module(stubbed, "starter_gan")
+    for number in checks.PROBLEMS:
+        for check, message in checks.evaluate(number, probes.run(module, number)):
+            assert message is not None, f"{number} {check.name} passed on the starter"
+            assert "raised NotImplementedError: " in message and any(hint in message for hint in hints), message
+
+
+def test_pytest_with_gan_option_reports_the_stubs_and_zero_points(starter, pytester):
+    _, folder = starter
+    result = pytester.runpytest_inprocess(str(ROOT / "tests" / "grading" / "test_problems.py"), "--rootdir", str(ROOT),
+                                          "--gan", str(folder / "codebase" / "gan.py"), "-p", "no:cacheprovider")
+    cases = sum(len(problem.checks) for problem in checks.PROBLEMS.values())
+    result.assert_outcomes(passed=1, failed=cases)  # the test of the points table passes
+    result.stdout.fnmatch_lines(["*raised NotImplementedError: nonsaturating_d_loss: *",
+                                 "grading points for *: 1.2: 0/10, 3.2: 0/10, 4.5: 0/15; total 0/35"])
