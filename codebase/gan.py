@@ -69,10 +69,10 @@ def gradient_penalty(d: nn.Module, x_real: Tensor, x_fake: Tensor, y: Tensor | N
     parameters. Returns a scalar.
     """
     # BEGIN SOLUTION: one alpha per sample; torch.autograd.grad(..., create_graph=True); a norm per sample
-    alpha = torch.rand(x_real.shape[0], *[1] * (x_real.dim() - 1), device=x_real.device)  # (B, 1, 1, 1)
+    alpha = torch.rand(x_real.shape[0], *[1] * (x_real.dim() - 1), dtype=x_real.dtype, device=x_real.device)  # (B,1,1,1)
     x_hat = (alpha * x_real + (1 - alpha) * x_fake).detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(_logits(d, x_hat, y).sum(), x_hat, create_graph=True)  # (B, C, H, W)
-    return (grad.flatten(1).norm(dim=1) - 1).square().mean()
+    return (grad.reshape(len(grad), -1).norm(dim=1) - 1).square().mean()
     # END SOLUTION
 
 
