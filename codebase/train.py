@@ -29,6 +29,9 @@ from codebase.network import Discriminator, Generator
 
 NUM_CLASSES = len(CLASSES)
 GRID_EVERY = 50  # steps between sample grids and checkpoints
+# Adam's betas per loss. WGAN-GP's critic changes fast under the penalty; momentum 0 keeps one D step per G step
+# stable (measured: beta1 = 0.5 gives streaky samples after one epoch, beta1 = 0 recognizable clothing).
+ADAM_BETAS = {"nonsaturating": (0.5, 0.999), "minimax": (0.5, 0.999), "wasserstein_gp": (0.0, 0.9)}
 
 
 class TrainingError(Exception):
@@ -237,8 +240,8 @@ def train(cfg: Config) -> dict:
 
     torch.manual_seed(cfg.seed)
     g, d = build_models(cfg, device)
-    g_opt = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
-    d_opt = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    g_opt = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=ADAM_BETAS[cfg.loss_type])
+    d_opt = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=ADAM_BETAS[cfg.loss_type])
     step = 0
     if cfg.resume:
         state = load_checkpoint(ckpt_path)
