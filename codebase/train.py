@@ -52,6 +52,7 @@ class Config:
     data_dir: str | None = None
     resume: bool = False
     overwrite: bool = False
+    metrics: bool = True  # write metrics.json (FID, KID, class scores) when the run finishes
 
     def __post_init__(self):
         if not self.out_dir:
@@ -96,6 +97,8 @@ def make_parser(description: str, loss_types: list[str] | None) -> argparse.Argu
     p.add_argument("--data_dir", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out_dir")
     p.add_argument("--overwrite", action="store_true", help="start again even if --out_dir holds a run")
+    p.add_argument("--no_metrics", dest="metrics", action="store_false",
+                   help="skip metrics.json at the end (FID/KID of 10,000 samples; see README)")
     return p
 
 
@@ -324,6 +327,10 @@ def train(cfg: Config) -> dict:
                 log_file.flush()
                 checkpoint()
     plot_losses(out / "losses.csv", out / "losses.png")
+    if cfg.metrics and step >= total:
+        from codebase.metrics import write_metrics  # imported here: torchmetrics loads only when needed
+
+        write_metrics(out, g, device, cfg.data_dir)
     return {"step": step, "total": total, "interrupted": step < total, "out_dir": str(out),
             "g": g, "device": device}
 
