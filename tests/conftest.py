@@ -2,7 +2,7 @@
 
     pytest tests/grading --gan path/to/gan.py    # judge another gan.py (default: the project's codebase/gan.py)
 
-The grading tests record their points; a summary per handout problem ends the run.
+Grading tests carry a ``points`` marker; a summary of the points per handout problem ends the run.
 """
 import sys
 from pathlib import Path
@@ -37,18 +37,32 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "points(problem, value): handout points of a grading test")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:  # so that every report of the test, even a failed setup, carries its points
+        if marker := item.get_closest_marker("points"):
+            item.user_properties.append(("points", marker.args))
+
+
 def pytest_terminal_summary(terminalreporter):
-    earned: dict[str, list[float]] = {}
+    tests: dict[str, tuple[str, float, bool]] = {}  # nodeid -> (problem, points, passed)
     for reports in terminalreporter.stats.values():
         for report in reports:
             points = dict(getattr(report, "user_properties", ())).get("points")
-            if points and getattr(report, "when", None) == "call":
-                problem, value = points
-                score = earned.setdefault(problem, [0.0, 0.0])
-                score[0] += value if report.passed else 0.0
-                score[1] += value
-    if earned:
-        rows = ", ".join(f"{p}: {s:g}/{m:g}" for p, (s, m) in sorted(earned.items()))
-        total = [sum(column) for column in zip(*earned.values())]
-        terminalreporter.write_line(f"grading points for {terminalreporter.config.getoption('--gan')}: {rows}; "
-                                    f"total {total[0]:g}/{total[1]:g}")
+            if points:
+                passed = tests.get(report.nodeid, (None, 0, False))[2] or (report.when == "call" and report.passed)
+                tests[report.nodeid] = (*points, passed)
+    if not tests:
+        return
+    earned: dict[str, list[float]] = {}
+    for problem, points, passed in tests.values():
+        score = earned.setdefault(problem, [0.0, 0.0])
+        score[0] += points if passed else 0.0
+        score[1] += points
+    rows = ", ".join(f"{p}: {s:g}/{m:g}" for p, (s, m) in sorted(earned.items()))
+    total = [sum(column) for column in zip(*earned.values())]
+    terminalreporter.write_line(f"grading points for {terminalreporter.config.getoption('--gan')}: {rows}; "
+                                f"total {total[0]:g}/{total[1]:g}")

@@ -7,7 +7,8 @@ import pytest
 
 from tests.grading import checks, probes
 
-CASES = [pytest.param(problem, check, id=f"{problem.number}-{check.slug}")
+CASES = [pytest.param(problem, check, id=f"{problem.number}-{check.slug}",
+                      marks=pytest.mark.points(problem.number, check.points))
          for problem in checks.PROBLEMS.values() for check in problem.checks]
 
 
@@ -17,8 +18,7 @@ def outputs(gan, one_thread):
 
 
 @pytest.mark.parametrize("problem, check", CASES)
-def test_check(problem, check, outputs, record_property):
-    record_property("points", (problem.number, check.points))
+def test_check(problem, check, outputs):
     check.run(outputs[problem.number])
 
 
