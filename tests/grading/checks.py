@@ -85,7 +85,7 @@ def _tensor(value, shape: tuple[int, ...], what: str, integer: bool = False) -> 
     if not ok or value.is_floating_point() == integer or value.is_complex():
         raise AssertionError(f"{what} must be {'an integer' if integer else 'a float'} tensor of shape {shape}, "
                              f"got {probes._kind(value)}")
-    return value.detach().clone()
+    return value.detach().clone() if integer else value.detach().float()
 
 
 def _tensors(value, like: list[Tensor], what: str) -> list[Tensor]:
