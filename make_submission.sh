@@ -22,6 +22,11 @@ done
 [ "$missing" -eq 0 ] || exit 1
 
 rm -f hw3.zip
-"$PYTHON" -m zipfile -c hw3.zip "${files[@]}"
+"$PYTHON" - "${files[@]}" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile("hw3.zip", "w", zipfile.ZIP_DEFLATED) as z:
+    for path in sys.argv[1:]:
+        z.write(path, arcname=path)  # keep the folder, e.g. out_wasserstein_gp/fake_0937.png
+PY
 echo "wrote hw3.zip:"
 printf '  %s\n' "${files[@]}"

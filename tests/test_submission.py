@@ -1,0 +1,46 @@
+"""make_submission.sh: the ZIP holds gan.py and the last grid of each run, or the script names what is missing."""
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _project_copy(tmp_path):
+    shutil.copy(ROOT / "make_submission.sh", tmp_path)
+    (tmp_path / "codebase").mkdir()
+    shutil.copy(ROOT / "codebase" / "gan.py", tmp_path / "codebase")
+    return tmp_path
+
+
+def _run(cwd):
+    return subprocess.run(["bash", "make_submission.sh"], cwd=cwd, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable})
+
+
+def test_zip_holds_gan_py_and_each_last_grid(tmp_path):
+    root = _project_copy(tmp_path)
+    for run in ("out_nonsaturating", "out_wasserstein_gp", "out_nonsaturating_conditional"):
+        (root / run).mkdir()
+        for step in ("0050", "0900", "0937"):
+            (root / run / f"fake_{step}.png").write_bytes(b"png")
+    (root / "out_nonsaturating" / "real.png").write_bytes(b"png")
+    proc = _run(root)
+    assert proc.returncode == 0, proc.stderr
+    with zipfile.ZipFile(root / "hw3.zip") as z:
+        assert sorted(z.namelist()) == ["codebase/gan.py", "out_nonsaturating/fake_0937.png",
+                                        "out_nonsaturating_conditional/fake_0937.png",
+                                        "out_wasserstein_gp/fake_0937.png"]
+
+
+def test_missing_run_names_the_command(tmp_path):
+    root = _project_copy(tmp_path)
+    (root / "out_nonsaturating").mkdir()
+    (root / "out_nonsaturating" / "fake_0050.png").write_bytes(b"png")
+    proc = _run(root)
+    assert proc.returncode == 1 and not (root / "hw3.zip").exists()
+    assert "python run_gan.py --loss_type wasserstein_gp" in proc.stderr
+    assert "python run_conditional_gan.py" in proc.stderr
+    assert "out_nonsaturating/" not in proc.stderr
