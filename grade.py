@@ -20,8 +20,8 @@ How it treats a submission:
   A placeholder with 0 points is written first, in case this process itself is stopped.
 
 Children run as the grader's user, so a submission could still touch that user's files or processes: run the
-grader in a container or as a dedicated user. A deployment needs this file, make_handout.py, tests/grading/ and
-the starter's codebase files; the solution's gan.py is never used.
+grader in a container or as a dedicated user. A deployment needs this file, make_handout.py, the starter's
+codebase files and tests/grading/{probes,checks,harness}.py: no solution (gan.py, variant_gan.py) is used.
 """
 from __future__ import annotations
 
