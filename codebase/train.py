@@ -124,7 +124,10 @@ def build_models(cfg: Config, device: torch.device) -> tuple[nn.Module, nn.Modul
 
 
 def pick_device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+    """'auto' -> cuda when available, else cpu; 'cpu' and 'cuda' as given."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -265,6 +268,9 @@ def train(cfg: Config) -> dict:
         raise TrainingError(f"{out} already holds a run ({ckpt_path}). Pass --resume to continue it, --overwrite to "
                             f"start again, or choose another --out_dir.")
     out.mkdir(parents=True, exist_ok=True)
+    if not cfg.resume:  # a fresh run must not leave an older run's grids behind for make_submission.sh to pick
+        for old in out.glob("fake_*.png"):
+            old.unlink()
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
 
     # Fixed grid noise from its own generator, so grids never disturb the training RNG.

@@ -139,8 +139,10 @@ def test_existing_run_needs_resume_or_overwrite(data_dir, tmp_path):
         train(_config(data_dir, tmp_path / "run", batch_size=16))
     with pytest.raises(TrainingError, match="differ"):
         train(_config(data_dir, tmp_path / "run", batch_size=16, seed=3, resume=True))
-    assert train(_config(data_dir, tmp_path / "run", batch_size=16, overwrite=True))["step"] == 8
     assert train(_config(data_dir, tmp_path / "run", batch_size=16, num_epochs=2, resume=True))["step"] == 16
+    assert (tmp_path / "run" / "fake_0016.png").exists()
+    assert train(_config(data_dir, tmp_path / "run", batch_size=16, overwrite=True))["step"] == 8
+    assert sorted(p.name for p in (tmp_path / "run").glob("fake_*.png")) == ["fake_0008.png"]  # no stale grids
 
 
 def test_resume_reports_missing_or_corrupt_checkpoint(data_dir, tmp_path):
