@@ -12,6 +12,8 @@ from codebase import data
 from codebase.data import DataError, load_fashion_mnist, to_unit_range
 from synthetic import idx_bytes, make_dataset, write_split
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -8,6 +8,8 @@ from torch.testing import assert_close
 
 from codebase import gan
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _sigmoid(h):
     return 1.0 / (1.0 + math.exp(-h))

@@ -1,9 +1,12 @@
 """Shapes and ranges of the networks, and the projection form of the conditional discriminator."""
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
 from codebase.network import ConditionalDiscriminator, ConditionalGenerator, Discriminator, Generator
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_generator_shape_and_range():

@@ -18,6 +18,7 @@ from codebase.train import Config, TrainingError, class_ordered_reals, load_chec
 from synthetic import make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def data_dir(tmp_path_factory):
 
 
 def _config(data_dir, out, **kw):
-    base = dict(batch_size=2, data_dir=str(data_dir), out_dir=str(out), device="cpu")
+    base = dict(batch_size=2, data_dir=str(data_dir), out_dir=str(out), device="cpu", metrics=False)
     return Config(**{**base, **kw})
 
 
@@ -94,7 +95,7 @@ def _output(proc, timeout=120):
 
 
 def test_ctrl_c_then_resume_reaches_the_same_weights(data_dir, tmp_path):
-    common = ["--data_dir", str(data_dir), "--batch_size", "2", "--num_epochs", "6", "--device", "cpu"]
+    common = ["--data_dir", str(data_dir), "--batch_size", "2", "--num_epochs", "6", "--device", "cpu", "--no_metrics"]
     full = _run(*common, "--out_dir", "full", cwd=tmp_path)
     part = _run(*common, "--out_dir", "part", cwd=tmp_path)
     ckpt = tmp_path / "part" / "checkpoint.pt"
