@@ -4,11 +4,14 @@
 
 Grading tests carry a ``points`` marker; a summary of the points per handout problem ends the run.
 """
+import os
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see codebase/__init__.py
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
