@@ -26,6 +26,7 @@ STARTER = (
     "README.md", "requirements.txt", "setup.sh", "make_submission.sh", "run_gan.py", "run_conditional_gan.py",
     "codebase/__init__.py", "codebase/gan.py", "codebase/network.py", "codebase/data.py", "codebase/train.py",
 )
+SOURCES = {"README.md": "docs/starter_README.md"}  # starter files whose content comes from another file
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?::[ \t]*(?P<hint>.*?))?[ \t]*$")
 _END = re.compile(r"^[ \t]*# END SOLUTION[ \t]*$")
 _DEF = re.compile(r"^(?P<indent>[ \t]*)(?:async[ \t]+)?def[ \t]+(?P<name>\w+)")
@@ -65,11 +66,11 @@ def _enclosing_function(lines: list[str], indent: int) -> str:
 def starter_files(root: Path = ROOT, names: tuple[str, ...] | list[str] = STARTER) -> dict[str, tuple[bytes, int]]:
     """{path: (content, permission bits)} for the starter's files ``names``, with their solutions stubbed."""
     files = {}
-    missing = [name for name in names if not (root / name).is_file()]
+    missing = [name for name in names if not (root / SOURCES.get(name, name)).is_file()]
     if missing:
         raise FileNotFoundError(f"starter files missing from {root}: {', '.join(missing)}")
     for name in names:
-        path = root / name
+        path = root / SOURCES.get(name, name)
         text = path.read_text()
         if name.endswith(".py"):
             text = stub_solutions(text, name)
