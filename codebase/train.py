@@ -337,8 +337,7 @@ def train(cfg: Config) -> dict:
         from codebase.metrics import write_metrics  # imported here: torchmetrics loads only when needed
 
         write_metrics(out, g, device, cfg.data_dir)
-    return {"step": step, "total": total, "interrupted": step < total, "out_dir": str(out),
-            "g": g, "device": device}
+    return {"step": step, "total": total, "interrupted": step < total, "out_dir": str(out)}
 
 
 def _check_finite(name: str, value: torch.Tensor, step: int, ckpt_path: Path) -> None:
