@@ -28,11 +28,11 @@ def _percent(value: float) -> str:
 
 
 def summary_table(results: dict[str, dict]) -> str:
-    """One row per evaluated set: FID, KID (x 1000, with its std over subsets), class accuracy, class spread."""
+    """One row per evaluated set: FID, KID (with its std over subsets), class accuracy, class spread."""
     name_width = max(len(name) for name in results)
-    lines = [f"{'':{name_width}}  {'FID':>8}  {'KID x 1e3':>15}  {'class acc %':>11}  {'spread':>6}"]
+    lines = [f"{'':{name_width}}  {'FID':>8}  {'KID (± std)':>15}  {'class acc %':>11}  {'spread':>6}"]
     for name, r in results.items():
-        kid = f"{1e3 * r['kid']:.2f} ± {1e3 * r['kid_std']:.2f}"
+        kid = f"{r['kid']:.3f} ± {r['kid_std']:.3f}"
         lines.append(f"{name:{name_width}}  {r['fid']:8.2f}  {kid:>15}  {_percent(r.get('class_accuracy')):>11}  "
                      f"{r['class_spread']:6.2f}")
     return "\n".join(lines)

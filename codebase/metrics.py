@@ -60,7 +60,7 @@ def quantize(x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def embed(classifier: Classifier, x: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
+def embed(classifier: Classifier, x: Tensor, batch_size: int = 250) -> tuple[Tensor, Tensor]:
     """Penultimate features (N, F) in float64 and logits (N, K) of images x.
 
     Args:
