@@ -28,13 +28,14 @@ def _percent(value: float) -> str:
 
 
 def summary_table(results: dict[str, dict]) -> str:
-    """One row per evaluated set: FID, KID (with its std over subsets), class accuracy, class spread."""
+    """One row per evaluated set: training steps (runs only), FID, KID (± its std over subsets), class accuracy and
+    class spread."""
     name_width = max(len(name) for name in results)
-    lines = [f"{'':{name_width}}  {'FID':>8}  {'KID (± std)':>15}  {'class acc %':>11}  {'spread':>6}"]
+    lines = [f"{'':{name_width}}  {'steps':>6}  {'FID':>8}  {'KID (± std)':>15}  {'class acc %':>11}  {'spread':>6}"]
     for name, r in results.items():
         kid = f"{r['kid']:.3f} ± {r['kid_std']:.3f}"
-        lines.append(f"{name:{name_width}}  {r['fid']:8.2f}  {kid:>15}  {_percent(r.get('class_accuracy')):>11}  "
-                     f"{r['class_spread']:6.2f}")
+        lines.append(f"{name:{name_width}}  {r.get('step', '-'):>6}  {r['fid']:8.2f}  {kid:>15}  "
+                     f"{_percent(r.get('class_accuracy')):>11}  {r['class_spread']:6.2f}")
     return "\n".join(lines)
 
 
