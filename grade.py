@@ -278,7 +278,8 @@ def grade(zip_path: Path, timeout: float = DEFAULT_TIMEOUT) -> dict:
     sub = read_submission(zip_path)
     source = sub.members.get(GAN)
     if isinstance(source, bytes):
-        package = starter_files(names=[n for n in STARTER if n.startswith("codebase/") and n != GAN])
+        modules = [n for n in STARTER if n.startswith("codebase/") and n.endswith(".py") and n != GAN]
+        package = starter_files(names=modules)
         package[GAN] = (source, 0o644)
         with tempfile.TemporaryDirectory(prefix="grade-", ignore_cleanup_errors=True) as work:
             sandboxes = {p: Path(work, p) for p in checks.PROBLEMS}

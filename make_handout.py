@@ -25,6 +25,8 @@ TOP = "hw3"  # folder the starter unzips into
 STARTER = (
     "README.md", "requirements.txt", "setup.sh", "make_submission.sh", "run_gan.py", "run_conditional_gan.py",
     "codebase/__init__.py", "codebase/gan.py", "codebase/network.py", "codebase/data.py", "codebase/train.py",
+    # Sample-quality metrics: training ends by writing metrics.json, and students can compare runs.
+    "codebase/metrics.py", "codebase/classifier.py", "codebase/assets/fmnist_classifier.pt", "evaluate.py",
 )
 SOURCES = {"README.md": "docs/starter_README.md"}  # starter files whose content comes from another file
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?::[ \t]*(?P<hint>.*?))?[ \t]*$")
@@ -71,12 +73,12 @@ def starter_files(root: Path = ROOT, names: tuple[str, ...] | list[str] = STARTE
         raise FileNotFoundError(f"starter files missing from {root}: {', '.join(missing)}")
     for name in names:
         path = root / SOURCES.get(name, name)
-        text = path.read_text()
+        content = path.read_bytes()
         if name.endswith(".py"):
-            text = stub_solutions(text, name)
-        elif "# BEGIN SOLUTION" in text or "# END SOLUTION" in text:
+            content = stub_solutions(content.decode(), name).encode()
+        elif b"# BEGIN SOLUTION" in content or b"# END SOLUTION" in content:
             raise ValueError(f"{name}: solution markers are only understood in Python files")
-        files[name] = (text.encode(), 0o755 if path.stat().st_mode & 0o111 else 0o644)
+        files[name] = (content, 0o755 if path.stat().st_mode & 0o111 else 0o644)
     return files
 
 
