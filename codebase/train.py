@@ -142,7 +142,7 @@ def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise TrainingError(f"no checkpoint at {path}. Train first, or check --out_dir.") from None
+        raise TrainingError(f"no checkpoint at {path}. Train first, or check the folder's name.") from None
     except Exception as e:
         raise TrainingError(f"{path} is not a readable checkpoint ({type(e).__name__}). Delete it and train "
                             f"again, or pass --overwrite.") from None
