@@ -20,7 +20,7 @@ from codebase.classifier import ClassifierError, load_classifier
 from codebase.data import CLASSES, DataError
 from codebase.metrics import (DEFAULT_N, EVAL_SEED, MetricsError, evaluate_images, evaluate_run, fingerprint,
                               real_features, reference_sets)
-from codebase.train import pick_device
+from codebase.checkpoint import pick_device
 
 
 def _percent(value: float) -> str:

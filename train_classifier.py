@@ -11,7 +11,7 @@ from pathlib import Path
 
 from codebase.classifier import WEIGHTS_PATH, train_classifier
 from codebase.data import DataError
-from codebase.train import save_checkpoint
+from codebase.checkpoint import save_checkpoint
 
 
 def main() -> None:

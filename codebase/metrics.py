@@ -28,6 +28,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from torchvision.transforms.functional import gaussian_blur
 
+from codebase.checkpoint import Config, TrainingError, build_models, load_checkpoint
 from codebase.classifier import Classifier, ClassifierError, load_classifier
 from codebase.data import CLASSES, DataError, load_fashion_mnist, to_unit_range
 
@@ -203,8 +204,6 @@ def evaluate_generator(g: nn.Module, classifier: Classifier, real: Tensor, n: in
 
 def load_generator(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """The trained generator of a run folder and its checkpoint's (config, step)."""
-    from codebase.train import Config, TrainingError, build_models, load_checkpoint
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise MetricsError(f"{run_dir} is not a folder. Pass the output folder of a run, such as out_nonsaturating/.")

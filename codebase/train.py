@@ -1,62 +1,44 @@
 """The one training loop shared by ``run_gan.py`` and ``run_conditional_gan.py``.
 
-Each step: (1) update D on L_D with ``x_fake.detach()``, (2) update G on L_G, evaluated with the updated D.
-G runs forward once per step. The loop also owns logging (tqdm, ``losses.csv``, ``losses.png``), the 10x10
-sample grids from fixed noise, and checkpoints (``checkpoint.pt``: one dict, written atomically, loaded with
-``weights_only=True``). Ctrl-C finishes the current step, saves a checkpoint and exits; ``--resume`` continues
-to the same final weights as an uninterrupted run.
+The loop trains with the handout's functions in ``codebase/gan.py`` (``loss_nonsaturating``,
+``conditional_loss_nonsaturating``, ``loss_wasserstein_gp``, ``loss_minimax``), looked up when the run starts, so
+a student's own code is what trains. Each step alternates, as the handout does:
+(1) call the loss and step D on d_loss's gradient w.r.t. D's parameters only;
+(2) call the loss again, with fresh noise, and step G on g_loss's gradient w.r.t. G's parameters only.
+Taking each gradient w.r.t. one network's parameters means a d_loss with or without ``x_fake.detach()`` trains
+alike, and g_loss never moves D. The loop also owns logging (tqdm, ``losses.csv``, ``losses.png``), the 10x10
+sample grids from fixed noise, and checkpoints (``codebase/checkpoint.py``). Ctrl-C finishes the current step,
+saves a checkpoint and exits; ``--resume`` continues to the same final weights as an uninterrupted run.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import dataclasses
 import json
 import math
-import os
 import signal
-from dataclasses import dataclass
+import traceback
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from codebase.data import CLASSES, load_fashion_mnist, to_unit_range
-from codebase.gan import LOSSES, sample_z
-from codebase.network import Discriminator, Generator
+from codebase import gan
+from codebase.checkpoint import (NUM_CLASSES, Config, TrainingError, build_models, load_checkpoint, pick_device,
+                                 rng_state, save_checkpoint, set_rng_state)
+from codebase.data import load_fashion_mnist, to_unit_range
 
-NUM_CLASSES = len(CLASSES)
 GRID_EVERY = 50  # steps between sample grids and checkpoints
 # Adam's betas per loss. WGAN-GP's critic changes fast under the penalty; momentum 0 keeps one D step per G step
 # stable (measured: beta1 = 0.5 gives streaky samples after one epoch, beta1 = 0 recognizable clothing).
 ADAM_BETAS = {"nonsaturating": (0.5, 0.999), "minimax": (0.5, 0.999), "wasserstein_gp": (0.0, 0.9)}
-
-
-class TrainingError(Exception):
-    """A run that cannot start or continue; the message says what to do."""
-
-
-@dataclass
-class Config:
-    loss_type: str = "nonsaturating"
-    conditional: bool = False
-    num_epochs: int = 1
-    batch_size: int = 64
-    lr: float = 1e-3
-    dim_z: int = 64
-    seed: int = 0
-    device: str = "auto"
-    out_dir: str = ""
-    data_dir: str | None = None
-    resume: bool = False
-    overwrite: bool = False
-    metrics: bool = True  # write metrics.json (FID, KID, class scores) when the run finishes
-
-    def __post_init__(self):
-        if not self.out_dir:
-            self.out_dir = f"out_{self.loss_type}" + ("_conditional" if self.conditional else "")
+HANDOUT = {"loss_nonsaturating": "1.2", "loss_minimax": "1.1", "conditional_loss_nonsaturating": "3.2",
+           "loss_wasserstein_gp": "4.5"}
 
 
 # ---- Command line ----------------------------------------------------------------------------------------------
@@ -110,58 +92,6 @@ def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, 
         parser.error("--resume and --overwrite contradict each other; pick one")
     fields = {f.name for f in dataclasses.fields(Config)}
     return Config(**{k: v for k, v in vars(args).items() if k in fields}, **fixed)
-
-
-# ---- Building and checkpoints ----------------------------------------------------------------------------------
-
-
-def build_models(cfg: Config, device: torch.device) -> tuple[nn.Module, nn.Module]:
-    """(g, d) for a config; conditional networks take labels."""
-    num_classes = NUM_CLASSES if cfg.conditional else 0
-    g = Generator(cfg.dim_z, num_classes=num_classes).to(device)
-    d = Discriminator(num_classes=num_classes).to(device)
-    return g, d
-
-
-def pick_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cpu' and 'cuda' as given."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write to a temporary file, then rename: an interruption never leaves a half-written checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint dict with ``weights_only=True``; a damaged file raises TrainingError."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise TrainingError(f"no checkpoint at {path}. Train first, or check the folder's name.") from None
-    except Exception as e:
-        raise TrainingError(f"{path} is not a readable checkpoint ({type(e).__name__}). Delete it and train "
-                            f"again, or pass --overwrite.") from None
-    if not isinstance(state, dict) or not {"g", "d", "g_opt", "d_opt", "step", "rng", "config"} <= state.keys():
-        raise TrainingError(f"{path} is not a checkpoint of this project. Delete it or pass --overwrite.")
-    return state
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # ---- Outputs ---------------------------------------------------------------------------------------------------
@@ -232,6 +162,67 @@ class _StopRequest:
 
 # ---- The loop --------------------------------------------------------------------------------------------------
 
+LossFn = Callable[..., "tuple[torch.Tensor, torch.Tensor]"]
+
+
+def loss_function(cfg: Config) -> tuple[str, LossFn]:
+    """(name, function) of the handout function in codebase/gan.py that trains this config."""
+    name = "conditional_loss_nonsaturating" if cfg.conditional else f"loss_{cfg.loss_type}"
+    return name, getattr(gan, name)
+
+
+def _grads(loss: torch.Tensor, net: nn.Module, what: str, retain: bool = False) -> list[torch.Tensor]:
+    """Gradient of one loss w.r.t. one network's parameters only (zeros where the loss does not reach them)."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    if not (isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.requires_grad):
+        raise TrainingError(f"codebase/gan.py: {what} must be a scalar tensor that depends on the network's "
+                            f"parameters, got {_describe(loss)}. Check it with: python -m pytest tests/test_losses.py")
+    grads = torch.autograd.grad(loss.reshape(()), params, retain_graph=retain, allow_unused=True)
+    return [torch.zeros_like(p) if grad is None else grad for p, grad in zip(params, grads)]
+
+
+def _step(opt: torch.optim.Optimizer, net: nn.Module, grads: list[torch.Tensor]) -> None:
+    for p, grad in zip([p for p in net.parameters() if p.requires_grad], grads):
+        p.grad = grad
+    opt.step()
+
+
+def update(loss_fn: LossFn, args: tuple, g: nn.Module, d: nn.Module, g_opt: torch.optim.Optimizer,
+           d_opt: torch.optim.Optimizer, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training step, alternating as the handout does; returns the d_loss and g_loss it stepped on."""
+    # (1) Update D on d_loss, w.r.t. D's parameters only.
+    d_loss, _ = loss_fn(*args, device=device)
+    _step(d_opt, d, _grads(d_loss, d, "d_loss"))
+    # (2) Update G on g_loss against the updated D, w.r.t. G's parameters only; D needs no gradient here.
+    d.requires_grad_(False)
+    try:
+        _, g_loss = loss_fn(*args, device=device)
+    finally:
+        d.requires_grad_(True)
+    _step(g_opt, g, _grads(g_loss, g, "g_loss"))
+    return d_loss.detach(), g_loss.detach()
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}" + ("" if value.requires_grad else " with no gradient")
+    return type(value).__name__
+
+
+def _preflight(name: str, loss_fn: LossFn, g: nn.Module, d: nn.Module, x_real: torch.Tensor,
+               y: torch.Tensor | None, device: torch.device) -> None:
+    """Call the loss once on copies of the networks, leaving their state and the RNG untouched, so that an
+    unwritten stub stops the run with one line before anything is written. Other errors keep their traceback."""
+    devices = [torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            loss_fn(copy.deepcopy(g), copy.deepcopy(d), x_real, *([] if y is None else [y]), device=device)
+        except NotImplementedError as error:
+            frames = traceback.extract_tb(error.__traceback__)
+            if frames and frames[-1].name == name:
+                raise TrainingError(f"codebase/gan.py: {name} is not written yet (handout {HANDOUT[name]})") from None
+            raise
+
 
 def train(cfg: Config) -> dict:
     """Train to ``cfg.num_epochs``; returns a summary dict (step, total, interrupted, out_dir)."""
@@ -248,6 +239,9 @@ def train(cfg: Config) -> dict:
     g, d = build_models(cfg, device)
     g_opt = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=ADAM_BETAS[cfg.loss_type])
     d_opt = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=ADAM_BETAS[cfg.loss_type])
+    name, loss_fn = loss_function(cfg)
+    _preflight(name, loss_fn, g, d, to_unit_range(images[:2]).to(device),
+               labels[:2].to(device) if cfg.conditional else None, device)
     step = 0
     if cfg.resume:
         state = load_checkpoint(ckpt_path)
@@ -261,7 +255,7 @@ def train(cfg: Config) -> dict:
         for module, key in ((g, "g"), (d, "d"), (g_opt, "g_opt"), (d_opt, "d_opt")):
             module.load_state_dict(state[key])
         step = state["step"]
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         if step >= total:
             print(f"{out} already holds {step} steps; raise --num_epochs to train further.")
     elif ckpt_path.exists() and not cfg.overwrite:
@@ -278,13 +272,11 @@ def train(cfg: Config) -> dict:
     grid_y = torch.arange(10, device=device).repeat(10) if cfg.conditional else None  # column c shows class c
     reals = class_ordered_reals(images, labels) if cfg.conditional else images[:100]
     save_image(to_unit_range(reals), out / "real.png", nrow=10, normalize=True, value_range=(-1, 1))
-
-    loss = LOSSES[cfg.loss_type]
     log_file, log = _open_log(out / "losses.csv", step)
 
     def checkpoint():
         save_checkpoint(ckpt_path, {"g": g.state_dict(), "d": d.state_dict(), "g_opt": g_opt.state_dict(),
-                                    "d_opt": d_opt.state_dict(), "step": step, "rng": _rng_state(),
+                                    "d_opt": d_opt.state_dict(), "step": step, "rng": rng_state(),
                                     "config": dataclasses.asdict(cfg)})
 
     def save_grid():
@@ -303,26 +295,11 @@ def train(cfg: Config) -> dict:
                 perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             x_real = to_unit_range(images[idx]).to(device)  # (B, 1, 28, 28) in [-1, 1]
-            y = labels[idx].to(device) if cfg.conditional else None
+            args = (g, d, x_real) + ((labels[idx].to(device),) if cfg.conditional else ())
 
-            x_fake = g(sample_z(len(idx), cfg.dim_z, device), y)  # labels of the fakes: the real batch's
-
-            # (1) Update D.
-            d_loss = loss.d_loss(d, x_real, x_fake.detach(), y)
+            d_loss, g_loss = update(loss_fn, args, g, d, g_opt, d_opt, device)
             _check_finite("d_loss", d_loss, step, ckpt_path)
-            d_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            d_opt.step()
-
-            # (2) Update G against the updated D; D's weights need no gradient here.
-            d.requires_grad_(False)
-            g_loss = loss.g_loss(d, x_fake, y)
-            d.requires_grad_(True)
             _check_finite("g_loss", g_loss, step, ckpt_path)
-            g_opt.zero_grad(set_to_none=True)
-            g_loss.backward()
-            g_opt.step()
-
             step += 1
             d_val, g_val = d_loss.item(), g_loss.item()
             log.writerow([step, epoch, f"{d_val:.6g}", f"{g_val:.6g}"])
@@ -340,8 +317,8 @@ def train(cfg: Config) -> dict:
     return {"step": step, "total": total, "interrupted": step < total, "out_dir": str(out)}
 
 
-def _check_finite(name: str, value: torch.Tensor, step: int, ckpt_path: Path) -> None:
-    if not torch.isfinite(value):
+def _check_finite(name: str, value, step: int, ckpt_path: Path) -> None:
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not torch.isfinite(value):
         kept = (f"The last good checkpoint is kept in {ckpt_path}" if ckpt_path.exists()
                 else "No checkpoint was written yet")
         raise TrainingError(f"{name} became {value.item()} at step {step + 1}; training stopped. {kept}. "

@@ -1,0 +1,96 @@
+"""What a run is, shared by the training loop and the metrics: its settings (``Config``), its networks
+(``build_models``) and its checkpoint file (``save_checkpoint``, ``load_checkpoint``).
+
+A checkpoint is one dict ``{g, d, g_opt, d_opt, step, rng, config}``, written to a temporary file and renamed,
+and loaded with ``weights_only=True``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from codebase.data import CLASSES
+from codebase.network import Discriminator, Generator
+
+NUM_CLASSES = len(CLASSES)
+
+
+class TrainingError(Exception):
+    """A run that cannot start or continue; the message says what to do."""
+
+
+@dataclass
+class Config:
+    loss_type: str = "nonsaturating"
+    conditional: bool = False
+    num_epochs: int = 1
+    batch_size: int = 64
+    lr: float = 1e-3
+    dim_z: int = 64
+    seed: int = 0
+    device: str = "auto"
+    out_dir: str = ""
+    data_dir: str | None = None
+    resume: bool = False
+    overwrite: bool = False
+    metrics: bool = True  # write metrics.json (FID, KID, class scores) when the run finishes
+
+    def __post_init__(self):
+        if not self.out_dir:
+            self.out_dir = f"out_{self.loss_type}" + ("_conditional" if self.conditional else "")
+
+
+def build_models(cfg: Config, device: torch.device) -> tuple[nn.Module, nn.Module]:
+    """(g, d) for a config; conditional networks take labels."""
+    num_classes = NUM_CLASSES if cfg.conditional else 0
+    g = Generator(cfg.dim_z, num_classes=num_classes).to(device)
+    d = Discriminator(num_classes=num_classes).to(device)
+    return g, d
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cpu' and 'cuda' as given."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write to a temporary file, then rename: an interruption never leaves a half-written checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint dict with ``weights_only=True``; a damaged file raises TrainingError."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TrainingError(f"no checkpoint at {path}. Train first, or check the folder's name.") from None
+    except Exception as e:
+        raise TrainingError(f"{path} is not a readable checkpoint ({type(e).__name__}). Delete it and train "
+                            f"again, or pass --overwrite.") from None
+    if not isinstance(state, dict) or not {"g", "d", "g_opt", "d_opt", "step", "rng", "config"} <= state.keys():
+        raise TrainingError(f"{path} is not a checkpoint of this project. Delete it or pass --overwrite.")
+    return state
+
+
+def rng_state() -> dict:
+    """The torch (and CUDA) random states, for a checkpoint."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what rng_state() saved."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
