@@ -3,8 +3,8 @@
     python make_handout.py                      # writes hw3_starter.zip, which unzips into hw3/
     python make_handout.py -o dist/starter.zip
 
-The starter holds the files in STARTER -- what a student needs to train, sample and submit -- and nothing of the
-grading suite. In its Python files, each solution region
+The starter holds the files in STARTER -- what a student needs to train, sample, check and submit -- and nothing
+of the grading suite. In its Python files, each solution region
 
     # BEGIN SOLUTION: <hint for the student>
     ...solution code...
@@ -27,6 +27,8 @@ STARTER = (
     "codebase/__init__.py", "codebase/gan.py", "codebase/network.py", "codebase/data.py", "codebase/train.py",
     # Sample-quality metrics: training ends by writing metrics.json, and students can compare runs.
     "codebase/metrics.py", "codebase/classifier.py", "codebase/assets/fmnist_classifier.pt", "evaluate.py",
+    "codebase/checkpoint.py",
+    "tests/test_losses.py",  # the public checks a student runs before submitting
 )
 SOURCES = {"README.md": "docs/starter_README.md"}  # starter files whose content comes from another file
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?::[ \t]*(?P<hint>.*?))?[ \t]*$")

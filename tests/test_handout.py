@@ -8,6 +8,7 @@ import pytest
 
 import make_handout
 from tests.conftest import ROOT
+from synthetic import make_dataset
 from tests.grading import checks, probes
 
 pytest_plugins = ["pytester"]
@@ -75,7 +76,7 @@ def test_starter_holds_the_student_files_without_solutions(starter):
     solution = (ROOT / "codebase" / "gan.py").read_text()
     regions = re.findall(r"# BEGIN SOLUTION.*?\n(.*?)# END SOLUTION", solution, flags=re.S)
     stubbed = (folder / "codebase" / "gan.py").read_text()
-    assert len(regions) == stubbed.count("raise NotImplementedError(") >= 6
+    assert len(regions) == stubbed.count("raise NotImplementedError(") == 4
     for line in filter(str.strip, "".join(regions).splitlines()):
         assert line.strip() not in stubbed, line
     assert "SOLUTION" not in stubbed
@@ -100,6 +101,62 @@ for script in ("run_gan.py", "run_conditional_gan.py"):
     done = subprocess.run([sys.executable, "-c", program], cwd=folder, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("usage:") == 2
+
+
+HANDOUT_TASKS = {"loss_nonsaturating": "1.2", "conditional_loss_nonsaturating": "3.2", "loss_wasserstein_gp": "4.5",
+                 "loss_minimax": "1.1"}
+
+
+def test_starter_poses_exactly_the_handouts_tasks(starter):
+    _, folder = starter
+    stubbed = probes.load_module(folder / "codebase" / "gan.py", "starter_gan_tasks")
+    functions = {name for name, value in vars(stubbed).items()
+                 if callable(value) and getattr(value, "__module__", None) == "starter_gan_tasks"}
+    assert functions == set(HANDOUT_TASKS)
+    for name in HANDOUT_TASKS:
+        args = (None, None, None, None) if name.startswith("conditional") else (None, None, None)
+        with pytest.raises(NotImplementedError, match=f"^{name}: "):
+            getattr(stubbed, name)(*args, device="cpu")
+    assert "optional" in stubbed.loss_minimax.__doc__ and "not graded" in stubbed.loss_minimax.__doc__
+
+
+def test_starter_scripts_say_which_stub_is_unwritten_and_write_nothing(starter, tmp_path):
+    _, folder = starter
+    make_dataset(tmp_path / "data", n_train=64, n_test=10)
+    program = """
+import runpy, sys
+data = sys.argv[1]
+for argv in (["run_gan.py"], ["run_gan.py", "--loss_type", "wasserstein_gp"], ["run_conditional_gan.py"]):
+    sys.argv = argv + ["--data_dir", data, "--device", "cpu"]
+    try:
+        runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as stop:
+        print(stop.code)
+"""
+    done = subprocess.run([sys.executable, "-c", program, str(tmp_path / "data")], cwd=folder, capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.splitlines() == [
+        "error: codebase/gan.py: loss_nonsaturating is not written yet (handout 1.2)",
+        "error: codebase/gan.py: loss_wasserstein_gp is not written yet (handout 4.5)",
+        "error: codebase/gan.py: conditional_loss_nonsaturating is not written yet (handout 3.2)"], done.stdout
+    assert "Traceback" not in done.stderr, done.stderr
+    assert not list(folder.glob("out_*"))
+
+
+def test_starter_public_tests_fail_on_the_stubs_and_pass_on_the_reference(starter):
+    _, folder = starter
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_losses.py"]
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "NotImplementedError" in done.stdout and " passed" not in done.stdout, done.stdout
+    assert "skipped" in done.stdout  # loss_minimax is optional
+    (folder / "codebase" / "gan.py").write_bytes((ROOT / "codebase" / "gan.py").read_bytes())
+    try:
+        done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120)
+    finally:
+        make_handout.build(folder.parent / "rebuilt.zip")
+        with zipfile.ZipFile(folder.parent / "rebuilt.zip") as zf:
+            zf.extract("hw3/codebase/gan.py", folder.parent)
+    assert done.returncode == 0, done.stdout
 
 
 def test_grading_suite_fails_each_stub_with_its_hint(starter):

@@ -14,7 +14,8 @@ from codebase import metrics
 from codebase.classifier import ClassifierError, load_classifier
 from codebase.data import DataError, load_fashion_mnist, to_unit_range
 from codebase.metrics import class_report, embed, fid_kid, quantize, real_features, reference_sets
-from codebase.train import Config, build_models, save_checkpoint, train
+from codebase.checkpoint import Config, build_models, save_checkpoint
+from codebase.train import train
 from synthetic import make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

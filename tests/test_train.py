@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from codebase import train as train_mod
-from codebase.gan import GANLoss, LOSSES
-from codebase.train import Config, TrainingError, class_ordered_reals, load_checkpoint, train
+from codebase import gan
+from codebase.checkpoint import Config, TrainingError, build_models, load_checkpoint
+from codebase.train import class_ordered_reals, train
 from synthetic import make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +65,7 @@ def test_every_gan_trains(data_dir, tmp_path, loss_type, conditional):
     assert result["step"] == 8 and (out / "fake_0008.png").is_file()
     step, before = _weights(out)
     assert step == 8
-    fresh = train_mod.build_models(_config(data_dir, out, conditional=conditional), torch.device("cpu"))
+    fresh = build_models(_config(data_dir, out, conditional=conditional), torch.device("cpu"))
     assert not torch.equal(before["g.fc.0.weight"], fresh[0].fc[0].weight)  # G actually moved
 
 
@@ -121,17 +123,76 @@ def test_ctrl_c_then_resume_reaches_the_same_weights(data_dir, tmp_path):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
     calls = {"n": 0}
-    good = LOSSES["nonsaturating"]
+    good = gan.loss_nonsaturating
 
-    def d_loss_turning_nan(*args):
-        calls["n"] += 1
-        value = good.d_loss(*args)
-        return value * float("nan") if calls["n"] > 55 else value
+    def turning_nan(*args, device):
+        calls["n"] += 1  # two calls per step: the D step's, then the G step's
+        d_loss, g_loss = good(*args, device=device)
+        return (d_loss * float("nan") if calls["n"] > 110 else d_loss), g_loss
 
-    monkeypatch.setitem(train_mod.LOSSES, "nonsaturating", GANLoss(d_loss_turning_nan, good.g_loss))
+    monkeypatch.setattr(gan, "loss_nonsaturating", turning_nan)
     with pytest.raises(TrainingError, match=r"d_loss became nan at step 56.*checkpoint.*kept"):
         train(_config(data_dir, tmp_path / "run"))
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 50
+
+
+def test_training_calls_the_students_function(data_dir, tmp_path, monkeypatch):
+    """What trains is codebase/gan.py's function: here one whose g_loss, -mean(x_fake), is never a softplus."""
+    def brighter(g, d, x_real, *, device):
+        x_fake = g(torch.randn(len(x_real), g.dim_z, device=device))
+        return d(x_real).mean() - d(x_fake.detach()).mean(), -x_fake.mean()
+
+    monkeypatch.setattr(gan, "loss_nonsaturating", brighter)
+    train(_config(data_dir, tmp_path / "run", batch_size=16))
+    with open(tmp_path / "run" / "losses.csv") as f:
+        g_losses = [float(row["g_loss"]) for row in csv.DictReader(f)]
+    assert g_losses[-1] < min(g_losses[:2]) - 0.2  # G got brighter step after step
+
+
+def _leaky(detach: bool):
+    """The reference loss, with or without x_fake.detach() in d_loss, and with terms that would move the other
+    network if the loop took each loss's gradient w.r.t. both: the loop must train exactly as the reference."""
+    def loss(g, d, x_real, *, device):
+        x_fake = g(torch.randn(len(x_real), g.dim_z, device=device))
+        fake_for_d = x_fake.detach() if detach else x_fake
+        d_loss = F.softplus(-d(x_real)).mean() + F.softplus(d(fake_for_d)).mean()
+        g_loss = F.softplus(-d(x_fake)).mean()
+        if not detach:
+            d_loss = d_loss + 1e3 * sum(p.sum() for p in g.parameters())  # must not reach G
+            g_loss = g_loss + 1e3 * sum(p.sum() for p in d.parameters() if p.requires_grad)  # must not reach D
+        return d_loss, g_loss
+    return loss
+
+
+def test_each_loss_moves_only_its_own_network(data_dir, tmp_path, monkeypatch):
+    weights = []
+    for detach in (True, False):
+        monkeypatch.setattr(gan, "loss_nonsaturating", _leaky(detach))
+        train(_config(data_dir, tmp_path / str(detach), batch_size=16))
+        weights.append(_weights(tmp_path / str(detach))[1])
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_an_unwritten_stub_stops_with_one_line_and_writes_nothing(data_dir, tmp_path, monkeypatch):
+    def loss_wasserstein_gp(g, d, x_real, *, device):
+        raise NotImplementedError("loss_wasserstein_gp: hint")
+
+    monkeypatch.setattr(gan, "loss_wasserstein_gp", loss_wasserstein_gp)
+    with pytest.raises(TrainingError, match=r"^codebase/gan.py: loss_wasserstein_gp is not written yet \(handout 4.5\)$"):
+        train(_config(data_dir, tmp_path / "run", loss_type="wasserstein_gp"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_bug_in_the_loss_keeps_its_traceback_and_writes_nothing(data_dir, tmp_path, monkeypatch):
+    def buggy(g, d, x_real, *, device):
+        raise NotImplementedError("a helper of the student's")  # raised deeper than the handout function
+
+    monkeypatch.setattr(gan, "loss_nonsaturating", lambda *a, **k: buggy(*a, **k))
+    with pytest.raises(NotImplementedError, match="a helper"):
+        train(_config(data_dir, tmp_path / "run"))
+    monkeypatch.setattr(gan, "loss_nonsaturating", lambda g, d, x, *, device: (x.sum(), x.sum()))
+    with pytest.raises(TrainingError, match="d_loss must be a scalar tensor that depends on"):
+        train(_config(data_dir, tmp_path / "run2"))
 
 
 def test_existing_run_needs_resume_or_overwrite(data_dir, tmp_path):
