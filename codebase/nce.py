@@ -5,8 +5,8 @@ logistic regression: tell samples of the data from samples of a known noise dens
 
     h(x) = log p_model(x) - log q(x),
 
-so the NCE loss is the GAN discriminator loss ``nonsaturating_d_loss`` with q in the generator's place and this
-logit in place of a free discriminator. By handout 2.2 the best logit is log p_data - log q, so at the optimum
+so the NCE loss is the GAN discriminator loss of handout 2.1 with q in the generator's place and this logit in
+place of a free discriminator. By handout 2.2 the best logit is log p_data - log q, so at the optimum
 p_model = p_data and log_z = log of the integral of exp(-E), the true log-normaliser (docs/theory.md, part 5.1).
 
 Run ``python run_nce.py``; the test is ``tests/test_theory.py::test_5_1_nce_learns_log_normaliser``.
@@ -14,14 +14,12 @@ Run ``python run_nce.py``; the test is ``tests/test_theory.py::test_5_1_nce_lear
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, MultivariateNormal, Normal
-
-from codebase.gan import nonsaturating_d_loss
 
 
 # ---- Densities ----------------------------------------------------------------------------------------------------
@@ -82,17 +80,22 @@ def nce_logit(log_prob: Callable[[Tensor], Tensor], noise: Distribution, x: Tens
 
 
 def nce_loss(log_prob: Callable[[Tensor], Tensor], noise: Distribution, x_data: Tensor, x_noise: Tensor) -> Tensor:
-    """NCE loss with as many noise samples as data samples: -E_data[log sigma(h)] - E_q[log(1 - sigma(h))].
+    """NCE loss: -E_data[log sigma(h)] - E_q[log(1 - sigma(h))], the two classes weighted equally.
+
+    Each expectation is a batch mean, so the batches may differ in size; the logit log p_model - log q is the
+    right one for equal weights (one noise sample per data sample in expectation).
 
     Args:
         log_prob: the model's log-density with its learned normaliser, x (B, D) -> (B,).
         noise: the noise distribution q, with ``log_prob``.
-        x_data: (B, D) samples of the data. x_noise: (B, D) samples of q.
+        x_data: (B, D) samples of the data. x_noise: (M, D) samples of q.
     Returns:
         A scalar.
     """
-    # The GAN discriminator loss, with the logit fixed to log p_model - log q instead of a free network.
-    return nonsaturating_d_loss(partial(nce_logit, log_prob, noise), x_data, x_noise)
+    # The GAN discriminator loss of handout 2.1, with the logit fixed to log p_model - log q.
+    h_data = nce_logit(log_prob, noise, x_data)  # (B,)
+    h_noise = nce_logit(log_prob, noise, x_noise)  # (M,)
+    return F.softplus(-h_data).mean() + F.softplus(h_noise).mean()  # -log sigma(h) - log(1 - sigma(h))
 
 
 def fit_nce(model: EnergyModel, data: Distribution, noise: Distribution, *, steps: int = 2000,
