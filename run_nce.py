@@ -3,7 +3,8 @@
     python run_nce.py [--steps 3000] [--seed 0] [--out_dir out_nce]
 
 Prints the learned log Z beside the true log-normaliser of exp(-E) (a grid integral) and writes
-``out_nce/density.png`` (true density | learned density) and ``out_nce/summary.json`` (config and results).
+``out_nce/density.png`` (noise density q | data density | learned density) and ``out_nce/summary.json`` (config
+and results). The noise q is the Gaussian with the data's mean and covariance: the classifier tells data from q.
 """
 from __future__ import annotations
 
@@ -23,11 +24,14 @@ from codebase.nce import EnergyModel, fit_gaussian, fit_nce, grid, log_normalise
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch_size", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out_dir", default="out_nce")
+    parser.add_argument("--steps", type=int, default=3000, help="Adam steps (default: %(default)s)")
+    parser.add_argument("--batch_size", type=int, default=256,
+                        help="data samples, and as many noise samples, per step (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=1e-2,
+                        help="Adam's initial learning rate, cosine-annealed to 0 (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--out_dir", default="out_nce",
+                        help="where density.png and summary.json go (default: %(default)s)")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
@@ -51,16 +55,19 @@ def main() -> None:
     lim, n = 4.0, 200
     points, _ = grid(lim, n)
     with torch.no_grad():
-        p_true = data.log_prob(points.float()).exp().view(n, n)  # (n, n), rows along y
+        p_noise = noise.log_prob(points.float()).exp().view(n, n)  # (n, n), rows along y
+        p_true = data.log_prob(points.float()).exp().view(n, n)
         p_model = model.log_prob(points.float()).exp().view(n, n)  # uses the learned log Z, not the grid one
-    fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharey=True)
-    vmax = max(p_true.max().item(), p_model.max().item())
-    for ax, p, title in zip(axes, [p_true, p_model], ["data density", "NCE model, exp(-E) / learned Z"]):
-        ax.imshow(p.numpy(), extent=(-lim, lim, -lim, lim), origin="lower", cmap="viridis", vmin=0, vmax=vmax)
-        ax.set_title(title)
-    fig.suptitle(f"learned log Z {log_z_learned:.3f}, grid log Z {log_z_true:.3f}")
+    fig, axes = plt.subplots(1, 3, figsize=(9.6, 3.5), sharey=True)
+    vmax = max(p_true.max().item(), p_model.max().item())  # data and model share a colour scale; q has its own
+    model_title = f"NCE model, exp(-E) / learned Z\nlearned log Z {log_z_learned:.3f}, grid {log_z_true:.3f}"
+    panels = [(p_noise, "noise q (contrast), own scale", p_noise.max().item()),
+              (p_true, "data density", vmax), (p_model, model_title, vmax)]
+    for ax, (p, title, top) in zip(axes, panels):
+        ax.imshow(p.numpy(), extent=(-lim, lim, -lim, lim), origin="lower", cmap="viridis", vmin=0, vmax=top)
+        ax.set(title=title, xticks=[-4, -2, 0, 2, 4], yticks=[-4, -2, 0, 2, 4])
     fig.tight_layout()
-    fig.savefig(os.path.join(args.out_dir, "density.png"), dpi=80)
+    fig.savefig(os.path.join(args.out_dir, "density.png"), dpi=70, bbox_inches="tight")
 
     summary = {"config": vars(args), "seconds": seconds, "final_loss": losses[-1],
                "log_z_learned": log_z_learned, "log_z_true": log_z_true, "gap": log_z_learned - log_z_true}

@@ -19,7 +19,13 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Normal, kl_divergence
 from torch.testing import assert_close
 
-from codebase.gan import GP_LAMBDA, conditional_loss_nonsaturating, loss_minimax, loss_nonsaturating, loss_wasserstein_gp
+from codebase.gan import (
+    GP_LAMBDA,
+    conditional_loss_nonsaturating,
+    loss_minimax,
+    loss_nonsaturating,
+    loss_wasserstein_gp,
+)
 from codebase.nce import EnergyModel, fit_gaussian, fit_nce, grid, log_normaliser, nce_loss, ring_of_gaussians
 
 f64 = torch.float64
