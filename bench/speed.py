@@ -18,8 +18,10 @@ It reports:
   data load, building the networks), and the first step on its own (first-call costs).
 * peak memory: the process's peak resident set (``VmHWM``) after the timed steps.
 * FLOPs per step, counted by ``torch.utils.flop_counter.FlopCounterMode`` over one whole step (convs and matmuls of
-  both updates, their backward passes, and WGAN-GP's double backward: autograd dispatches it as ordinary
-  convolution ops, so it is counted as executed). Heavy ops the counter has no formula for are listed as uncounted.
+  both updates and their backward passes). WGAN-GP's double backward is counted as executed: autograd dispatches
+  it as ordinary convolution ops, about twice the convolution work a minimal hand count of the penalty's gradient
+  gives (it also recomputes weight gradients as convolutions). Heavy ops the counter has no formula for are
+  listed as uncounted; ``tests/test_bench.py`` checks the count against a hand count.
 * the same run's matmul peak in fp32, and in bf16 where the CPU has native bf16 (AVX512-BF16 or AMX), and the
   roofline fraction: achieved GFLOP/s over the fp32 peak (over the bf16 peak too when the step runs bf16 matmuls).
 * how cost grows (this checkout only): epoch time against batch size (32, 64, 128, 256); ``--epochs`` short epochs
