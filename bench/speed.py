@@ -360,17 +360,23 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--baseline", help="another checkout (e.g. a git worktree of an older commit) to run side by side")
-    p.add_argument("--steps", type=int, default=60, help="timed steps per process (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed steps before them (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=3, help="processes per GAN and checkout (default: %(default)s)")
-    p.add_argument("--batch", type=int, default=64, help="batch size of the main measurement (default: %(default)s)")
-    p.add_argument("--batch_sizes", type=int, nargs="+", default=[32, 64, 128, 256], help="the batch-size sweep")
-    p.add_argument("--sweep_steps", type=int, default=20, help="timed steps per batch size (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=3, help="short epochs for the leak check (default: %(default)s)")
-    p.add_argument("--epoch_steps", type=int, default=40, help="steps per short epoch (default: %(default)s)")
+    p.add_argument("--steps", type=_positive_int, default=60, help="timed steps per process (default: %(default)s)")
+    p.add_argument("--warmup", type=_positive_int, default=5, help="untimed steps before them (default: %(default)s)")
+    p.add_argument("--repeats", type=_positive_int, default=3, help="processes per GAN and checkout (default: %(default)s)")
+    p.add_argument("--batch", type=_positive_int, default=64, help="batch size of the main measurement (default: %(default)s)")
+    p.add_argument("--batch_sizes", type=_positive_int, nargs="+", default=[32, 64, 128, 256], help="the batch-size sweep")
+    p.add_argument("--sweep_steps", type=_positive_int, default=20, help="timed steps per batch size (default: %(default)s)")
+    p.add_argument("--epochs", type=_positive_int, default=3, help="short epochs for the leak check (default: %(default)s)")
+    p.add_argument("--epoch_steps", type=_positive_int, default=40, help="steps per short epoch (default: %(default)s)")
     p.add_argument("--gans", nargs="+", choices=list(GANS), default=list(GANS), help="default: all three")
     p.add_argument("--data_dir", help="folder with the Fashion-MNIST IDX files (default: where run_gan.py looks)")
     p.add_argument("--quick", action="store_true", help="a smoke run: few steps, one repeat, small sweep")
@@ -380,6 +386,8 @@ def main(argv: list[str] | None = None) -> None:
                        ("--_t0", dict(type=float))):
         p.add_argument(hidden, help=argparse.SUPPRESS, dest=hidden[2:], **kw)
     opts = p.parse_args(argv)
+    if opts.baseline and not (Path(opts.baseline) / "codebase" / "train.py").is_file():
+        p.error(f"--baseline {opts.baseline}: no codebase/train.py there; pass a checkout of this project")
     if opts._worker:
         a = argparse.Namespace(**vars(opts), root=opts._root, gan=opts._gan, t0=opts._t0, extras=opts._extras,
                                peaks=opts._peaks)
