@@ -1,4 +1,5 @@
 """make_handout.py: stubs replace the solution regions, the starter runs, and the grading suite fails each stub."""
+import ast
 import re
 import subprocess
 import sys
@@ -162,7 +163,8 @@ def test_starter_public_tests_fail_on_the_stubs_and_pass_on_the_reference(starte
 def test_grading_suite_fails_each_stub_with_its_hint(starter):
     _, folder = starter
     stubbed = folder / "codebase" / "gan.py"
-    hints = re.findall(r"raise NotImplementedError\('(.*)'\)", stubbed.read_text())
+    hints = [ast.literal_eval(text) for text in re.findall(r"raise NotImplementedError\((.*)\)", stubbed.read_text())]
+    assert len(hints) == 4
     module = probes.load_module(stubbed, "starter_gan")
     for number in checks.PROBLEMS:
         for check, message in checks.evaluate(number, probes.run(module, number)):
@@ -176,5 +178,5 @@ def test_pytest_with_gan_option_reports_the_stubs_and_zero_points(starter, pytes
                                           "--gan", str(folder / "codebase" / "gan.py"), "-p", "no:cacheprovider")
     cases = sum(len(problem.checks) for problem in checks.PROBLEMS.values())
     result.assert_outcomes(passed=1, failed=cases)  # the test of the points table passes
-    result.stdout.fnmatch_lines(["*raised NotImplementedError: nonsaturating_d_loss: *",
+    result.stdout.fnmatch_lines(["*raised NotImplementedError: loss_nonsaturating: *",
                                  "grading points for *: 1.2: 0/10, 3.2: 0/10, 4.5: 0/15; total 0/35"])
