@@ -1,9 +1,10 @@
 """Fashion-MNIST from IDX files, parsed and validated here (no torchvision dataset, no per-sample transforms).
 
-Where the files are looked for, in order: ``--data_dir``, ``$FASHION_MNIST_DIR``, ``./data`` (and torchvision's
-``./data/FashionMNIST/raw``), then Debian's ``/usr/share/datasets/fashion-mnist`` (``apt-get install
-dataset-fashion-mnist``). Files may be gzipped or not. If no folder has them, torchvision downloads them into
-``./data`` when the machine is online.
+A folder named with ``--data_dir`` (or else ``$FASHION_MNIST_DIR``) is the only one used: if it lacks a file, the
+run stops and says so, rather than training on data from elsewhere. Without either, the files are looked for in
+``./data`` (and torchvision's ``./data/FashionMNIST/raw``), then Debian's ``/usr/share/datasets/fashion-mnist``
+(``apt-get install dataset-fashion-mnist``), and torchvision downloads them into ``./data`` when none has them and
+the machine is online. Files may be gzipped or not.
 
 A split is kept in memory as one uint8 tensor (N, 28, 28); ``to_unit_range`` scales a batch to [-1, 1].
 """
@@ -37,13 +38,40 @@ def _find_file(folder: Path, name: str) -> Path | None:
     return None
 
 
-def candidate_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The folders searched, in order."""
-    dirs = [Path(data_dir)] if data_dir else []
+def explicit_dir(data_dir: str | os.PathLike | None = None) -> tuple[Path, str] | None:
+    """(folder, where it was named) when the user named one with --data_dir or $FASHION_MNIST_DIR, else None."""
+    if data_dir:
+        return Path(data_dir), "--data_dir"
     if os.environ.get("FASHION_MNIST_DIR"):
-        dirs.append(Path(os.environ["FASHION_MNIST_DIR"]))
-    dirs += [Path("data"), Path("data/FashionMNIST/raw"), DEBIAN_DIR]
-    return dirs
+        return Path(os.environ["FASHION_MNIST_DIR"]), "$FASHION_MNIST_DIR"
+    return None
+
+
+def candidate_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The folders searched, in order: only the named one when there is one."""
+    named = explicit_dir(data_dir)
+    if named:
+        return [named[0]]
+    return [Path("data"), Path("data/FashionMNIST/raw"), DEBIAN_DIR]
+
+
+def _check_named_dir(folder: Path, how: str, split: str) -> None:
+    """A named folder must exist, be a folder, be readable and hold both files of the split."""
+    if not folder.exists():
+        raise DataError(f"{how} {folder}: no such folder. Check the path, or leave {how} out to use the default "
+                        f"places.")
+    if not folder.is_dir():
+        raise DataError(f"{how} {folder} is a file, not a folder. Point it at the folder that holds the four IDX "
+                        f"files.")
+    try:
+        os.listdir(folder)
+    except OSError as e:
+        raise DataError(f"{how} {folder} cannot be read ({e.strerror}). Fix its permissions, or copy the files "
+                        f"to a folder you can read.") from None
+    missing = [f"{n}[.gz]" for n in _FILES[split] if not _find_file(folder, n)]
+    if missing:
+        raise DataError(f"{how} {folder} lacks {' and '.join(missing)}. Put all four Fashion-MNIST IDX files "
+                        f"there, or leave {how} out to use the default places.")
 
 
 def _download(root: Path) -> None:
@@ -60,6 +88,11 @@ def _download(root: Path) -> None:
 def find_split(split: str, data_dir: str | os.PathLike | None = None, download: bool = True) -> tuple[Path, Path]:
     """Paths of (images, labels) for ``split`` ('train' or 'test'), from the first folder that holds both."""
     names = _FILES[split]
+    named = explicit_dir(data_dir)
+    if named:
+        _check_named_dir(*named, split)
+        folder = named[0]
+        return _find_file(folder, names[0]), _find_file(folder, names[1])
     dirs = candidate_dirs(data_dir)
     for folder in dirs:
         paths = [_find_file(folder, n) for n in names]
@@ -83,6 +116,9 @@ def read_idx(path: str | os.PathLike) -> Tensor:
     path = Path(path)
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except PermissionError as e:
+        raise DataError(f"{path} cannot be read ({e.strerror}). Fix its permissions, or copy the data to a folder "
+                        f"you can read.") from None
     except (OSError, EOFError, zlib.error) as e:  # unreadable, truncated or corrupt gzip
         raise DataError(f"{path} is unreadable or corrupt ({e}). Delete it and reinstall the data. "
                         f"{_INSTALL_HINT}") from None
@@ -94,6 +130,9 @@ def read_idx(path: str | os.PathLike) -> Tensor:
     if len(raw) < header:
         raise DataError(f"{path} is truncated inside its header. Delete it and reinstall the data. {_INSTALL_HINT}")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
+    if 0 in shape:
+        raise DataError(f"{path} holds no samples (its header gives shape {shape}). Delete it and reinstall the "
+                        f"data. {_INSTALL_HINT}")
     expected = header + int(torch.tensor(shape).prod())
     if len(raw) != expected:
         raise DataError(f"{path} holds {len(raw)} bytes but its header {shape} needs {expected}: the file is "

@@ -62,10 +62,66 @@ def test_search_order(isolated, monkeypatch):
 
 def test_missing_files_name_the_fix(isolated):
     with pytest.raises(DataError) as e:
-        load_fashion_mnist("train", isolated / "nowhere")
+        load_fashion_mnist("train")
     msg = str(e.value)
     assert "train-images-idx3-ubyte" in msg and "apt-get install dataset-fashion-mnist" in msg
-    assert "nowhere" in msg and "offline" in msg
+    assert "no-debian" in msg and "offline" in msg
+
+
+@pytest.fixture
+def other_data(isolated, monkeypatch):
+    """Valid data in every default place, so that a named folder that is skipped would go unnoticed."""
+    make_dataset(isolated / "data", n_train=13, n_test=10)
+    make_dataset(isolated / "debian", n_train=14, n_test=10)
+    monkeypatch.setattr(data, "DEBIAN_DIR", isolated / "debian")
+    return isolated
+
+
+def _images_only(folder: Path) -> Path:
+    make_dataset(folder, n_train=12, n_test=10)
+    for labels in folder.glob("*labels*"):
+        labels.unlink()
+    return folder
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+@pytest.mark.parametrize("case, words", [
+    ("missing", "no such folder"),
+    ("file", "is a file, not a folder"),
+    ("images only", "lacks train-labels-idx1-ubyte[.gz]"),
+])
+def test_a_named_folder_is_used_or_refused_never_skipped(other_data, monkeypatch, how, case, words):
+    folder = {"missing": lambda: other_data / "nowhere",
+              "file": lambda: other_data / "data" / "train-images-idx3-ubyte.gz",
+              "images only": lambda: _images_only(other_data / "partial")}[case]()
+    if how == "env":
+        monkeypatch.setenv("FASHION_MNIST_DIR", str(folder))
+    with pytest.raises(DataError) as e:
+        load_fashion_mnist("train", folder if how == "flag" else None)
+    msg = str(e.value)
+    assert words in msg and str(folder) in msg
+    assert ("--data_dir" if how == "flag" else "$FASHION_MNIST_DIR") in msg
+
+
+def test_unreadable_files_and_folders_say_so(other_data, monkeypatch):
+    make_dataset(other_data / "mine", n_train=12, n_test=10)
+    real_read_bytes, real_listdir = Path.read_bytes, data.os.listdir
+
+    def denied(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", lambda self: denied() if "mine" in str(self) else real_read_bytes(self))
+    with pytest.raises(DataError, match="cannot be read \\(Permission denied\\). Fix its permissions"):
+        load_fashion_mnist("train", other_data / "mine")
+    monkeypatch.setattr(data.os, "listdir", lambda path: denied() if "mine" in str(path) else real_listdir(path))
+    with pytest.raises(DataError, match="--data_dir .*mine cannot be read \\(Permission denied\\)"):
+        load_fashion_mnist("train", other_data / "mine")
+
+
+def test_an_idx_file_with_no_samples_is_refused(isolated):
+    write_split(isolated / "empty", "train", np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8))
+    with pytest.raises(DataError, match="holds no samples"):
+        load_fashion_mnist("train", isolated / "empty")
 
 
 def _damage(folder: Path, name: str, content: bytes) -> Path:
