@@ -22,6 +22,8 @@ from codebase.metrics import (DEFAULT_N, EVAL_SEED, MetricsError, evaluate_image
                               real_features, reference_sets)
 from codebase.checkpoint import pick_device
 
+import torch  # noqa: E402  (after codebase, which sets OpenMP's wait policy before torch loads)
+
 
 def _percent(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}"
@@ -64,7 +66,8 @@ def main() -> None:
     p.add_argument("--calibrate", action="store_true", help="score reference sets of real and broken images")
     p.add_argument("--n", type=int, default=DEFAULT_N, help="samples per run (default: %(default)s)")
     p.add_argument("--seed", type=int, default=EVAL_SEED, help="noise of the samples (default: %(default)s)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto picks cuda when available, else cpu")
     p.add_argument("--data_dir", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("--classifier", default=None, help="weights file (default: codebase/assets/fmnist_classifier.pt)")
     p.add_argument("--json", default=None, help="also write every score to this file")
@@ -74,6 +77,8 @@ def main() -> None:
         p.error("give at least one run folder, or --calibrate")
     if args.n < 2:
         p.error("--n must be at least 2: FID needs a covariance")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA GPU is visible to torch; use --device cpu (or auto)")
 
     results = {}
     try:
@@ -82,10 +87,16 @@ def main() -> None:
         if args.calibrate:
             for name, (x, y) in reference_sets(args.data_dir, args.n, args.seed).items():
                 results[name] = evaluate_images(classifier, real, x, y)
-        for run in args.runs:
-            results[run.rstrip("/") or run] = evaluate_run(run, classifier, real, args.n, args.seed)
     except (ClassifierError, DataError, MetricsError) as e:
         sys.exit(f"error: {e}")
+    failed = []
+    for run in args.runs:  # a bad run is reported, and the others are still scored
+        try:
+            results[run.rstrip("/") or run] = evaluate_run(run, classifier, real, args.n, args.seed)
+        except MetricsError as e:
+            failed.append(f"error: {e}")
+    if not results:
+        sys.exit("\n".join(failed))
     print(f"n={args.n} samples per row against {len(real)} test images; seed {args.seed}; "
           f"classifier {fingerprint(classifier)[:16]} (test accuracy {100 * classifier.test_accuracy:.2f}%)\n")
     print(summary_table(results))
@@ -95,6 +106,8 @@ def main() -> None:
         print(per_class_table(runs))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    if failed:
+        sys.exit("\n" + "\n".join(failed))
 
 
 if __name__ == "__main__":

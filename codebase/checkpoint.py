@@ -27,7 +27,7 @@ class TrainingError(Exception):
 class Config:
     loss_type: str = "nonsaturating"
     conditional: bool = False
-    num_epochs: int = 1
+    num_epochs: int | None = None  # None: 1 for a new run, the saved target when resuming
     batch_size: int = 64
     lr: float = 1e-3
     dim_z: int = 64
@@ -66,8 +66,18 @@ def pick_device(name: str) -> torch.device:
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write to a temporary file, then rename: an interruption never leaves a half-written checkpoint."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError from its zip writer
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else "the disk may be full"
+        kept = (f"The previous checkpoint is intact: free some space, then continue with the same command plus "
+                f"--resume." if path.is_file() else "Free some space (or pick another --out_dir) and start again.")
+        raise TrainingError(f"could not write {path} ({reason}). {kept}") from None
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -77,10 +87,11 @@ def load_checkpoint(path: Path) -> dict:
     except FileNotFoundError:
         raise TrainingError(f"no checkpoint at {path}. Train first, or check the folder's name.") from None
     except Exception as e:
-        raise TrainingError(f"{path} is not a readable checkpoint ({type(e).__name__}). Delete it and train "
-                            f"again, or pass --overwrite.") from None
+        raise TrainingError(f"{path} is not a readable checkpoint ({type(e).__name__}). Train the run again: its "
+                            f"run script with --overwrite starts it afresh.") from None
     if not isinstance(state, dict) or not {"g", "d", "g_opt", "d_opt", "step", "rng", "config"} <= state.keys():
-        raise TrainingError(f"{path} is not a checkpoint of this project. Delete it or pass --overwrite.")
+        raise TrainingError(f"{path} is not a checkpoint of this project. Train the run again: its run script "
+                            f"with --overwrite starts it afresh.")
     return state
 
 

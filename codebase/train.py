@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import errno
 import csv
 import dataclasses
 import json
@@ -64,18 +65,27 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _batch_size(text: str) -> int:
+    value = _positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError("must be at least 2: the generator's batch norm needs two samples per batch")
+    return value
+
+
 def make_parser(description: str, loss_types: list[str] | None) -> argparse.ArgumentParser:
     """Flags shared by both run scripts; ``--loss_type`` only when ``loss_types`` is given."""
     p = argparse.ArgumentParser(description=description)
     if loss_types:
         p.add_argument("--loss_type", choices=loss_types, default=loss_types[0], help="default: %(default)s")
-    p.add_argument("--num_epochs", type=_positive_int, default=1, help="default: %(default)s")
-    p.add_argument("--batch_size", type=_positive_int, default=64, help="default: %(default)s")
+    p.add_argument("--num_epochs", type=_positive_int, default=None,
+                   help="epochs the run trains to (default: 1 for a new run; with --resume, the run's own target)")
+    p.add_argument("--batch_size", type=_batch_size, default=64, help="default: %(default)s")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: %(default)s)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto picks cuda when available, else cpu")
     p.add_argument("--seed", type=int, default=0, help="same seed, same images (default: %(default)s)")
-    p.add_argument("--out_dir", default="", help="default: out_<loss_type>[_conditional]")
+    p.add_argument("--out_dir", default="", help="default: " + ("out_<loss_type>" if loss_types
+                                                                 else "out_nonsaturating_conditional"))
     p.add_argument("--data_dir", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out_dir")
     p.add_argument("--overwrite", action="store_true", help="start again even if --out_dir holds a run")
@@ -224,16 +234,61 @@ def _preflight(name: str, loss_fn: LossFn, g: nn.Module, d: nn.Module, x_real: t
             raise
 
 
+# Every file a run writes into its folder; a fresh run removes them all first, so nothing stale is left beside it.
+OUTPUTS = ("checkpoint.pt", "checkpoint.pt.tmp", "config.json", "losses.csv", "losses.png", "metrics.json",
+           "real.png", "fake_*.png")
+
+
+def _clear_outputs(out: Path, names=OUTPUTS) -> None:
+    for pattern in names:
+        for path in out.glob(pattern):
+            path.unlink()
+
+
+def _script(saved: dict) -> str:
+    """The command that trains a run with this saved config."""
+    if saved.get("conditional"):
+        return "python run_conditional_gan.py"
+    return f"python run_gan.py --loss_type {saved.get('loss_type')}"
+
+
+def _check_resumable(saved: dict, cfg: Config, ckpt_path: Path) -> None:
+    """--resume continues only the run that was saved: same kind of GAN, same settings."""
+    if (saved.get("conditional"), saved.get("loss_type")) != (cfg.conditional, cfg.loss_type):
+        raise TrainingError(f"{ckpt_path.parent} holds a run of `{_script(saved)}`; resume it with that command "
+                            f"plus --resume, or pick another --out_dir for this one.")
+    changed = [k for k in ("batch_size", "lr", "dim_z", "seed") if saved.get(k) != getattr(cfg, k)]
+    if changed:
+        raise TrainingError(f"--resume: {', '.join(f'{k}={saved.get(k)!r}' for k in changed)} in {ckpt_path} "
+                            f"differ from this command's flags. Resume with the same flags, or pick a new "
+                            f"--out_dir.")
+
+
 def train(cfg: Config) -> dict:
-    """Train to ``cfg.num_epochs``; returns a summary dict (step, total, interrupted, out_dir)."""
+    """Train to ``cfg.num_epochs`` (None: 1 for a new run, the saved target when resuming); returns a summary dict
+    (step, total, interrupted, out_dir)."""
     device = pick_device(cfg.device)
     out = Path(cfg.out_dir)
     ckpt_path = out / "checkpoint.pt"
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"--out_dir {out} is a file, not a folder. Choose another --out_dir.")
+    if cfg.batch_size < 2:
+        raise TrainingError(f"--batch_size {cfg.batch_size}: the generator's batch norm needs at least 2.")
+    state = load_checkpoint(ckpt_path) if cfg.resume else None
+    if state is not None:
+        _check_resumable(state["config"], cfg, ckpt_path)
+    if cfg.num_epochs is None:
+        cfg = dataclasses.replace(cfg, num_epochs=(state["config"].get("num_epochs") or 1) if state else 1)
     images, labels = load_fashion_mnist("train", cfg.data_dir)
     steps_per_epoch = len(images) // cfg.batch_size
     if steps_per_epoch == 0:
         raise TrainingError(f"the training set has {len(images)} images, fewer than --batch_size {cfg.batch_size}.")
     total = steps_per_epoch * cfg.num_epochs
+    if state is not None and state["step"] > total:
+        done = math.ceil(state["step"] / steps_per_epoch)
+        raise TrainingError(f"{out} already holds {state['step']} steps ({done} epochs), more than --num_epochs "
+                            f"{cfg.num_epochs} asks for. Leave --num_epochs out to finish the run's own target, "
+                            f"or pass a larger one to train further.")
 
     torch.manual_seed(cfg.seed)
     g, d = build_models(cfg, device)
@@ -243,28 +298,22 @@ def train(cfg: Config) -> dict:
     _preflight(name, loss_fn, g, d, to_unit_range(images[:2]).to(device),
                labels[:2].to(device) if cfg.conditional else None, device)
     step = 0
-    if cfg.resume:
-        state = load_checkpoint(ckpt_path)
-        saved = state["config"]
-        changed = [k for k in ("loss_type", "conditional", "batch_size", "lr", "dim_z", "seed")
-                   if saved.get(k) != getattr(cfg, k)]
-        if changed:
-            raise TrainingError(f"--resume: {', '.join(f'{k}={saved.get(k)!r}' for k in changed)} in {ckpt_path} "
-                                f"differ from this command's flags. Resume with the same flags, or pick a new "
-                                f"--out_dir.")
+    if state is not None:
         for module, key in ((g, "g"), (d, "d"), (g_opt, "g_opt"), (d_opt, "d_opt")):
             module.load_state_dict(state[key])
         step = state["step"]
         set_rng_state(state["rng"])
         if step >= total:
-            print(f"{out} already holds {step} steps; raise --num_epochs to train further.")
+            print(f"{out} already holds its {step} steps ({cfg.num_epochs} epochs); pass a larger --num_epochs to "
+                  f"train further.")
     elif ckpt_path.exists() and not cfg.overwrite:
         raise TrainingError(f"{out} already holds a run ({ckpt_path}). Pass --resume to continue it, --overwrite to "
                             f"start again, or choose another --out_dir.")
     out.mkdir(parents=True, exist_ok=True)
-    if not cfg.resume:  # a fresh run must not leave an older run's grids behind for make_submission.sh to pick
-        for old in out.glob("fake_*.png"):
-            old.unlink()
+    if not cfg.resume:  # a fresh run leaves nothing of an older one behind (grids for make_submission.sh, scores)
+        _clear_outputs(out)
+    elif step < total:  # scores of an earlier, shorter target would look current until this run ends
+        _clear_outputs(out, ["metrics.json"])
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
 
     # Fixed grid noise from its own generator, so grids never disturb the training RNG.
@@ -322,7 +371,28 @@ def _check_finite(name: str, value, step: int, ckpt_path: Path) -> None:
         kept = (f"The last good checkpoint is kept in {ckpt_path}" if ckpt_path.exists()
                 else "No checkpoint was written yet")
         raise TrainingError(f"{name} became {value.item()} at step {step + 1}; training stopped. {kept}. "
-                            f"Try a lower --lr or another --seed.")
+                            f"--resume would continue from the same weights and settings: start a new run with a "
+                            f"lower --lr (or another --seed) in another --out_dir, or here with --overwrite.")
+
+
+def _raised_in(error: BaseException, filename: str) -> bool:
+    return any(Path(frame.filename).name == filename for frame in traceback.extract_tb(error.__traceback__))
+
+
+def describe_os_error(e: OSError, out: Path) -> str:
+    """One line for a failed read or write of the run's files: what failed, why, what to do, and what is kept."""
+    what = f"{e.filename}" if e.filename else f"a file in {out}"
+    fixes = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk space (quota exceeded)",
+             errno.EROFS: "the file system is read-only: pick another --out_dir",
+             errno.EACCES: "no permission: pick another --out_dir or fix the folder's permissions",
+             errno.EPERM: "no permission: pick another --out_dir or fix the folder's permissions",
+             errno.ENOTDIR: "a part of the path is a file, not a folder: pick another --out_dir",
+             errno.EEXIST: "a file is in the way: pick another --out_dir"}
+    fix = fixes.get(e.errno, "check the path and the disk")
+    ckpt = out / "checkpoint.pt"
+    kept = (f" The last checkpoint ({ckpt}) is intact: continue with the same command plus --resume."
+            if ckpt.is_file() else "")
+    return f"could not write {what} ({e.strerror or e}); {fix}.{kept}"
 
 
 def main(description: str, loss_types: list[str] | None = None, **fixed) -> None:
@@ -337,6 +407,10 @@ def main(description: str, loss_types: list[str] | None = None, **fixed) -> None
         result = train(cfg)
     except (DataError, TrainingError) as e:
         sys.exit(f"error: {e}")
+    except OSError as e:
+        if _raised_in(e, "gan.py"):  # a bug in the student's own code keeps its traceback
+            raise
+        sys.exit(f"error: {describe_os_error(e, Path(cfg.out_dir))}")
     except KeyboardInterrupt:
         sys.exit(f"\nstopped at once; any checkpoint in {cfg.out_dir}/ is intact (it is only ever replaced whole). "
                  f"Continue with the same command plus --resume.")

@@ -235,7 +235,7 @@ def test_bad_flags_get_argparse_errors(flags, words, capsys):
 def test_default_flags_match_the_handout():
     parser = train_mod.make_parser("test", ["nonsaturating", "wasserstein_gp", "minimax"])
     cfg = train_mod.config_from_args(parser, parser.parse_args([]))
-    assert (cfg.loss_type, cfg.num_epochs, cfg.batch_size, cfg.out_dir) == ("nonsaturating", 1, 64, "out_nonsaturating")
+    assert (cfg.loss_type, cfg.num_epochs, cfg.batch_size, cfg.out_dir) == ("nonsaturating", None, 64, "out_nonsaturating")
     cfg = train_mod.config_from_args(parser, parser.parse_args(["--loss_type", "wasserstein_gp"]))
     assert cfg.out_dir == "out_wasserstein_gp"
     parser = train_mod.make_parser("test", None)
