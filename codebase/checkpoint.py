@@ -1,7 +1,7 @@
 """What a run is, shared by the training loop and the metrics: its settings (``Config``), its networks
 (``build_models``) and its checkpoint file (``save_checkpoint``, ``load_checkpoint``).
 
-A checkpoint is one dict ``{g, d, g_opt, d_opt, step, rng, config}``, written to a temporary file and renamed,
+A checkpoint is one dict ``{g, d, g_opt, d_opt, step, rng, config}`` (plus ``g_ema`` when G's weights are averaged), written to a temporary file and renamed,
 and loaded with ``weights_only=True``.
 """
 from __future__ import annotations
@@ -38,6 +38,8 @@ class Config:
     resume: bool = False
     overwrite: bool = False
     metrics: bool = True  # write metrics.json (FID, KID, class scores) when the run finishes
+    amp: bool = True  # bf16 autocast for the losses where the device computes bf16 natively (see amp_dtype)
+    ema: float = 0.99  # decay of the moving average of G's weights that draws grids and metrics; 0 turns it off
 
     def __post_init__(self):
         if not self.out_dir:
@@ -54,6 +56,20 @@ def build_models(cfg: Config, device: torch.device) -> tuple[nn.Module, nn.Modul
     g = Generator(cfg.dim_z, num_classes=num_classes).to(device, memory_format=torch.channels_last)
     d = Discriminator(num_classes=num_classes).to(device, memory_format=torch.channels_last)
     return g, d
+
+
+def amp_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
+    """bf16 when ``cfg.amp`` and the device has native bf16 arithmetic, else None (train in fp32).
+
+    CPUs without AVX512-BF16 or AMX emulate bf16 and would run slower than fp32, so they keep fp32.
+    """
+    if not cfg.amp:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    native = [getattr(torch.cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported",
+                                                                        "_is_amx_tile_supported")]
+    return torch.bfloat16 if any(native) else None
 
 
 def pick_device(name: str) -> torch.device:

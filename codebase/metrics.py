@@ -203,7 +203,8 @@ def evaluate_generator(g: nn.Module, classifier: Classifier, real: Tensor, n: in
 
 
 def load_generator(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """The trained generator of a run folder and its checkpoint's (config, step)."""
+    """The trained generator of a run folder (its moving average when the run kept one, as the grids show) and
+    its checkpoint's (config, step)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise MetricsError(f"{run_dir} is not a folder. Pass the output folder of a run, such as out_nonsaturating/.")
@@ -213,7 +214,7 @@ def load_generator(run_dir: str | Path, device: torch.device | str = "cpu") -> t
         raise MetricsError(str(e)) from None
     try:
         g, _ = build_models(Config(**state["config"]), torch.device(device))
-        g.load_state_dict(state["g"])
+        g.load_state_dict(state.get("g_ema", state["g"]))
     except Exception as e:
         raise MetricsError(f"{run_dir}/checkpoint.pt does not fit the current networks ({type(e).__name__}); it "
                            f"was saved by another version of the code. Train it again.") from None

@@ -26,12 +26,11 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torchvision.utils import save_image
 from tqdm import tqdm
 
 from codebase import gan
-from codebase.checkpoint import (NUM_CLASSES, Config, TrainingError, build_models, load_checkpoint, pick_device,
-                                 rng_state, save_checkpoint, set_rng_state)
+from codebase.checkpoint import (NUM_CLASSES, Config, TrainingError, amp_dtype, build_models, load_checkpoint,
+                                 pick_device, rng_state, save_checkpoint, set_rng_state)
 from codebase.data import load_fashion_mnist, to_unit_range
 
 GRID_EVERY = 50  # steps between sample grids and checkpoints
@@ -72,6 +71,16 @@ def _batch_size(text: str) -> int:
     return value
 
 
+def _ema_decay(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
+    return value
+
+
 def make_parser(description: str, loss_types: list[str] | None) -> argparse.ArgumentParser:
     """Flags shared by both run scripts; ``--loss_type`` only when ``loss_types`` is given."""
     p = argparse.ArgumentParser(description=description)
@@ -91,6 +100,11 @@ def make_parser(description: str, loss_types: list[str] | None) -> argparse.Argu
     p.add_argument("--overwrite", action="store_true", help="start again even if --out_dir holds a run")
     p.add_argument("--no_metrics", dest="metrics", action="store_false",
                    help="skip metrics.json at the end (FID/KID of 10,000 samples; see README)")
+    p.add_argument("--no_amp", dest="amp", action="store_false",
+                   help="train in fp32 everywhere (default: bf16 autocast where the CPU or GPU has native bf16)")
+    p.add_argument("--ema", type=_ema_decay, default=0.99,
+                   help="decay of the moving average of G's weights that draws the grids and metrics; "
+                        "0 shows G itself (default: %(default)s)")
     return p
 
 
@@ -114,8 +128,29 @@ def class_ordered_reals(images: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return images[torch.stack([torch.as_tensor(i) for i in idx])]
 
 
+def save_grid_image(x: torch.Tensor, path: Path) -> None:
+    """Save 100 images in [-1, 1] as a 10x10 grid. torchvision loads here, on first use: importing it costs about
+    a second of start-up before the first step."""
+    from torchvision.utils import save_image
+
+    save_image(x, path, nrow=10, normalize=True, value_range=(-1, 1))
+
+
+def smooth(values: list[float], window: int) -> list[float]:
+    """Centred moving average over ``window`` points (shorter near the ends), so the curve keeps its length."""
+    half = window // 2
+    sums = [0.0]
+    for v in values:
+        sums.append(sums[-1] + v)
+    out = []
+    for i in range(len(values)):
+        lo, hi = max(0, i - half), min(len(values), i + half + 1)
+        out.append((sums[hi] - sums[lo]) / (hi - lo))
+    return out
+
+
 def plot_losses(csv_path: Path, png_path: Path) -> None:
-    """Loss curves from losses.csv."""
+    """Loss curves from losses.csv: each step as a faint point, a moving average over ~2% of the run as a line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,9 +161,13 @@ def plot_losses(csv_path: Path, png_path: Path) -> None:
     if not rows:
         return
     steps = [int(r["step"]) for r in rows]
+    window = max(1, len(rows) // 50) | 1  # odd, so the average is centred
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("d_loss", "g_loss"):
-        ax.plot(steps, [float(r[key]) for r in rows], label=key, linewidth=0.8)
+    for key, color in (("d_loss", "tab:blue"), ("g_loss", "tab:orange")):
+        values = [float(r[key]) for r in rows]
+        ax.scatter(steps, values, s=2, color=color, alpha=0.15, linewidths=0)
+        ax.plot(steps, smooth(values, window), color=color, linewidth=1.5,
+                label=f"{key} (mean of {window} steps)" if window > 1 else key)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.legend()
@@ -198,19 +237,40 @@ def _step(opt: torch.optim.Optimizer, net: nn.Module, grads: list[torch.Tensor])
 
 
 def update(loss_fn: LossFn, args: tuple, g: nn.Module, d: nn.Module, g_opt: torch.optim.Optimizer,
-           d_opt: torch.optim.Optimizer, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """One training step, alternating as the handout does; returns the d_loss and g_loss it stepped on."""
+           d_opt: torch.optim.Optimizer, device: torch.device,
+           amp: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training step, alternating as the handout does; returns the d_loss and g_loss it stepped on.
+
+    With ``amp`` (a dtype), the loss runs under autocast: convolutions and matmuls in that dtype, the rest in fp32.
+    """
+    def losses():
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            return loss_fn(*args, device=device)
+
     # (1) Update D on d_loss, w.r.t. D's parameters only.
-    d_loss, _ = loss_fn(*args, device=device)
+    d_loss, _ = losses()
     _step(d_opt, d, _grads(d_loss, d, "d_loss"))
     # (2) Update G on g_loss against the updated D, w.r.t. G's parameters only; D needs no gradient here.
     d.requires_grad_(False)
     try:
-        _, g_loss = loss_fn(*args, device=device)
+        _, g_loss = losses()
     finally:
         d.requires_grad_(True)
     _step(g_opt, g, _grads(g_loss, g, "g_loss"))
     return d_loss.detach(), g_loss.detach()
+
+
+@torch.no_grad()
+def update_ema(g_ema: nn.Module, g: nn.Module, decay: float, step: int) -> None:
+    """g_ema <- d * g_ema + (1 - d) * g for weights and batch-norm statistics, with d = min(decay, (1+t)/(10+t)):
+    early on the average forgets fast, so the random initial weights fade within the first few dozen steps."""
+    d = min(decay, (1 + step) / (10 + step))
+    torch._foreach_lerp_(list(g_ema.parameters()), list(g.parameters()), 1 - d)
+    for b_ema, b in zip(g_ema.buffers(), g.buffers()):
+        if b.is_floating_point():
+            b_ema.lerp_(b, 1 - d)
+        else:
+            b_ema.copy_(b)  # batch norm's step counter
 
 
 def _describe(value) -> str:
@@ -257,7 +317,7 @@ def _check_resumable(saved: dict, cfg: Config, ckpt_path: Path) -> None:
     if (saved.get("conditional"), saved.get("loss_type")) != (cfg.conditional, cfg.loss_type):
         raise TrainingError(f"{ckpt_path.parent} holds a run of `{_script(saved)}`; resume it with that command "
                             f"plus --resume, or pick another --out_dir for this one.")
-    changed = [k for k in ("batch_size", "lr", "dim_z", "seed") if saved.get(k) != getattr(cfg, k)]
+    changed = [k for k in ("batch_size", "lr", "dim_z", "seed", "amp", "ema") if saved.get(k) != getattr(cfg, k)]
     if changed:
         raise TrainingError(f"--resume: {', '.join(f'{k}={saved.get(k)!r}' for k in changed)} in {ckpt_path} "
                             f"differ from this command's flags. Resume with the same flags, or pick a new "
@@ -294,13 +354,16 @@ def train(cfg: Config) -> dict:
     g, d = build_models(cfg, device)
     g_opt = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=ADAM_BETAS[cfg.loss_type])
     d_opt = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=ADAM_BETAS[cfg.loss_type])
+    g_ema = copy.deepcopy(g).requires_grad_(False) if cfg.ema else None  # draws grids and metrics
+    amp = amp_dtype(cfg, device)
     name, loss_fn = loss_function(cfg)
     _preflight(name, loss_fn, g, d, to_unit_range(images[:2]).to(device),
                labels[:2].to(device) if cfg.conditional else None, device)
     step = 0
     if state is not None:
-        for module, key in ((g, "g"), (d, "d"), (g_opt, "g_opt"), (d_opt, "d_opt")):
-            module.load_state_dict(state[key])
+        for module, key in ((g, "g"), (d, "d"), (g_opt, "g_opt"), (d_opt, "d_opt"), (g_ema, "g_ema")):
+            if module is not None:
+                module.load_state_dict(state[key])
         step = state["step"]
         set_rng_state(state["rng"])
         if step >= total:
@@ -320,21 +383,26 @@ def train(cfg: Config) -> dict:
     grid_z = torch.randn(100, cfg.dim_z, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     grid_y = torch.arange(10, device=device).repeat(10) if cfg.conditional else None  # column c shows class c
     reals = class_ordered_reals(images, labels) if cfg.conditional else images[:100]
-    save_image(to_unit_range(reals), out / "real.png", nrow=10, normalize=True, value_range=(-1, 1))
     log_file, log = _open_log(out / "losses.csv", step)
 
     def checkpoint():
         save_checkpoint(ckpt_path, {"g": g.state_dict(), "d": d.state_dict(), "g_opt": g_opt.state_dict(),
                                     "d_opt": d_opt.state_dict(), "step": step, "rng": rng_state(),
-                                    "config": dataclasses.asdict(cfg)})
+                                    "config": dataclasses.asdict(cfg),
+                                    **({"g_ema": g_ema.state_dict()} if g_ema is not None else {})})
 
     def save_grid():
-        g.eval()
+        g_show.eval()
         with torch.no_grad():
-            x = g(grid_z, grid_y)  # (100, 1, 28, 28)
-        g.train()
-        save_image(x, out / f"fake_{step:04d}.png", nrow=10, normalize=True, value_range=(-1, 1))
+            x = g_show(grid_z, grid_y)  # (100, 1, 28, 28)
+        g_show.train()
+        save_grid_image(x, out / f"fake_{step:04d}.png")
+        nonlocal reals
+        if reals is not None:  # once per process, with the first grid (keeps torchvision out of start-up)
+            save_grid_image(to_unit_range(reals), out / "real.png")
+            reals = None
 
+    g_show = g if g_ema is None else g_ema
     perm_epoch, perm = -1, None
     with _StopRequest() as stop, log_file, tqdm(total=total, initial=step, desc=out.name, unit="step") as bar:
         while step < total and not stop.requested:
@@ -346,7 +414,9 @@ def train(cfg: Config) -> dict:
             x_real = to_unit_range(images[idx]).to(device)  # (B, 1, 28, 28) in [-1, 1]
             args = (g, d, x_real) + ((labels[idx].to(device),) if cfg.conditional else ())
 
-            d_loss, g_loss = update(loss_fn, args, g, d, g_opt, d_opt, device)
+            d_loss, g_loss = update(loss_fn, args, g, d, g_opt, d_opt, device, amp)
+            if g_ema is not None:
+                update_ema(g_ema, g, cfg.ema, step)
             _check_finite("d_loss", d_loss, step, ckpt_path)
             _check_finite("g_loss", g_loss, step, ckpt_path)
             step += 1
@@ -362,7 +432,7 @@ def train(cfg: Config) -> dict:
     if cfg.metrics and step >= total:
         from codebase.metrics import write_metrics  # imported here: torchmetrics loads only when needed
 
-        write_metrics(out, g, device, cfg.data_dir)
+        write_metrics(out, g_show, device, cfg.data_dir)
     return {"step": step, "total": total, "interrupted": step < total, "out_dir": str(out)}
 
 
