@@ -65,6 +65,8 @@ class Discriminator(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         out = self.linear(self.phi(x))  # (B, K) = A phi(x) + b
+        if out.dtype in (torch.bfloat16, torch.float16):  # under autocast: the loss math gets fp32 logits
+            out = out.float()
         if not self.num_classes:
             return out.squeeze(1)
         return out.gather(1, y.view(-1, 1)).squeeze(1)  # y^T (A phi(x) + b) for one-hot y

@@ -167,3 +167,13 @@ def test_smooth_is_a_centred_moving_average(n, window):
     half = window // 2
     expected = [values[max(0, i - half):i + half + 1].mean() for i in range(n)]
     np.testing.assert_allclose(smooth(list(values), window), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_d_gives_fp32_logits_under_autocast(conditional):
+    """The student's loss math (softplus, the penalty's norm) runs in fp32 even when the convolutions run in bf16."""
+    _, d = build_models(Config(conditional=conditional), torch.device("cpu"))
+    y = torch.arange(2) if conditional else None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert d.phi(torch.rand(2, 1, 28, 28)).dtype == torch.bfloat16
+        assert d(torch.rand(2, 1, 28, 28), y).dtype == torch.float32
