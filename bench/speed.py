@@ -30,6 +30,7 @@ It reports:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -119,10 +120,17 @@ def make_step(train_mod, cfg, device):
 
     if hasattr(train_mod, "update"):  # the handout's loss API: the loop calls update() each step
         _, loss_fn = train_mod.loss_function(cfg)
+        # What the loop adds around update() where the checkout has it: bf16 autocast, the moving average of G.
+        amp = (train_mod.amp_dtype(cfg, device),) if hasattr(train_mod, "amp_dtype") else ()
+        g_ema = copy.deepcopy(g).requires_grad_(False) if getattr(cfg, "ema", 0) else None
+        counter = iter(range(10**9))
 
         def losses(x_real, y):
             args = (g, d, x_real) + ((y,) if cfg.conditional else ())
-            return train_mod.update(loss_fn, args, g, d, g_opt, d_opt, device)
+            out = train_mod.update(loss_fn, args, g, d, g_opt, d_opt, device, *amp)
+            if g_ema is not None:
+                train_mod.update_ema(g_ema, g, cfg.ema, next(counter))
+            return out
     else:  # the older API (gan.LOSSES of per-network losses): that loop's step, which it wrote inline
         from codebase.gan import LOSSES, sample_z
 
