@@ -245,7 +245,7 @@ def update(loss_fn: LossFn, args: tuple, g: nn.Module, d: nn.Module, g_opt: torc
     With ``amp`` (a dtype), the loss runs under autocast: convolutions and matmuls in that dtype, the rest in fp32.
     """
     def losses():
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        with torch.autocast(torch.device(device).type, dtype=amp or torch.float32, enabled=amp is not None):
             return loss_fn(*args, device=device)
 
     # (1) Update D on d_loss, w.r.t. D's parameters only.
