@@ -38,7 +38,7 @@ class Config:
     resume: bool = False
     overwrite: bool = False
     metrics: bool = True  # write metrics.json (FID, KID, class scores) when the run finishes
-    amp: bool = True  # bf16 autocast for the losses where the device computes bf16 natively (see amp_dtype)
+    amp: bool = False  # bf16 autocast for the losses, where the device computes bf16 natively (see amp_dtype)
     ema: float = 0.99  # decay of the moving average of G's weights that draws grids and metrics; 0 turns it off
 
     def __post_init__(self):

@@ -101,8 +101,8 @@ def make_parser(description: str, loss_types: list[str] | None) -> argparse.Argu
     p.add_argument("--overwrite", action="store_true", help="start again even if --out_dir holds a run")
     p.add_argument("--no_metrics", dest="metrics", action="store_false",
                    help="skip metrics.json at the end (FID/KID of 10,000 samples; see README)")
-    p.add_argument("--no_amp", dest="amp", action="store_false",
-                   help="train in fp32 everywhere (default: bf16 autocast where the CPU or GPU has native bf16)")
+    p.add_argument("--amp", action="store_true",
+                   help="bf16 autocast where the CPU (AVX512-BF16, AMX) or GPU has native bf16; see README first")
     p.add_argument("--ema", type=_ema_decay, default=0.99,
                    help="decay of the moving average of G's weights that draws the grids and metrics; "
                         "0 shows G itself (default: %(default)s)")

@@ -1,5 +1,5 @@
-"""The loop's speed and quality options: bf16 autocast (``--no_amp`` turns it off), the moving average of G's
-weights (``--ema``), and the smoothed loss plot."""
+"""The loop's speed and quality options: bf16 autocast (``--amp``), the moving average of G's weights (``--ema``),
+and the smoothed loss plot."""
 import copy
 
 import numpy as np
@@ -39,14 +39,14 @@ def bf16(monkeypatch):
 
 def test_amp_dtype_follows_the_flag_and_the_device(monkeypatch):
     cpu = torch.device("cpu")
-    assert amp_dtype(Config(amp=False), cpu) is None
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
-    assert amp_dtype(Config(), cpu) is torch.bfloat16
+    assert amp_dtype(Config(), cpu) is None  # off by default
+    assert amp_dtype(Config(amp=True), cpu) is torch.bfloat16
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert amp_dtype(Config(), cpu) is None  # emulated bf16 is slower than fp32
+    assert amp_dtype(Config(amp=True), cpu) is None  # emulated bf16 is slower than fp32
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert amp_dtype(Config(), torch.device("cuda")) is torch.bfloat16
+    assert amp_dtype(Config(amp=True), torch.device("cuda")) is torch.bfloat16
 
 
 @pytest.mark.parametrize("amp, conv_dtype", [(torch.bfloat16, torch.bfloat16), (None, torch.float32)])
@@ -69,16 +69,16 @@ def test_update_runs_the_loss_under_autocast_and_keeps_fp32_weights(amp, conv_dt
 @pytest.mark.parametrize("loss_type, conditional",
                          [("nonsaturating", False), ("wasserstein_gp", False), ("nonsaturating", True)])
 def test_every_gan_trains_under_bf16_with_finite_losses(bf16, data_dir, tmp_path, loss_type, conditional):
-    train(_config(data_dir, tmp_path / "run", loss_type=loss_type, conditional=conditional))
+    train(_config(data_dir, tmp_path / "run", loss_type=loss_type, conditional=conditional, amp=True))
     rows = (tmp_path / "run" / "losses.csv").read_text().splitlines()[1:]
     assert len(rows) == 32
     assert np.isfinite([[float(v) for v in r.split(",")[2:]] for r in rows]).all()
 
 
 def test_bf16_resume_is_bit_identical(bf16, data_dir, tmp_path):
-    train(_config(data_dir, tmp_path / "full", num_epochs=2))
-    train(_config(data_dir, tmp_path / "part", num_epochs=1))
-    train(_config(data_dir, tmp_path / "part", num_epochs=2, resume=True))
+    train(_config(data_dir, tmp_path / "full", num_epochs=2, amp=True))
+    train(_config(data_dir, tmp_path / "part", num_epochs=1, amp=True))
+    train(_config(data_dir, tmp_path / "part", num_epochs=2, resume=True, amp=True))
     full, part = (load_checkpoint(tmp_path / run / "checkpoint.pt") for run in ("full", "part"))
     for key in ("g", "d", "g_ema"):
         for name, value in full[key].items():
@@ -87,8 +87,8 @@ def test_bf16_resume_is_bit_identical(bf16, data_dir, tmp_path):
 
 def test_bf16_and_fp32_runs_differ(bf16, data_dir, tmp_path):
     """The flag really changes what runs (else the tests above would prove nothing about bf16)."""
-    train(_config(data_dir, tmp_path / "bf16", num_epochs=1))
-    train(_config(data_dir, tmp_path / "fp32", num_epochs=1, amp=False))
+    train(_config(data_dir, tmp_path / "bf16", num_epochs=1, amp=True))
+    train(_config(data_dir, tmp_path / "fp32", num_epochs=1))
     a, b = (load_checkpoint(tmp_path / run / "checkpoint.pt")["g"] for run in ("bf16", "fp32"))
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
@@ -137,13 +137,13 @@ def test_ema_zero_keeps_no_average(data_dir, tmp_path):
 
 def test_resume_refuses_another_ema_or_amp(data_dir, tmp_path):
     train(_config(data_dir, tmp_path / "run"))
-    for change in ({"ema": 0.0}, {"amp": False}):
+    for change in ({"ema": 0.0}, {"amp": True}):
         with pytest.raises(checkpoint_mod.TrainingError, match=next(iter(change))):
             train(_config(data_dir, tmp_path / "run", num_epochs=2, resume=True, **change))
 
 
-@pytest.mark.parametrize("flags, ema, amp", [([], 0.99, True), (["--ema", "0"], 0.0, True),
-                                             (["--ema", "0.999", "--no_amp"], 0.999, False)])
+@pytest.mark.parametrize("flags, ema, amp", [([], 0.99, False), (["--ema", "0"], 0.0, False),
+                                             (["--ema", "0.999", "--amp"], 0.999, True)])
 def test_flags(flags, ema, amp):
     parser = train_mod.make_parser("test", ["nonsaturating"])
     cfg = train_mod.config_from_args(parser, parser.parse_args(flags))
