@@ -29,7 +29,7 @@ class Config:
     conditional: bool = False
     num_epochs: int | None = None  # None: 1 for a new run, the saved target when resuming
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 2e-3
     dim_z: int = 64
     seed: int = 0
     device: str = "auto"

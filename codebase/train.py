@@ -90,7 +90,7 @@ def make_parser(description: str, loss_types: list[str] | None) -> argparse.Argu
     p.add_argument("--num_epochs", type=_positive_int, default=None,
                    help="epochs the run trains to (default: 1 for a new run; with --resume, the run's own target)")
     p.add_argument("--batch_size", type=_batch_size, default=64, help="default: %(default)s")
-    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--lr", type=_positive_float, default=2e-3, help="Adam learning rate (default: %(default)s)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto picks cuda when available, else cpu")
     p.add_argument("--seed", type=int, default=0, help="same seed, same images (default: %(default)s)")
