@@ -1,8 +1,8 @@
 """What a run is, shared by the training loop and the metrics: its settings (``Config``), its networks
 (``build_models``) and its checkpoint file (``save_checkpoint``, ``load_checkpoint``).
 
-A checkpoint is one dict ``{g, d, g_opt, d_opt, step, rng, config}`` (plus ``g_ema`` when G's weights are averaged), written to a temporary file and renamed,
-and loaded with ``weights_only=True``.
+A checkpoint is one dict ``{g, d, g_opt, d_opt, step, rng, config}``, plus ``g_ema`` when G's weights are averaged;
+it is written to a temporary file and renamed, and loaded with ``weights_only=True``.
 """
 from __future__ import annotations
 
