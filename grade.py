@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import re
 import select
@@ -71,6 +72,7 @@ DEFAULT_TIMEOUT = 60.0
 class Submission:
     members: dict[str, bytes | str] = field(default_factory=dict)  # allowlisted name -> content, or why rejected
     notes: list[str] = field(default_factory=list)  # about the ZIP as a whole and members outside the allowlist
+    fatal: str | None = None  # why nothing of the submission was graded
 
     def grid(self, run: str) -> tuple[str, bytes | str] | None:
         """(name, content or rejection) of the run's final grid, the one with the highest step."""
@@ -81,38 +83,105 @@ class Submission:
         return name, self.members[name]
 
 
+def _is_junk(name: str) -> bool:
+    """Files that archivers and operating systems add on their own (macOS resource forks, Finder and Explorer
+    metadata): never graded, never reported."""
+    parts = name.split("/")
+    return parts[0] == "__MACOSX" or parts[-1] in (".DS_Store", "Thumbs.db", "desktop.ini") or \
+        parts[-1].startswith("._")
+
+
+def _common_prefix(names: list[str]) -> str:
+    """The folder the submission sits in when it was zipped with its folder ("hw3/codebase/gan.py", as the starter
+    unzips and as macOS's Compress writes): the one prefix before codebase/gan.py, or "" if there is none."""
+    if GAN in names:
+        return ""
+    prefixes = {n[: -len(GAN)] for n in names if n.endswith("/" + GAN)}
+    if len(prefixes) != 1:
+        return ""
+    prefix = prefixes.pop()
+    return prefix if prefix.count("/") == 1 else ""
+
+
 def read_submission(path: Path) -> Submission:
-    """The allowlisted members of the ZIP at ``path``; reading never writes to disk."""
+    """The allowlisted members of the ZIP (or folder of loose files) at ``path``; reading never writes to disk.
+
+    Windows backslash separators are read as folders, one enclosing folder is looked through, and OS junk
+    (``__MACOSX/``, ``.DS_Store``) is skipped."""
+    if Path(path).is_dir():
+        return read_folder(Path(path))
     sub = Submission()
     try:
         size = os.stat(path).st_size
         if size > MAX_ZIP_BYTES:
-            sub.notes.append(f"the ZIP is {size} bytes, over the {MAX_ZIP_BYTES} byte limit: not graded")
+            sub.fatal = f"the ZIP is {size} bytes, over the {MAX_ZIP_BYTES} byte limit: not graded"
             return sub
         with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
+            infos = [i for i in zf.infolist() if not _is_junk(i.filename.replace("\\", "/"))]
             if len(infos) > MAX_MEMBERS:
-                sub.notes.append(f"the ZIP has {len(infos)} members, over the limit of {MAX_MEMBERS}: not graded")
+                sub.fatal = (f"the ZIP has {len(infos)} files and folders, over the limit of {MAX_MEMBERS}: not "
+                             f"graded. Build it with make_submission.sh, which holds only what is graded")
                 return sub
+            prefix = _common_prefix([i.filename.replace("\\", "/") for i in infos])
             counts: dict[str, int] = {}
             for info in infos:
                 counts[info.filename] = counts.get(info.filename, 0) + 1
             for info in infos:
-                _read_member(zf, info, counts[info.filename], sub)
+                _read_member(zf, info, counts[info.filename], sub, prefix)
     except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, EOFError) as error:
-        sub.notes.append(f"cannot read the submission as a ZIP ({type(error).__name__}: {error})")
+        sub.fatal = f"cannot read the submission as a ZIP ({type(error).__name__}: {error})"
     return sub
 
 
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, count: int, sub: Submission) -> None:
-    name = info.filename
+def read_folder(folder: Path) -> Submission:
+    """The allowlisted files of a folder of loose files (Gradescope unpacks an uploaded ZIP into one), with the
+    same caps as a ZIP; symbolic links and special files are rejected."""
+    sub = Submission()
+    names = []
+    for root, dirs, files in os.walk(folder):  # os.walk does not follow symbolic links to folders
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            rel = os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
+            if not _is_junk(rel):
+                names.append(rel)
+        if len(names) > MAX_MEMBERS:
+            sub.fatal = f"the submission has over {MAX_MEMBERS} files, over the limit: not graded"
+            return sub
+    prefix = _common_prefix(names)
+    for rel in names:
+        name = rel[len(prefix):] if prefix and rel.startswith(prefix) else rel
+        allowed = name == GAN or bool(_GRID.fullmatch(name))
+        path = folder / rel
+        if not allowed:
+            sub.notes.append(f"ignored {rel!r}: only {GAN} and out_<run>/fake_<step>.png are graded")
+            continue
+        info = os.lstat(path)
+        cap = MAX_GAN_BYTES if name == GAN else MAX_PNG_BYTES
+        if not stat.S_ISREG(info.st_mode):
+            reason = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+        elif info.st_size > cap:
+            reason = f"{info.st_size} bytes, over the {cap} byte limit"
+        else:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                sub.members[name] = f.read(cap + 1)[: cap + 1]
+            continue
+        sub.members[name] = f"rejected: {reason}"
+        sub.notes.append(f"rejected {rel!r}: {reason}")
+    return sub
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, count: int, sub: Submission, prefix: str = "") -> None:
+    raw = info.filename
+    name = raw.replace("\\", "/")
+    if prefix and name.startswith(prefix):
+        name = name[len(prefix):]
     allowed = name == GAN or bool(_GRID.fullmatch(name))
     if name.endswith("/") and not allowed:
         return  # a folder entry
-    parts = name.replace("\\", "/").split("/")
+    parts = name.split("/")
     kind = (info.external_attr >> 16) & 0o170000
-    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name) or ".." in parts or "\\" in name or "\0" in name:
-        reason = "unsafe name (absolute, or with .. or backslashes)"
+    if raw.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", raw) or ".." in parts or "\0" in raw:
+        reason = "unsafe name (absolute, or with ..)"
     elif count > 1:
         reason = f"appears {count} times"
     elif kind == stat.S_IFLNK:
@@ -290,10 +359,15 @@ def grade(zip_path: Path, timeout: float = DEFAULT_TIMEOUT) -> dict:
             with ThreadPoolExecutor(len(sandboxes)) as pool:
                 futures = {p: pool.submit(run_problem, p, sandbox, timeout) for p, sandbox in sandboxes.items()}
                 outcomes = {p: future.result() for p, future in futures.items()}
+    elif sub.fatal:
+        outcomes = dict.fromkeys(checks.PROBLEMS, sub.fatal)
     else:
-        outcomes = dict.fromkeys(checks.PROBLEMS, f"{GAN}: {source}" if source else f"no {GAN} in the ZIP")
-    grids = {p: check_grid(sub.grid(run), run) for p, run in RUNS.items()}
-    return results(outcomes, grids, sub.notes, time.monotonic() - start)
+        found = sorted(n for n in sub.members) + [n.split("'")[1] for n in sub.notes if n.startswith("ignored")]
+        seen = f" (found: {', '.join(found[:10])}{', ...' if len(found) > 10 else ''})" if found else " (it is empty)"
+        outcomes = dict.fromkeys(checks.PROBLEMS, f"{GAN}: {source}" if source else
+                                 f"no {GAN} in the submission{seen}: expected {GAN}, at the top or under one folder")
+    grids = {p: sub.fatal or check_grid(sub.grid(run), run) for p, run in RUNS.items()}
+    return results(outcomes, grids, sub.notes + ([sub.fatal] if sub.fatal else []), time.monotonic() - start)
 
 
 def results(outcomes: dict[str, dict | str], grids: dict[str, str | None], notes: list[str],
@@ -331,18 +405,44 @@ def write_results(content: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("zip", type=Path, help="the student's hw3.zip")
+    parser.add_argument("zip", type=Path, help="the student's hw3.zip, or a folder of the files it would hold")
     parser.add_argument("-o", "--out", type=Path, default=Path("results.json"), help="where to write results.json")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds allowed per problem")
+    parser.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT,
+                        help="seconds allowed per problem (default: %(default)s)")
     args = parser.parse_args(argv)
+    if not args.zip.exists():
+        parser.error(f"{args.zip}: no such file or folder")
+    if not args.zip.is_dir() and not zipfile.is_zipfile(args.zip):
+        print(f"warning: {args.zip} is not a ZIP file; it is graded as an unreadable submission", file=sys.stderr)
+    out_dir = args.out.parent if str(args.out.parent) else Path(".")
+    if not out_dir.is_dir():
+        parser.error(f"-o {args.out}: the folder {out_dir} does not exist")
+    if not os.access(out_dir, os.W_OK | os.X_OK) or (args.out.exists() and not os.access(args.out, os.W_OK)):
+        parser.error(f"-o {args.out}: cannot write there")
     unfinished = "grading did not finish"
-    write_results(results(dict.fromkeys(checks.PROBLEMS, unfinished), dict.fromkeys(RUNS, unfinished),
-                          [], 0.0), args.out)
+    try:
+        write_results(results(dict.fromkeys(checks.PROBLEMS, unfinished), dict.fromkeys(RUNS, unfinished),
+                              [], 0.0), args.out)
+    except OSError as error:
+        parser.error(f"-o {args.out}: cannot write there ({error.strerror})")
     content = grade(args.zip, args.timeout)
     write_results(content, args.out)
     print(content["output"].splitlines()[0])
+    fatal = [n for n in content["output"].splitlines()[1:] if "not graded" in n or "cannot read" in n]
+    if fatal:
+        sys.exit(f"error: {fatal[-1]}")
 
 
 if __name__ == "__main__":

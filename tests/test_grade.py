@@ -115,10 +115,10 @@ def test_reader_rejects_duplicates_and_zip_bombs(tmp_path):
 
 def test_reader_caps_the_member_count_and_survives_non_zips(tmp_path):
     many = _zip(tmp_path / "many.zip", {f"f{i}.txt": "" for i in range(grade.MAX_MEMBERS + 1)})
-    assert "members, over the limit" in grade.read_submission(many).notes[0]
+    assert "files and folders, over the limit of 64: not graded" in grade.read_submission(many).fatal
     junk = tmp_path / "junk.zip"
     junk.write_bytes(b"PK\x03\x04 not really a zip")
-    assert "cannot read the submission as a ZIP" in grade.read_submission(junk).notes[0]
+    assert "cannot read the submission as a ZIP" in grade.read_submission(junk).fatal
 
 
 @pytest.mark.parametrize("data, problem", [
@@ -148,7 +148,7 @@ def test_cli_writes_complete_results_for_a_submission_without_gan_py(tmp_path):
     _assert_complete(results)
     points, outputs = _by_problem(results)
     assert points == {"1.2": 0.0, "3.2": 0.0, "4.5": 0.0}
-    assert all("no codebase/gan.py in the ZIP" in text for text in outputs.values())
+    assert all("no codebase/gan.py in the submission (found: out_" in text for text in outputs.values())
     assert _grids_pass(results) == ["passed"] * 3
 
 
@@ -261,3 +261,79 @@ def test_another_draw_order_gets_full_marks_whatever_else_the_zip_holds(tmp_path
     assert _grids_pass(results) == ["failed", "passed", "failed"]
     assert not planted.exists() and not (tmp_path.parent.parent / "escaped.py").exists()
     assert not os.path.exists("/tmp/absolute.py")
+
+
+# ---- Honest layouts and the command line -----------------------------------------------------------------------
+
+
+def _gan_and_grid(sub) -> tuple:
+    return sub.members.get("codebase/gan.py"), sub.grid("out_nonsaturating")
+
+
+@pytest.mark.parametrize("layout", ["plain", "one folder (starter, macOS Compress)", "backslashes (PowerShell 5.1)",
+                                    "folder and backslashes", "with OS junk"])
+def test_honest_zip_layouts_are_read_alike(tmp_path, layout):
+    members = {"codebase/gan.py": REFERENCE, "out_nonsaturating/fake_0937.png": _png()}
+    if "folder" in layout:
+        members = {f"hw3/{k}": v for k, v in members.items()}
+    if "backslashes" in layout:
+        members = {k.replace("/", "\\"): v for k, v in members.items()}
+    if "junk" in layout:
+        members.update({"__MACOSX/codebase/._gan.py": "junk", ".DS_Store": "junk", "codebase/.DS_Store": "junk"})
+    sub = grade.read_submission(_zip(tmp_path / "hw3.zip", members))
+    assert _gan_and_grid(sub) == (REFERENCE.encode(), ("out_nonsaturating/fake_0937.png", _png()))
+    assert not sub.notes and sub.fatal is None
+
+
+def test_a_folder_of_loose_files_is_read_like_a_zip(tmp_path):
+    for root in (tmp_path / "loose", tmp_path / "nested" / "hw3"):
+        (root / "codebase").mkdir(parents=True)
+        (root / "codebase" / "gan.py").write_text(REFERENCE)
+        (root / "out_nonsaturating").mkdir()
+        (root / "out_nonsaturating" / "fake_0937.png").write_bytes(_png())
+    for folder in (tmp_path / "loose", tmp_path / "nested"):
+        sub = grade.read_submission(folder)
+        assert _gan_and_grid(sub) == (REFERENCE.encode(), ("out_nonsaturating/fake_0937.png", _png()))
+    (tmp_path / "loose" / "codebase" / "gan.py").unlink()
+    (tmp_path / "loose" / "codebase" / "gan.py").symlink_to("/etc/passwd")
+    assert grade.read_submission(tmp_path / "loose").members["codebase/gan.py"] == "rejected: a symbolic link"
+
+
+def test_two_folders_with_a_gan_py_are_not_guessed_between(tmp_path):
+    members = {"a/codebase/gan.py": REFERENCE, "b/codebase/gan.py": REFERENCE}
+    assert "codebase/gan.py" not in grade.read_submission(_zip(tmp_path / "hw3.zip", members)).members
+
+
+def test_over_the_member_cap_says_so_not_that_gan_py_is_missing(tmp_path):
+    members = {"codebase/gan.py": REFERENCE, **{f"extra/f{i}.txt": "" for i in range(grade.MAX_MEMBERS)}}
+    results = grade.grade(_zip(tmp_path / "hw3.zip", members))
+    _, outputs = _by_problem(results)
+    assert all("over the limit of 64" in text and "no codebase/gan.py" not in text for text in outputs.values())
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--timeout", "-1"], "positive, finite"),
+    (["--timeout", "0"], "positive, finite"),
+    (["--timeout", "nan"], "positive, finite"),
+    (["--timeout", "inf"], "positive, finite"),
+    (["-o", "missing/dir/r.json"], "does not exist"),
+])
+def test_bad_flags_are_usage_errors(tmp_path, monkeypatch, capsys, flags, words):
+    monkeypatch.chdir(tmp_path)
+    path = _zip(tmp_path / "hw3.zip", GRIDS)
+    with pytest.raises(SystemExit) as e:
+        grade.main([str(path), *flags])
+    assert e.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_missing_or_non_zip_input_fails_loudly(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        grade.main([str(tmp_path / "nothing.zip"), "-o", str(tmp_path / "r.json")])
+    assert e.value.code == 2 and "no such file" in capsys.readouterr().err
+    text = tmp_path / "hw3.zip"
+    text.write_text("not a zip")
+    with pytest.raises(SystemExit) as e:
+        grade.main([str(text), "-o", str(tmp_path / "r.json")])
+    assert e.value.code and "cannot read the submission as a ZIP" in str(e.value.code)
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["score"] == 0 and "cannot read the submission as a ZIP" in results["output"]
