@@ -215,7 +215,8 @@ def _check_fake_labels(probe: dict, zs: list[Tensor]) -> None:
 
 
 def _interpolates(probe: dict, n: int) -> list[Tensor]:
-    """alpha (n,) of each call where D saw interpolates; every call's points must lie on the segments."""
+    """alpha (n,) of each batch of n interpolates D saw, alone or within one concatenated pass; every call's points
+    must lie on the segments."""
     alphas, offs = _calls(probe, "alpha"), _calls(probe, "off")
     found = []
     for alpha, off in zip(alphas, offs):
@@ -226,22 +227,53 @@ def _interpolates(probe: dict, n: int) -> list[Tensor]:
         if not (off < 1e-3).all() or alpha.min() < -1e-4 or alpha.max() > 1 + 1e-4:
             raise AssertionError("D was evaluated at points that are not alpha x_real + (1 - alpha) x_fake with "
                                  "one alpha in [0, 1] per sample: draw alpha of shape (B, 1, 1, 1), not per pixel")
-        if size == n and ((alpha > 1e-4) & (alpha < 1 - 1e-4)).any():
-            found.append(alpha)
+        if size % n == 0:  # one batch, or several in one critic pass (torch.cat([x_real, x_fake, x_hat]))
+            found += [chunk for chunk in alpha.view(-1, n) if ((chunk > 1e-4) & (chunk < 1 - 1e-4)).any()]
     return found
 
 
 # ---- The checks ------------------------------------------------------------------------------------------------
 
 
+def _split_calls(probe: dict, key: str, values: list) -> tuple[list, list]:
+    """What the sampling probe's first call of the function recorded, and what its second call did."""
+    k = probe.get(key)
+    if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= len(values):
+        raise TypeError(f"{key} must count calls")
+    return values[:k], values[k:]
+
+
+def _reused(first: list, second: list) -> bool:
+    return any(isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape and torch.equal(a, b)
+               for a in first for b in second)
+
+
 def _sampling(problem: str, outputs) -> None:
     probe = _probe(outputs, problem, "sampling")
     zs = _check_z(probe)
+    first, second = _split_calls(probe, "first_g", zs)
+    if not second:
+        raise AssertionError("a second call of the function did not call G: draw fresh z and call g on every call")
+    if _reused(first, second):
+        raise AssertionError("a second call of the function fed G the same z as the first: draw fresh noise with "
+                             "torch.randn on every call (not once, and without reseeding)")
     if problem == "3.2":
         _check_fake_labels(probe, zs)
+        y_real = probes.build("3.2", "sampling").y_real
+        first, second = _split_calls(probe, "first_g", _calls(probe, "y"))
+        drawn = [y for y in first if isinstance(y, Tensor) and not (y.shape == y_real.shape and torch.equal(y, y_real))]
+        if _reused(drawn, second):
+            raise AssertionError("a second call drew the same fake labels as the first: draw them afresh on every "
+                                 "call (or use y_real)")
 
 
 def _alpha(outputs) -> None:
+    probe = _probe(outputs, "4.5", "sampling")
+    first, second = _split_calls(probe, "first_d", list(zip(_calls(probe, "alpha"), _calls(probe, "off"))))
+    alphas = [{**probe, "alpha": [a for a, _ in calls], "off": [o for _, o in calls]} for calls in (first, second)]
+    if _reused(*(_interpolates(p, SAMPLING_BATCH) for p in alphas)):
+        raise AssertionError("a second call of the function used the same alpha as the first: draw alpha with "
+                             "torch.rand on every call (not once, and without reseeding)")
     for name, n in (("main", BATCH), ("sampling", SAMPLING_BATCH)):
         found = _interpolates(_probe(outputs, "4.5", name), n)
         if not found:
@@ -281,6 +313,17 @@ def _loss_value(problem: str, loss: str, outputs, name: str = "main") -> None:
         except AssertionError as failure:
             failures.append(str(failure))
     raise AssertionError(failures[0])
+
+
+def _d_value(problem: str, outputs) -> None:
+    """d_loss on the main probe; for 4.5 also under a steep critic, whose gradient norms exceed 1 where the main
+    one's stay below, so a penalty that punishes only one side of 1 shows."""
+    _loss_value(problem, "d_loss", outputs)
+    if problem == "4.5":
+        try:
+            _loss_value(problem, "d_loss", outputs, "steep")
+        except AssertionError as failure:
+            raise AssertionError(f"with a critic whose gradient norms exceed 1: {failure}") from None
 
 
 def _penalty_hint(actual: Tensor, expected: Expected) -> str:
@@ -327,7 +370,7 @@ def _checks(problem: str, points: dict[str, float]) -> tuple[Check, ...]:
     make = {
         "sampling": (sampling, functools.partial(_sampling, problem)),
         "alpha": ("interpolates with one alpha ~ U[0, 1] per sample", _alpha),
-        "d_value": ("d_loss value", functools.partial(_loss_value, problem, "d_loss")),
+        "d_value": ("d_loss value", functools.partial(_d_value, problem)),
         "g_value": ("g_loss value", functools.partial(_loss_value, problem, "g_loss")),
         "d_grads": ("d_loss gradient to D", functools.partial(_loss_grads, problem, "d_loss")),
         "g_grads": ("g_loss gradient to G", functools.partial(_loss_grads, problem, "g_loss")),

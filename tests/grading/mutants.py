@@ -66,17 +66,34 @@ MUTANTS = [
     Mutant("lambda = 1", WGP, re.escape("GP_LAMBDA * penalty"), "1.0 * penalty", "4.5/d_loss value"),
     Mutant("gradient of the mean output", WGP, re.escape("d(x_hat).sum()"), "d(x_hat).mean()", "4.5/d_loss value"),
     Mutant("penalty not squared", WGP, re.escape("- 1).square().mean()"), "- 1).abs().mean()", "4.5/d_loss value"),
+    Mutant("one-sided penalty, only gradient norms below 1", WGP,
+           re.escape("(grad.flatten(1).norm(dim=1) - 1).square()"), "F.relu(1 - grad.flatten(1).norm(dim=1)).square()",
+           "4.5/d_loss value"),
+    Mutant("noise drawn once and reused on every call", NS, _Z,
+           "z = _FROZEN.setdefault(('z', x_real.shape[0]), torch.randn(x_real.shape[0], g.dim_z, device=device))",
+           "1.2/z ~ N(0, I)"),
+    Mutant("noise reseeded on every call", WGP, _Z,
+           "torch.manual_seed(0); z = torch.randn(x_real.shape[0], g.dim_z, device=device)", "4.5/z ~ N(0, I)"),
+    Mutant("alpha drawn once and reused on every call", WGP, _ALPHA,
+           "alpha = _FROZEN.setdefault(('alpha', x_real.shape[0]), "
+           "torch.rand(x_real.shape[0], 1, 1, 1, device=device))",
+           "4.5/interpolates with one alpha ~ U[0, 1] per sample"),
+    Mutant("uniform fake labels drawn once and reused on every call", COND, re.escape("y_fake = y_real"),
+           "y_fake = _FROZEN.setdefault(('y', x_real.shape[0]), "
+           "torch.randint(0, 10, y_real.shape, device=device))",
+           "3.2/z ~ N(0, I), fake labels y_real or uniform"),
     Mutant("Wasserstein terms swapped", WGP, re.escape("d_loss = d(x_fake.detach()).mean() - d(x_real).mean()"),
            "d_loss = d(x_real).mean() - d(x_fake.detach()).mean()", "4.5/d_loss value"),
 ]
 
 
 def apply(source: str, mutant: Mutant) -> str:
-    """The source with the mutant's edit inside its function; fails unless the pattern matches there exactly once."""
+    """The source with the mutant's edit inside its function; fails unless the pattern matches there exactly once.
+    ``_FROZEN``, a module-level cache, is there for the mutants that draw once and reuse."""
     start = source.index(f"\ndef {mutant.function}(")
     end = source.find("\ndef ", start + 1)
     end = len(source) if end < 0 else end
     mutated, count = re.subn(mutant.pattern, lambda _: mutant.new, source[start:end])
     if count != 1:
         raise ValueError(f"mutant {mutant.name!r}: its pattern matches {count} times in {mutant.function}, not once")
-    return source[:start] + mutated + source[end:]
+    return source[:start] + mutated + source[end:] + "\n_FROZEN = {}\n"

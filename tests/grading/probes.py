@@ -38,8 +38,11 @@ LABEL_PENALTY = 4.0
 MAX_CALLS = 8  # calls recorded per network and probe, to bound what a child returns
 
 FUNCTIONS = {"1.2": "loss_nonsaturating", "3.2": "conditional_loss_nonsaturating", "4.5": "loss_wasserstein_gp"}
-PROBES = {"1.2": ("main", "extreme", "sampling"), "3.2": ("main", "extreme", "sampling"), "4.5": ("main", "sampling")}
-_SEEDS = {"main": 10, "extreme": 20, "sampling": 30}
+STEEP_SCALE = 4.0  # 4.5's steep critic: gradient norms of about 2-4 at the interpolates, where the main one has < 1
+PROBES = {"1.2": ("main", "extreme", "sampling"), "3.2": ("main", "extreme", "sampling"),
+          "4.5": ("main", "steep", "sampling")}
+_SEEDS = {"main": 10, "extreme": 20, "sampling": 30, "steep": 40}
+SAMPLING_CALLS = 2  # the sampling probe calls the function twice: noise, labels and alpha must be drawn afresh
 
 
 def load_module(path: str | Path, name: str = "gan_under_test") -> ModuleType:
@@ -149,7 +152,7 @@ def build(problem: str, name: str) -> Probe:
     if conditional:  # balanced labels in the sampling probe, so reusing them looks uniform too
         y_real = (torch.arange(n) % NUM_CLASSES)[torch.randperm(n, generator=gen)]
         x_real = write_labels(x_real, y_real)
-    scale = EXTREME_SCALE if name == "extreme" else 1.0
+    scale = {"extreme": EXTREME_SCALE, "steep": STEEP_SCALE}.get(name, 1.0)
     segment = (x_real, fake) if problem == "4.5" else None
     return Probe(ProbeGenerator(fake, conditional), ProbeCritic(seed, conditional, scale, segment), x_real, y_real)
 
@@ -159,7 +162,8 @@ def run(module: ModuleType, problem: str) -> dict:
 
     A probe's dict holds "d_loss", "g_loss" (scalars), "d_grads" (d_loss's gradients w.r.t. D's parameters),
     "g_grads" (g_loss's w.r.t. G's), "z" and "y" (what G got), "alpha" and "off" (where D's inputs lay, 4.5),
-    or "error" (what the function raised). The sampling probe records only the inputs.
+    or "error" (what the function raised). The sampling probe records only the inputs, over SAMPLING_CALLS
+    calls; "first_g" and "first_d" count the G and D calls the first of them made.
     """
     function = getattr(module, FUNCTIONS[problem], None)
     if not callable(function):
@@ -172,8 +176,13 @@ def _run_probe(function, probe: Probe, with_grads: bool) -> dict:
     args = (g, d, probe.x_real.clone()) + (() if probe.y_real is None else (probe.y_real.clone(),))
     out: dict = {}
     try:
-        d_loss, g_loss = function(*args, device=torch.device("cpu"))
-        if with_grads:
+        if not with_grads:
+            for call in range(SAMPLING_CALLS):
+                function(*args, device=torch.device("cpu"))
+                if call == 0:
+                    out["first_g"], out["first_d"] = len(g.calls), len(d.calls)
+        else:
+            d_loss, g_loss = function(*args, device=torch.device("cpu"))
             out["d_loss"], out["d_grads"] = _value_and_grads(d_loss, d)
             out["g_loss"], out["g_grads"] = _value_and_grads(g_loss, g)
     except (Exception, SystemExit) as error:  # whatever the solution raises fails this probe only
