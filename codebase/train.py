@@ -166,7 +166,7 @@ def plot_losses(csv_path: Path, png_path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, color in (("d_loss", "tab:blue"), ("g_loss", "tab:orange")):
         values = [float(r[key]) for r in rows]
-        ax.scatter(steps, values, s=2, color=color, alpha=0.15, linewidths=0)
+        ax.scatter(steps, values, s=4, color=color, alpha=0.3, linewidths=0)
         ax.plot(steps, smooth(values, window), color=color, linewidth=1.5,
                 label=f"{key} (mean of {window} steps)" if window > 1 else key)
     ax.set_xlabel("step")
