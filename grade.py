@@ -245,12 +245,26 @@ class Finished:
     output: str
 
 
+_LIVE: set[int] = set()  # process groups of the children running now
+
+
+def _stop(signum, frame) -> None:
+    """SIGTERM or SIGINT: kill every child's process group, then exit, so that the temporary folders go too."""
+    for pgid in list(_LIVE):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    raise SystemExit(128 + signum)
+
+
 def run_sandboxed(argv: list[str], cwd: Path, timeout: float) -> Finished:
     """Run argv in its own session; kill its process group at the timeout or once it exits; cap its output."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "TMPDIR": str(cwd), "LANG": "C.UTF-8",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
+    _LIVE.add(proc.pid)
     deadline = time.monotonic() + timeout
     head, tail, dropped = bytearray(), b"", 0
     fd, timed_out, eof = proc.stdout.fileno(), False, False
@@ -282,6 +296,7 @@ def run_sandboxed(argv: list[str], cwd: Path, timeout: float) -> Finished:
         except (ProcessLookupError, PermissionError):
             pass
         proc.wait()
+        _LIVE.discard(proc.pid)
     drain_until = time.monotonic() + 1.0  # processes that left the group may still hold the pipe
     while not eof and time.monotonic() < drain_until:
         eof = not read(0.05)
@@ -431,6 +446,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"-o {args.out}: the folder {out_dir} does not exist")
     if not os.access(out_dir, os.W_OK | os.X_OK) or (args.out.exists() and not os.access(args.out, os.W_OK)):
         parser.error(f"-o {args.out}: cannot write there")
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop)
     unfinished = "grading did not finish"
     try:
         write_results(results(dict.fromkeys(checks.PROBLEMS, unfinished), dict.fromkeys(RUNS, unfinished),

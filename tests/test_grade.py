@@ -6,7 +6,10 @@ children, so one grading costs about one child: the tests that start children sh
 import io
 import json
 import os
+import signal
 import struct
+import subprocess
+import sys
 import time
 import zipfile
 
@@ -245,7 +248,7 @@ def test_a_gan_py_that_does_not_import_scores_zero_on_the_losses_only(tmp_path, 
     assert _grids_pass(results) == ["passed"] * 3
 
 
-def test_another_draw_order_gets_full_marks_whatever_else_the_zip_holds(tmp_path):
+def test_another_draw_order_with_a_relative_import_gets_full_marks_whatever_else_the_zip_holds(tmp_path):
     planted = tmp_path / "planted"
     code = f"open({str(planted)!r}, 'w').write('ran')\n"
     members = {
@@ -254,7 +257,8 @@ def test_another_draw_order_gets_full_marks_whatever_else_the_zip_holds(tmp_path
         "out_nonsaturating/fake_9999.png": "/etc/passwd",  # a symlink
         "out_wasserstein_gp/fake_9999.png": bytes(100 << 20),  # a zip bomb
     }
-    results, _ = _grade(tmp_path, VARIANT, members, symlinks=("out_nonsaturating/fake_9999.png",))
+    source = "from .network import Discriminator  # a relative import, as in a package\n" + VARIANT
+    results, _ = _grade(tmp_path, source, members, symlinks=("out_nonsaturating/fake_9999.png",))
     points, outputs = _by_problem(results)
     assert points == FULL
     assert "symbolic link" in outputs["1.2"] and "byte limit" in outputs["4.5"]
@@ -337,3 +341,29 @@ def test_missing_or_non_zip_input_fails_loudly(tmp_path, capsys):
     assert e.value.code and "cannot read the submission as a ZIP" in str(e.value.code)
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["score"] == 0 and "cannot read the submission as a ZIP" in results["output"]
+
+
+def test_sigterm_to_the_grader_kills_every_child_and_removes_its_folders(tmp_path):
+    pids = tmp_path / "pids"
+    source = REFERENCE + f"""
+import os, time
+with open({str(pids)!r}, "a") as f:
+    f.write(str(os.getpid()) + " ")
+time.sleep(600)
+"""
+    path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": source, **GRIDS})
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "grade.py"), str(path), "-o", str(tmp_path / "r.json")],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while (not pids.exists() or len(pids.read_text().split()) < 3) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM
+    children = [int(pid) for pid in pids.read_text().split()]
+    time.sleep(0.5)
+    assert len(children) == 3 and not any(_alive(pid) for pid in children)
+    assert list(scratch.iterdir()) == []

@@ -4,7 +4,8 @@
 
 grade.py starts it in a fresh session with a scrubbed environment; ``-I`` keeps PYTHONPATH, user site-packages
 and the working directory off sys.path. This script lowers its own resource limits, imports the student's file
-(whose package root SANDBOX goes on sys.path, so ``from codebase import network`` finds the starter's copy),
+as ``codebase.gan`` (its package root SANDBOX goes on sys.path, so ``from codebase import network`` and
+``from .network import ...`` find the starter's copy),
 then loads probes.py by path, not as part of a package: the checks and their expected values are never imported
 here. Whatever the student's code does in this process, the grader only reads OUT.pt, with weights_only=True.
 An exception at import is left to Python: it prints the traceback, which grade.py shows, and exits with 1.
@@ -41,7 +42,12 @@ def main() -> None:
     _limit(resource.RLIMIT_FSIZE, FILE_BYTES)
     sys.path.insert(0, str(Path(gan_path).resolve().parents[1]))
 
-    student = _load("gan", gan_path)  # the student's import-time code runs here, before torch is imported
+    import importlib
+
+    # As the run scripts import it: codebase.gan inside the starter's package, so that both
+    # `from codebase.network import ...` and `from .network import ...` work. The student's import-time code runs
+    # here, before this script imports torch.
+    student = importlib.import_module("codebase.gan")
     probes = _load("grading_probes", Path(__file__).with_name("probes.py"))
     import torch
 
