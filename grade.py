@@ -14,14 +14,15 @@ How it treats a submission:
 * Student code runs only in children ``python -I tests/grading/harness.py``, one per problem, in parallel, each
   in its own session and process group, in a fresh directory beside the starter's other codebase files, with a
   minimal environment and rlimits. After a wall-clock timeout, or as soon as the child exits, the whole group is
-  killed; output is drained and capped. A child returns the probes' raw outputs in a file that this process loads
-  with ``torch.load(weights_only=True)``; the expected values and the scoring live here only.
+  killed; output is drained and capped. A child returns the probes' raw outputs in a file of plain data
+  (tests/grading/wire.py: a JSON header and raw tensor bytes, sizes checked before anything is allocated, never a
+  pickle); the expected values and the scoring live here only.
 * Whatever fails, results.json is complete: the affected part gets 0 points and a message, the rest is scored.
   A placeholder with 0 points is written first, in case this process itself is stopped.
 
 Children run as the grader's user, so a submission could still touch that user's files or processes: run the
 grader in a container or as a dedicated user. A deployment needs this file, make_handout.py, the starter's
-codebase files and tests/grading/{probes,checks,harness}.py: no solution (gan.py, variant_gan.py) is used.
+codebase files and tests/grading/{probes,checks,harness,wire}.py: no solution (gan.py, variant_gan.py) is used.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ import torch
 from PIL import Image
 
 from make_handout import STARTER, starter_files
-from tests.grading import checks
+from tests.grading import checks, wire
 
 ROOT = Path(__file__).resolve().parent
 HARNESS = ROOT / "tests" / "grading" / "harness.py"
@@ -310,7 +311,7 @@ def run_sandboxed(argv: list[str], cwd: Path, timeout: float) -> Finished:
 
 def run_problem(problem: str, sandbox: Path, timeout: float) -> dict | str:
     """Probe outputs of ``problem`` from a child that imports sandbox/codebase/gan.py, or why there are none."""
-    result = sandbox / "result.pt"
+    result = sandbox / "result.bin"
     argv = [sys.executable, "-I", str(HARNESS), str(sandbox / GAN), problem, str(result), str(int(timeout) + 5)]
     try:
         finished = run_sandboxed(argv, sandbox, timeout)
@@ -350,7 +351,7 @@ def _load_result(path: Path) -> dict:
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RESULT_BYTES:
             raise ValueError("not a regular file of sane size")
         data = f.read(MAX_RESULT_BYTES + 1)
-    return torch.load(io.BytesIO(data), weights_only=True)
+    return wire.decode(data)
 
 
 # ---- Scoring ---------------------------------------------------------------------------------------------------

@@ -367,3 +367,30 @@ time.sleep(600)
     time.sleep(0.5)
     assert len(children) == 3 and not any(_alive(pid) for pid in children)
     assert list(scratch.iterdir()) == []
+
+
+def test_result_files_are_plain_data_with_size_caps():
+    import torch
+
+    from tests.grading import wire
+
+    outputs = {"main": {"d_loss": torch.tensor(1.5), "z": [torch.randn(3, 4)], "y": [None, torch.arange(3)],
+                        "first_g": 1, "error": "text"}}
+    back = wire.decode(wire.encode(outputs))
+    assert back["main"]["first_g"] == 1 and back["main"]["error"] == "text" and back["main"]["y"][0] is None
+    assert torch.equal(back["main"]["z"][0], outputs["main"]["z"][0]) and back["main"]["y"][1].dtype == torch.int64
+    # A tiny file that claims a huge tensor, or points outside itself, is refused before anything is allocated.
+    for spec in (["f32", [1 << 30], 0], ["f32", [1 << 20, 1 << 20], 0], ["f32", [4], 1 << 40], ["pickle", [], 0]):
+        with pytest.raises(ValueError):
+            wire.decode(json.dumps({"x": {"tensor": spec}}).encode() + b"\n" + bytes(16))
+    with pytest.raises(ValueError):
+        wire.decode(b"{" * (2 << 20))  # no header within the cap
+
+
+def test_the_grader_never_unpickles_what_a_child_wrote(tmp_path, monkeypatch):
+    import pickle
+
+    result = tmp_path / "result.bin"
+    result.write_bytes(pickle.dumps({"main": bytearray(10)}))
+    with pytest.raises(Exception):
+        grade._load_result(result)

@@ -1,13 +1,14 @@
 """Child side of grade.py: run one problem's probes on a student's gan.py and save the raw outputs.
 
-    python -I tests/grading/harness.py SANDBOX/codebase/gan.py PROBLEM OUT.pt CPU_SECONDS
+    python -I tests/grading/harness.py SANDBOX/codebase/gan.py PROBLEM OUT CPU_SECONDS
 
 grade.py starts it in a fresh session with a scrubbed environment; ``-I`` keeps PYTHONPATH, user site-packages
 and the working directory off sys.path. This script lowers its own resource limits, imports the student's file
 as ``codebase.gan`` (its package root SANDBOX goes on sys.path, so ``from codebase import network`` and
 ``from .network import ...`` find the starter's copy),
 then loads probes.py by path, not as part of a package: the checks and their expected values are never imported
-here. Whatever the student's code does in this process, the grader only reads OUT.pt, with weights_only=True.
+here. Whatever the student's code does in this process, the grader only reads OUT, in wire.py's format: data
+with size caps, never a pickle.
 An exception at import is left to Python: it prints the traceback, which grade.py shows, and exits with 1.
 """
 import importlib.util
@@ -49,10 +50,13 @@ def main() -> None:
     # here, before this script imports torch.
     student = importlib.import_module("codebase.gan")
     probes = _load("grading_probes", Path(__file__).with_name("probes.py"))
+    wire = _load("grading_wire", Path(__file__).with_name("wire.py"))
     import torch
 
     torch.set_num_threads(1)
-    torch.save(probes.run(student, problem), out_path)
+    data = wire.encode(probes.run(student, problem))
+    with open(out_path, "wb") as f:
+        f.write(data)
     sys.stdout.flush()
     os._exit(0)  # skip the student's atexit handlers and non-daemon threads
 
