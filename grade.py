@@ -11,18 +11,22 @@ How it treats a submission:
   caps on the member count and sizes; symlinks, encrypted, duplicate, absolute and ``..`` members are rejected.
   Only gan.py touches the disk, under a fixed name inside a fresh temporary directory; the other members of the
   ZIP (a conftest.py, pytest.ini or sitecustomize.py among them) are never written.
-* Student code runs only in children ``python -I tests/grading/harness.py``, one per problem, in parallel, each
-  in its own session and process group, in a fresh directory beside the starter's other codebase files, with a
-  minimal environment and rlimits. After a wall-clock timeout, or as soon as the child exits, the whole group is
-  killed; output is drained and capped. A child returns the probes' raw outputs in a file of plain data
-  (tests/grading/wire.py: a JSON header and raw tensor bytes, sizes checked before anything is allocated, never a
-  pickle); the expected values and the scoring live here only.
+* Student code runs only in children ``python -I harness.py``, one per problem, in parallel. Where bubblewrap can
+  create namespaces (``--sandbox auto`` or ``bwrap``), each child runs in new user, PID, network, IPC and UTS
+  namespaces that see only /usr, this Python, the three harness files (not the checks) and its own folder,
+  with a private /tmp: it cannot read the grader or other submissions, reach the network or outlive its
+  namespace (a daemon dies with it). ``--sandbox process`` (machines that forbid user namespaces) runs the
+  child in its own session and process group only. Either way the child gets a minimal environment and rlimits,
+  its group is killed at the wall-clock timeout or once it exits, its output is drained and capped, and SIGTERM
+  or SIGINT to grade.py kills every child. A child returns the probes' raw outputs in a file of plain data
+  (tests/grading/wire.py: a JSON header and raw tensor bytes, sizes checked before anything is allocated, never
+  a pickle); the expected values and the scoring live here only.
 * Whatever fails, results.json is complete: the affected part gets 0 points and a message, the rest is scored.
   A placeholder with 0 points is written first, in case this process itself is stopped.
 
-Children run as the grader's user, so a submission could still touch that user's files or processes: run the
-grader in a container or as a dedicated user. A deployment needs this file, make_handout.py, the starter's
-codebase files and tests/grading/{probes,checks,harness,wire}.py: no solution (gan.py, variant_gan.py) is used.
+In process mode the children run as the grader's user: run the grader in a container or as a dedicated user
+there. A deployment needs this file, make_handout.py, the starter's codebase files and
+tests/grading/{probes,checks,harness,wire}.py, and bubblewrap: no solution (gan.py, variant_gan.py) is used.
 """
 from __future__ import annotations
 
@@ -309,10 +313,57 @@ def run_sandboxed(argv: list[str], cwd: Path, timeout: float) -> Finished:
     return Finished(proc.returncode, timed_out, text + tail.decode(errors="replace"))
 
 
-def run_problem(problem: str, sandbox: Path, timeout: float) -> dict | str:
+def bubblewrap_works() -> bool:
+    """Whether bubblewrap is installed and may create namespaces here (Docker's default profile forbids it)."""
+    global _BWRAP
+    if _BWRAP is None:
+        try:
+            _BWRAP = subprocess.run(["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
+                                     *_system_links(), "/usr/bin/true"], capture_output=True, timeout=20).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            _BWRAP = False
+    return _BWRAP
+
+
+_BWRAP: bool | None = None
+
+
+def _system_links() -> list[str]:
+    """/bin, /lib, ... as the host has them: symbolic links into /usr (merged /usr) or read-only folders."""
+    args = []
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    return args
+
+
+def bubblewrap_argv(sandbox: Path, inner: list[str]) -> list[str]:
+    """inner, run by bubblewrap in new user, PID, network, IPC and UTS namespaces that see only the system's
+    programs and libraries, this Python, the harness and the sandbox folder: no grader checks, no other
+    submission, no results path. Every process the submission starts dies with the namespace."""
+    prefixes = sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)})
+    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr",
+            *_system_links(), "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for prefix in prefixes:
+        if not prefix.startswith("/usr/"):
+            argv += ["--ro-bind", prefix, prefix]
+    for name in ("harness.py", "probes.py", "wire.py"):
+        argv += ["--ro-bind", str(HARNESS.with_name(name)), f"/grader/{name}"]
+    argv += ["--bind", str(sandbox), "/work", "--chdir", "/work", "--uid", "65534", "--gid", "65534", "--"]
+    return argv + inner
+
+
+def run_problem(problem: str, sandbox: Path, timeout: float, mode: str = "bwrap") -> dict | str:
     """Probe outputs of ``problem`` from a child that imports sandbox/codebase/gan.py, or why there are none."""
     result = sandbox / "result.bin"
-    argv = [sys.executable, "-I", str(HARNESS), str(sandbox / GAN), problem, str(result), str(int(timeout) + 5)]
+    if mode == "bwrap":
+        inner = [sys.executable, "-I", "/grader/harness.py", f"/work/{GAN}", problem, "/work/result.bin"]
+        argv = bubblewrap_argv(sandbox, inner + [str(int(timeout) + 5)])
+    else:
+        argv = [sys.executable, "-I", str(HARNESS), str(sandbox / GAN), problem, str(result), str(int(timeout) + 5)]
     try:
         finished = run_sandboxed(argv, sandbox, timeout)
     except OSError as error:
@@ -324,6 +375,8 @@ def run_problem(problem: str, sandbox: Path, timeout: float) -> dict | str:
         outputs = _load_result(result)
     except FileNotFoundError:
         code = finished.returncode
+        if mode == "bwrap" and 128 < code < 128 + 65:  # bubblewrap's init reports a signal as 128 + its number
+            code = 128 - code
         how = f"was killed by signal {_signal_name(-code)}" if code < 0 else f"exited with status {code}"
         return _with_output(f"the grading process {how} before reporting (a crash, an error at import, or a "
                             "sys.exit / os._exit in gan.py?)", finished)
@@ -357,8 +410,19 @@ def _load_result(path: Path) -> dict:
 # ---- Scoring ---------------------------------------------------------------------------------------------------
 
 
-def grade(zip_path: Path, timeout: float = DEFAULT_TIMEOUT) -> dict:
-    """The results.json content for the ZIP at ``zip_path``."""
+def pick_sandbox(name: str = "auto") -> str:
+    """"bwrap" (bubblewrap namespaces) or "process" (a child process group only); "auto" takes bwrap if it works."""
+    if name == "auto":
+        return "bwrap" if bubblewrap_works() else "process"
+    if name == "bwrap" and not bubblewrap_works():
+        raise RuntimeError("bubblewrap cannot create namespaces here: install it (apt-get install bubblewrap) or "
+                           "allow user namespaces; --sandbox process runs without them")
+    return name
+
+
+def grade(zip_path: Path, timeout: float = DEFAULT_TIMEOUT, sandbox: str = "auto") -> dict:
+    """The results.json content for the ZIP (or folder) at ``zip_path``."""
+    mode = pick_sandbox(sandbox)
     start = time.monotonic()
     sub = read_submission(zip_path)
     source = sub.members.get(GAN)
@@ -368,12 +432,12 @@ def grade(zip_path: Path, timeout: float = DEFAULT_TIMEOUT) -> dict:
         package[GAN] = (source, 0o644)
         with tempfile.TemporaryDirectory(prefix="grade-", ignore_cleanup_errors=True) as work:
             sandboxes = {p: Path(work, p) for p in checks.PROBLEMS}
-            for sandbox in sandboxes.values():
+            for box in sandboxes.values():
                 for name, (content, _) in package.items():
-                    (sandbox / name).parent.mkdir(parents=True, exist_ok=True)
-                    (sandbox / name).write_bytes(content)
+                    (box / name).parent.mkdir(parents=True, exist_ok=True)
+                    (box / name).write_bytes(content)
             with ThreadPoolExecutor(len(sandboxes)) as pool:
-                futures = {p: pool.submit(run_problem, p, sandbox, timeout) for p, sandbox in sandboxes.items()}
+                futures = {p: pool.submit(run_problem, p, box, timeout, mode) for p, box in sandboxes.items()}
                 outcomes = {p: future.result() for p, future in futures.items()}
     elif sub.fatal:
         outcomes = dict.fromkeys(checks.PROBLEMS, sub.fatal)
@@ -383,7 +447,8 @@ def grade(zip_path: Path, timeout: float = DEFAULT_TIMEOUT) -> dict:
         outcomes = dict.fromkeys(checks.PROBLEMS, f"{GAN}: {source}" if source else
                                  f"no {GAN} in the submission{seen}: expected {GAN}, at the top or under one folder")
     grids = {p: sub.fatal or check_grid(sub.grid(run), run) for p, run in RUNS.items()}
-    return results(outcomes, grids, sub.notes + ([sub.fatal] if sub.fatal else []), time.monotonic() - start)
+    notes = sub.notes + ([sub.fatal] if sub.fatal else []) + [f"student code ran in sandbox mode: {mode}"]
+    return results(outcomes, grids, notes, time.monotonic() - start)
 
 
 def results(outcomes: dict[str, dict | str], grids: dict[str, str | None], notes: list[str],
@@ -437,6 +502,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-o", "--out", type=Path, default=Path("results.json"), help="where to write results.json")
     parser.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT,
                         help="seconds allowed per problem (default: %(default)s)")
+    parser.add_argument("--sandbox", choices=["auto", "bwrap", "process"], default="auto",
+                        help="bwrap: bubblewrap namespaces (auto picks it where it works); process: a child process "
+                             "group only, for machines without user namespaces (weaker)")
     args = parser.parse_args(argv)
     if not args.zip.exists():
         parser.error(f"{args.zip}: no such file or folder")
@@ -455,7 +523,11 @@ def main(argv: list[str] | None = None) -> None:
                               [], 0.0), args.out)
     except OSError as error:
         parser.error(f"-o {args.out}: cannot write there ({error.strerror})")
-    content = grade(args.zip, args.timeout)
+    try:
+        mode = pick_sandbox(args.sandbox)
+    except RuntimeError as error:
+        parser.error(f"--sandbox bwrap: {error}")
+    content = grade(args.zip, args.timeout, mode)
     write_results(content, args.out)
     print(content["output"].splitlines()[0])
     fatal = [n for n in content["output"].splitlines()[1:] if "not graded" in n or "cannot read" in n]

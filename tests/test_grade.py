@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -31,6 +32,7 @@ def _png(width: int = 302, height: int = 302) -> bytes:
 
 
 GRIDS = {f"{run}/fake_0500.png": _png() for run in grade.RUNS.values()}
+needs_bwrap = pytest.mark.skipif(not grade.bubblewrap_works(), reason="bubblewrap cannot create namespaces here")
 
 
 def _zip(path, members: dict, symlinks: tuple = (), encrypted: bool = False):
@@ -158,10 +160,11 @@ def test_cli_writes_complete_results_for_a_submission_without_gan_py(tmp_path):
 # ---- Running student code (child processes) --------------------------------------------------------------------
 
 
-def _grade(tmp_path, source: str, members: dict | None = None, timeout: float = 60.0, **flags):
+def _grade(tmp_path, source: str, members: dict | None = None, timeout: float = 60.0, sandbox: str = "auto",
+           **flags):
     path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": source, **GRIDS, **(members or {})}, **flags)
     start = time.monotonic()
-    results = grade.grade(path, timeout=timeout)
+    results = grade.grade(path, timeout=timeout, sandbox=sandbox)
     _assert_complete(results)
     return results, time.monotonic() - start
 
@@ -175,6 +178,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_endless_loops_forks_and_floods_of_output_cost_only_their_part(tmp_path):
+    # process mode: the children share the host's /tmp with this test, which counts their forks there
     pids = tmp_path / "pids"
     source = REFERENCE + f"""
 import os, sys, time
@@ -197,7 +201,7 @@ def conditional_loss_nonsaturating(*args, **kwargs):
     time.sleep(600)
 """
     timeout = 15.0
-    results, seconds = _grade(tmp_path, source, timeout=timeout)
+    results, seconds = _grade(tmp_path, source, timeout=timeout, sandbox="process")
     points, outputs = _by_problem(results)
     assert points == {"1.2": 0.0, "3.2": 0.0, "4.5": 15.0}
     assert "time limit of 15 s" in outputs["1.2"] and "time limit of 15 s" in outputs["3.2"]
@@ -343,30 +347,43 @@ def test_missing_or_non_zip_input_fails_loudly(tmp_path, capsys):
     assert results["score"] == 0 and "cannot read the submission as a ZIP" in results["output"]
 
 
-def test_sigterm_to_the_grader_kills_every_child_and_removes_its_folders(tmp_path):
-    pids = tmp_path / "pids"
-    source = REFERENCE + f"""
-import os, time
-with open({str(pids)!r}, "a") as f:
-    f.write(str(os.getpid()) + " ")
+@pytest.mark.parametrize("sandbox", ["process", pytest.param("bwrap", marks=needs_bwrap)])
+def test_sigterm_to_the_grader_kills_every_child_and_removes_its_folders(tmp_path, sandbox):
+    source = REFERENCE + """
+import time
 time.sleep(600)
 """
     path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": source, **GRIDS})
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch)}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "grade.py"), str(path), "-o", str(tmp_path / "r.json")],
-                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "grade.py"), str(path), "-o", str(tmp_path / "r.json"),
+                             "--sandbox", sandbox], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def harnesses() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and b"harness.py" in (entry / "cmdline").read_bytes() and \
+                        _alive(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+        return found
+
+    before = set(harnesses())
     deadline = time.monotonic() + 60
-    while (not pids.exists() or len(pids.read_text().split()) < 3) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    while len(set(harnesses()) - before) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    started = set(harnesses()) - before
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM
-    children = [int(pid) for pid in pids.read_text().split()]
+    assert len(started) >= 3
     time.sleep(0.5)
-    assert len(children) == 3 and not any(_alive(pid) for pid in children)
+    assert not any(_alive(pid) for pid in started)
     assert list(scratch.iterdir()) == []
+
 
 
 def test_result_files_are_plain_data_with_size_caps():
@@ -394,3 +411,33 @@ def test_the_grader_never_unpickles_what_a_child_wrote(tmp_path, monkeypatch):
     result.write_bytes(pickle.dumps({"main": bytearray(10)}))
     with pytest.raises(Exception):
         grade._load_result(result)
+
+
+@needs_bwrap
+def test_in_the_sandbox_the_grader_is_invisible_and_no_daemon_outlives_grading(tmp_path):
+    marker = tmp_path / "written-after-grading"
+    source = REFERENCE + f"""
+import os, time
+from pathlib import Path
+seen = [p for p in ({str(ROOT / 'tests' / 'grading' / 'checks.py')!r}, {str(ROOT / 'grade.py')!r},
+                    "/grader/checks.py", {str(tmp_path)!r}) if os.path.exists(p)]
+if seen:
+    raise SystemExit("visible: " + " ".join(seen))
+if os.fork() == 0:  # a daemon, out of the process group, that waits for the grader to finish
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(3)
+        Path({str(marker)!r}).write_text("daemon")
+    os._exit(0)
+"""
+    results, _ = _grade(tmp_path, source, sandbox="bwrap")
+    points, outputs = _by_problem(results)
+    assert points == FULL, outputs
+    assert "sandbox mode: bwrap" in results["output"]
+    time.sleep(4)
+    assert not marker.exists()
+
+
+def test_process_mode_still_grades_where_namespaces_are_forbidden(tmp_path):
+    results, _ = _grade(tmp_path, REFERENCE, sandbox="process")
+    assert _by_problem(results)[0] == FULL and "sandbox mode: process" in results["output"]
