@@ -5,7 +5,8 @@ from tests.conftest import ROOT
 from tests.grading import checks, mutants, probes
 
 REFERENCE = ROOT / "codebase" / "gan.py"
-CORRECT = [REFERENCE, *(ROOT / "tests" / "grading" / name for name in ("variant_gan.py", "variant_concat_gan.py"))]
+CORRECT = [REFERENCE, *(ROOT / "tests" / "grading" / name for name in (
+    "variant_gan.py", "variant_concat_gan.py", "variant_func_gan.py", "variant_loop_gan.py"))]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

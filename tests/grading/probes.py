@@ -104,10 +104,11 @@ class ProbeCritic(nn.Module):
         self.num_classes = NUM_CLASSES if conditional else 0
         self.scale, self.segment = scale, segment
         self.calls: list[tuple[Tensor, Tensor]] = []
+        self._pending: dict[int, tuple[Tensor, Tensor]] = {}
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         if self.segment is not None and len(self.calls) < MAX_CALLS:
-            self.calls.append(self._locate(x))
+            self._record(_unwrap(x))
         pixels = x.flatten(1)  # (n, 784)
         if self.num_classes:
             pixels = torch.cat([torch.zeros_like(pixels[:, :NUM_CLASSES]), pixels[:, NUM_CLASSES:]], dim=1)
@@ -121,14 +122,49 @@ class ProbeCritic(nn.Module):
         return h + LABEL_PENALTY * (~matches).to(h.dtype)
 
     @torch.no_grad()
-    def _locate(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _record(self, x: Tensor) -> None:
+        """Record where x's rows lie. A batch of k * n rows is located row by row (row i on segment i mod n); a
+        smaller one (a per-sample loop) is matched to its nearest segments and gathered until one point of every
+        segment was seen, which is then recorded as one batch."""
         real, fake = self.segment
-        i = torch.arange(x.shape[0]) % len(real)
-        r, f, p = real[i].flatten(1), fake[i].flatten(1), x.detach().float().flatten(1)
+        n, p = len(real), x.detach().float().reshape(-1, 28 * 28)
+        if len(p) % n == 0:
+            self.calls.append(_locate(p, torch.arange(len(p)) % n, real, fake))
+            return
+        r, f = real.flatten(1), fake.flatten(1)
         span = r - f  # (n, 784)
-        alpha = ((p - f) * span).sum(1) / span.square().sum(1)
-        off = (p - f - alpha[:, None] * span).norm(dim=1) / span.norm(dim=1)
-        return alpha, off
+        for row in p:
+            guess = len(self._pending) % n  # loops usually go in order: try the next segment first
+            alpha, off = _locate(row[None], torch.tensor([guess]), real, fake)
+            seg = guess
+            if off[0] > 1e-3:  # else the segment the point lies nearest to
+                alphas = ((row - f) * span).sum(1) / span.square().sum(1)  # (n,)
+                offs = (row - f - alphas[:, None] * span).norm(dim=1) / span.norm(dim=1)
+                seg = int(offs.argmin())
+                alpha, off = alphas[seg:seg + 1], offs[seg:seg + 1]
+            self._pending[seg] = (alpha[0], off[0])
+        if len(self._pending) == n:
+            alpha, off = (torch.stack([self._pending[i][k] for i in range(n)]) for k in (0, 1))
+            self.calls.append((alpha, off))
+            self._pending = {}
+
+
+def _unwrap(x: Tensor) -> Tensor:
+    """The plain tensor under torch.func's wrappers (vmap, grad), which holds every sample of the batch."""
+    from torch._C import _functorch
+
+    while _functorch.is_functorch_wrapped_tensor(x):
+        x = _functorch.get_unwrapped(x)
+    return x
+
+
+def _locate(p: Tensor, i: Tensor, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+    """alpha (m,) and relative distance off the segment (m,) of points p (m, 784) on segments i (m,)."""
+    r, f = real[i].flatten(1), fake[i].flatten(1)
+    span = r - f  # (m, 784)
+    alpha = ((p - f) * span).sum(1) / span.square().sum(1)
+    off = (p - f - alpha[:, None] * span).norm(dim=1) / span.norm(dim=1)
+    return alpha, off
 
 
 @dataclass
