@@ -17,7 +17,8 @@ How it treats a submission:
   with a private /tmp: it cannot read the grader or other submissions, reach the network or outlive its
   namespace (a daemon dies with it). ``--sandbox process`` (machines that forbid user namespaces) runs the
   child in its own session and process group only. Either way the child gets a minimal environment and rlimits,
-  its group is killed at the wall-clock timeout or once it exits, its output is drained and capped, and SIGTERM
+  a pids cgroup (where one is writable) caps its processes at MAX_PIDS, its group and cgroup are killed at
+  the wall-clock timeout or once it exits, its output is drained and capped, and SIGTERM
   or SIGINT to grade.py kills every child. A child returns the probes' raw outputs in a file of plain data
   (tests/grading/wire.py: a JSON header and raw tensor bytes, sizes checked before anything is allocated, never
   a pickle); the expected values and the scoring live here only.
@@ -251,6 +252,74 @@ class Finished:
 
 
 _LIVE: set[int] = set()  # process groups of the children running now
+MAX_PIDS = 128  # processes and threads a child may have at once, where a pids cgroup can be made
+
+
+class PidsCgroup:
+    """A pids cgroup (v2, or v1's pids hierarchy) that caps a child's processes, so that a fork bomb stops at
+    MAX_PIDS; a no-op where cgroups are not writable. ``kill()`` ends every process in it, even ones that left
+    the child's process group."""
+
+    ROOTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/pids"))
+
+    @classmethod
+    def root(cls) -> Path | None:
+        """The writable pids hierarchy, if there is one."""
+        for root in cls.ROOTS:
+            v2 = (root / "cgroup.controllers").is_file() and "pids" in (root / "cgroup.controllers").read_text()
+            if (v2 or root.name == "pids") and (root / "cgroup.procs").is_file() and os.access(root, os.W_OK):
+                return root
+        return None
+
+    def __init__(self):
+        self.path = None
+        if root := self.root():
+            try:
+                path = Path(tempfile.mkdtemp(prefix="grade-", dir=root))
+                (path / "pids.max").write_text(str(MAX_PIDS))
+                self.path = path
+            except OSError:
+                pass
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """argv started from inside the cgroup: a shell joins it, then becomes argv, so nothing runs outside."""
+        if not self.path:
+            return argv
+        return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.path / "cgroup.procs"), *argv]
+
+    def kill(self) -> None:
+        if not self.path:
+            return
+        for _ in range(50):
+            try:
+                pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
+            except OSError:
+                break
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, os.WNOHANG)  # orphans come to this process (a subreaper): reap them
+                except (ProcessLookupError, ChildProcessError):
+                    pass
+            time.sleep(0.02)
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.02)
+
+
+def _become_subreaper() -> None:
+    """Orphaned processes of a child come to this process, not to init, so that PidsCgroup.kill can reap them."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
 
 
 def _stop(signum, frame) -> None:
@@ -267,7 +336,8 @@ def run_sandboxed(argv: list[str], cwd: Path, timeout: float) -> Finished:
     """Run argv in its own session; kill its process group at the timeout or once it exits; cap its output."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "TMPDIR": str(cwd), "LANG": "C.UTF-8",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    cgroup = PidsCgroup()
+    proc = subprocess.Popen(cgroup.wrap(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     _LIVE.add(proc.pid)
     deadline = time.monotonic() + timeout
@@ -301,6 +371,7 @@ def run_sandboxed(argv: list[str], cwd: Path, timeout: float) -> Finished:
         except (ProcessLookupError, PermissionError):
             pass
         proc.wait()
+        cgroup.kill()
         _LIVE.discard(proc.pid)
     drain_until = time.monotonic() + 1.0  # processes that left the group may still hold the pipe
     while not eof and time.monotonic() < drain_until:
@@ -423,6 +494,7 @@ def pick_sandbox(name: str = "auto") -> str:
 def grade(zip_path: Path, timeout: float = DEFAULT_TIMEOUT, sandbox: str = "auto") -> dict:
     """The results.json content for the ZIP (or folder) at ``zip_path``."""
     mode = pick_sandbox(sandbox)
+    _become_subreaper()
     start = time.monotonic()
     sub = read_submission(zip_path)
     source = sub.members.get(GAN)
@@ -517,6 +589,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"-o {args.out}: cannot write there")
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _stop)
+    _become_subreaper()
     unfinished = "grading did not finish"
     try:
         write_results(results(dict.fromkeys(checks.PROBLEMS, unfinished), dict.fromkeys(RUNS, unfinished),

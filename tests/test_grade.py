@@ -441,3 +441,27 @@ if os.fork() == 0:  # a daemon, out of the process group, that waits for the gra
 def test_process_mode_still_grades_where_namespaces_are_forbidden(tmp_path):
     results, _ = _grade(tmp_path, REFERENCE, sandbox="process")
     assert _by_problem(results)[0] == FULL and "sandbox mode: process" in results["output"]
+
+
+@pytest.mark.skipif(not grade.PidsCgroup.root(), reason="no writable pids cgroup here")
+@pytest.mark.parametrize("sandbox", ["process", pytest.param("bwrap", marks=needs_bwrap)])
+def test_a_fork_bomb_stops_at_the_process_cap(tmp_path, sandbox):
+    source = REFERENCE + """
+import os, time
+made = 0
+for _ in range(400):
+    try:
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        made += 1
+    except OSError:
+        break
+print(f"made {made} processes")
+raise SystemExit(1)
+"""
+    results, seconds = _grade(tmp_path, source, timeout=30, sandbox=sandbox)
+    _, outputs = _by_problem(results)
+    made = int(outputs["1.2"].split("made ")[1].split()[0])
+    assert made < grade.MAX_PIDS and seconds < 30
+    assert not list(grade.PidsCgroup.root().glob("grade-*"))  # every cgroup removed
