@@ -20,13 +20,13 @@ if str(ROOT) not in sys.path:
 
 def pytest_addoption(parser):
     parser.addoption("--gan", default=str(ROOT / "codebase" / "gan.py"),
-                     help="gan.py judged by the grading tests in tests/grading (default: codebase/gan.py)")
+                     help="gan.py judged in this process by tests/grading (trusted code only; default: codebase/gan.py)")
 
 
 @pytest.fixture(scope="session")
 def gan(request):
     """The module under grading, imported from --gan (in this process: use grade.py for untrusted code)."""
-    from tests.grading.probes import load_module
+    from grading.probes import load_module
 
     return load_module(request.config.getoption("--gan"))
 

@@ -6,10 +6,12 @@ children, so one grading costs about one child: the tests that start children sh
 import io
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 from PIL import Image
 
 import grade
+from grading import checks, sandbox, scoring, submission
 from tests.conftest import ROOT
 
 REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
@@ -31,8 +34,8 @@ def _png(width: int = 302, height: int = 302) -> bytes:
     return buffer.getvalue()
 
 
-GRIDS = {f"{run}/fake_0500.png": _png() for run in grade.RUNS.values()}
-needs_bwrap = pytest.mark.skipif(not grade.bubblewrap_works(), reason="bubblewrap cannot create namespaces here")
+GRIDS = {f"{run}/fake_0500.png": _png() for run in submission.RUNS.values()}
+needs_bwrap = pytest.mark.skipif(not sandbox.bubblewrap_version(), reason="bubblewrap cannot create namespaces here")
 
 
 def _zip(path, members: dict, symlinks: tuple = (), encrypted: bool = False):
@@ -72,7 +75,7 @@ def _grids_pass(results: dict) -> list[str]:
 
 def _assert_complete(results: dict) -> None:
     json.dumps(results)
-    assert len(results["tests"]) == sum(len(p.checks) + 1 for p in grade.checks.PROBLEMS.values())
+    assert len(results["tests"]) == sum(len(p.checks) + 1 for p in checks.PROBLEMS.values())
     for test in results["tests"]:
         assert set(test) == {"name", "number", "score", "max_score", "status", "output"}
         assert test["status"] in ("passed", "failed") and 0 <= test["score"] <= test["max_score"]
@@ -87,7 +90,7 @@ def _assert_complete(results: dict) -> None:
 def test_reader_keeps_the_allowlist_and_never_writes_the_rest(tmp_path):
     members = {"codebase/gan.py": REFERENCE, **GRIDS, "conftest.py": "x", "pytest.ini": "[pytest]",
                "sitecustomize.py": "x", "codebase/": ""}
-    sub = grade.read_submission(_zip(tmp_path / "hw3.zip", members))
+    sub = submission.read_submission(_zip(tmp_path / "hw3.zip", members))
     assert set(sub.members) == {"codebase/gan.py", *GRIDS}
     assert sub.members["codebase/gan.py"] == REFERENCE.encode()
     assert {note.split("'")[1] for note in sub.notes} == {"conftest.py", "pytest.ini", "sitecustomize.py"}
@@ -102,7 +105,7 @@ def test_reader_keeps_the_allowlist_and_never_writes_the_rest(tmp_path):
     ("codebase/gan.py", {"encrypted": True}, "encrypted"),
 ])
 def test_reader_rejects_unsafe_members(tmp_path, name, flags, reason):
-    sub = grade.read_submission(_zip(tmp_path / "hw3.zip", {name: "/etc/passwd"}, **flags))
+    sub = submission.read_submission(_zip(tmp_path / "hw3.zip", {name: "/etc/passwd"}, **flags))
     assert not isinstance(sub.members.get("codebase/gan.py"), bytes)
     assert any(reason in note for note in sub.notes), sub.notes
 
@@ -113,17 +116,17 @@ def test_reader_rejects_duplicates_and_zip_bombs(tmp_path):
         zf.writestr("codebase/gan.py", "print('second copy')")
         zf.writestr("out_nonsaturating/fake_0500.png", bytes(100 << 20))  # 100 MB of zeros, 100 KB compressed
     assert path.stat().st_size < 1 << 20
-    sub = grade.read_submission(path)
+    sub = submission.read_submission(path)
     assert sub.members["codebase/gan.py"] == "rejected: appears 2 times"
     assert "over the" in sub.members["out_nonsaturating/fake_0500.png"]
 
 
 def test_reader_caps_the_member_count_and_survives_non_zips(tmp_path):
-    many = _zip(tmp_path / "many.zip", {f"f{i}.txt": "" for i in range(grade.MAX_MEMBERS + 1)})
-    assert "files and folders, over the limit of 64: not graded" in grade.read_submission(many).fatal
+    many = _zip(tmp_path / "many.zip", {f"f{i}.txt": "" for i in range(submission.MAX_MEMBERS + 1)})
+    assert "files and folders, over the limit of 64: not graded" in submission.read_submission(many).fatal
     junk = tmp_path / "junk.zip"
     junk.write_bytes(b"PK\x03\x04 not really a zip")
-    assert "cannot read the submission as a ZIP" in grade.read_submission(junk).fatal
+    assert "cannot read the submission as a ZIP" in submission.read_submission(junk).fatal
 
 
 @pytest.mark.parametrize("data, problem", [
@@ -135,13 +138,13 @@ def test_reader_caps_the_member_count_and_survives_non_zips(tmp_path):
     (b"GIF89a", "not a valid PNG"),
 ])
 def test_grids_must_be_valid_pngs_of_sane_size(data, problem):
-    verdict = grade.check_grid(("out_nonsaturating/fake_0500.png", data), "out_nonsaturating")
+    verdict = submission.check_grid(("out_nonsaturating/fake_0500.png", data), "out_nonsaturating")
     assert verdict is None if problem is None else problem in verdict
 
 
 def test_the_final_grid_is_the_highest_step(tmp_path):
     members = {"out_nonsaturating/fake_0900.png": b"broken", "out_nonsaturating/fake_1000.png": _png()}
-    sub = grade.read_submission(_zip(tmp_path / "hw3.zip", members))
+    sub = submission.read_submission(_zip(tmp_path / "hw3.zip", members))
     assert sub.grid("out_nonsaturating") == ("out_nonsaturating/fake_1000.png", _png())
     assert sub.grid("out_wasserstein_gp") is None
 
@@ -160,11 +163,11 @@ def test_cli_writes_complete_results_for_a_submission_without_gan_py(tmp_path):
 # ---- Running student code (child processes) --------------------------------------------------------------------
 
 
-def _grade(tmp_path, source: str, members: dict | None = None, timeout: float = 60.0, sandbox: str = "auto",
+def _grade(tmp_path, source: str, members: dict | None = None, timeout: float = 60.0, mode: str = "auto",
            **flags):
     path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": source, **GRIDS, **(members or {})}, **flags)
     start = time.monotonic()
-    results = grade.grade(path, timeout=timeout, sandbox=sandbox)
+    results = scoring.grade(path, timeout=timeout, mode=mode)
     _assert_complete(results)
     return results, time.monotonic() - start
 
@@ -201,7 +204,7 @@ def conditional_loss_nonsaturating(*args, **kwargs):
     time.sleep(600)
 """
     timeout = 15.0
-    results, seconds = _grade(tmp_path, source, timeout=timeout, sandbox="process")
+    results, seconds = _grade(tmp_path, source, timeout=timeout, mode="process")
     points, outputs = _by_problem(results)
     assert points == {"1.2": 0.0, "3.2": 0.0, "4.5": 15.0}
     assert "time limit of 15 s" in outputs["1.2"] and "time limit of 15 s" in outputs["3.2"]
@@ -288,7 +291,7 @@ def test_honest_zip_layouts_are_read_alike(tmp_path, layout):
         members = {k.replace("/", "\\"): v for k, v in members.items()}
     if "junk" in layout:
         members.update({"__MACOSX/codebase/._gan.py": "junk", ".DS_Store": "junk", "codebase/.DS_Store": "junk"})
-    sub = grade.read_submission(_zip(tmp_path / "hw3.zip", members))
+    sub = submission.read_submission(_zip(tmp_path / "hw3.zip", members))
     assert _gan_and_grid(sub) == (REFERENCE.encode(), ("out_nonsaturating/fake_0937.png", _png()))
     assert not sub.notes and sub.fatal is None
 
@@ -300,21 +303,21 @@ def test_a_folder_of_loose_files_is_read_like_a_zip(tmp_path):
         (root / "out_nonsaturating").mkdir()
         (root / "out_nonsaturating" / "fake_0937.png").write_bytes(_png())
     for folder in (tmp_path / "loose", tmp_path / "nested"):
-        sub = grade.read_submission(folder)
+        sub = submission.read_submission(folder)
         assert _gan_and_grid(sub) == (REFERENCE.encode(), ("out_nonsaturating/fake_0937.png", _png()))
     (tmp_path / "loose" / "codebase" / "gan.py").unlink()
     (tmp_path / "loose" / "codebase" / "gan.py").symlink_to("/etc/passwd")
-    assert grade.read_submission(tmp_path / "loose").members["codebase/gan.py"] == "rejected: a symbolic link"
+    assert submission.read_submission(tmp_path / "loose").members["codebase/gan.py"] == "rejected: a symbolic link"
 
 
 def test_two_folders_with_a_gan_py_are_not_guessed_between(tmp_path):
     members = {"a/codebase/gan.py": REFERENCE, "b/codebase/gan.py": REFERENCE}
-    assert "codebase/gan.py" not in grade.read_submission(_zip(tmp_path / "hw3.zip", members)).members
+    assert "codebase/gan.py" not in submission.read_submission(_zip(tmp_path / "hw3.zip", members)).members
 
 
 def test_over_the_member_cap_says_so_not_that_gan_py_is_missing(tmp_path):
-    members = {"codebase/gan.py": REFERENCE, **{f"extra/f{i}.txt": "" for i in range(grade.MAX_MEMBERS)}}
-    results = grade.grade(_zip(tmp_path / "hw3.zip", members))
+    members = {"codebase/gan.py": REFERENCE, **{f"extra/f{i}.txt": "" for i in range(submission.MAX_MEMBERS)}}
+    results = scoring.grade(_zip(tmp_path / "hw3.zip", members))
     _, outputs = _by_problem(results)
     assert all("over the limit of 64" in text and "no codebase/gan.py" not in text for text in outputs.values())
 
@@ -347,18 +350,19 @@ def test_missing_or_non_zip_input_fails_loudly(tmp_path, capsys):
     assert results["score"] == 0 and "cannot read the submission as a ZIP" in results["output"]
 
 
-@pytest.mark.parametrize("sandbox", ["process", pytest.param("bwrap", marks=needs_bwrap)])
-def test_sigterm_to_the_grader_kills_every_child_and_removes_its_folders(tmp_path, sandbox):
+@pytest.mark.parametrize("mode", ["process", "user", pytest.param("bwrap", marks=needs_bwrap)])
+def test_sigterm_to_the_grader_kills_every_child_and_removes_its_folders(tmp_path, mode):
     source = REFERENCE + """
 import time
 time.sleep(600)
 """
     path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": source, **GRIDS})
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
+    command = _user_mode_grader(tmp_path) if mode == "user" else [sys.executable, str(ROOT / "grade.py")]
+    scratch = Path(tempfile.mkdtemp())  # not under tmp_path: user mode's children must reach their folders
+    scratch.chmod(0o755)
     env = {**os.environ, "TMPDIR": str(scratch)}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "grade.py"), str(path), "-o", str(tmp_path / "r.json"),
-                             "--sandbox", sandbox], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*command, str(path), "-o", str(tmp_path / "r.json"), "--sandbox", mode], env=env,
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def harnesses() -> list[int]:
         found = []
@@ -383,13 +387,14 @@ time.sleep(600)
     time.sleep(0.5)
     assert not any(_alive(pid) for pid in started)
     assert list(scratch.iterdir()) == []
+    scratch.rmdir()
 
 
 
 def test_result_files_are_plain_data_with_size_caps():
     import torch
 
-    from tests.grading import wire
+    from grading import wire
 
     outputs = {"main": {"d_loss": torch.tensor(1.5), "z": [torch.randn(3, 4)], "y": [None, torch.arange(3)],
                         "first_g": 1, "error": "text"}}
@@ -410,7 +415,7 @@ def test_the_grader_never_unpickles_what_a_child_wrote(tmp_path, monkeypatch):
     result = tmp_path / "result.bin"
     result.write_bytes(pickle.dumps({"main": bytearray(10)}))
     with pytest.raises(Exception):
-        grade._load_result(result)
+        scoring._load_result(result)
 
 
 @needs_bwrap
@@ -419,7 +424,7 @@ def test_in_the_sandbox_the_grader_is_invisible_and_no_daemon_outlives_grading(t
     source = REFERENCE + f"""
 import os, time
 from pathlib import Path
-seen = [p for p in ({str(ROOT / 'tests' / 'grading' / 'checks.py')!r}, {str(ROOT / 'grade.py')!r},
+seen = [p for p in ({str(ROOT / 'grading' / 'checks.py')!r}, {str(ROOT / 'grade.py')!r},
                     "/grader/checks.py", {str(tmp_path)!r}) if os.path.exists(p)]
 if seen:
     raise SystemExit("visible: " + " ".join(seen))
@@ -430,7 +435,7 @@ if os.fork() == 0:  # a daemon, out of the process group, that waits for the gra
         Path({str(marker)!r}).write_text("daemon")
     os._exit(0)
 """
-    results, _ = _grade(tmp_path, source, sandbox="bwrap")
+    results, _ = _grade(tmp_path, source, mode="bwrap")
     points, outputs = _by_problem(results)
     assert points == FULL, outputs
     assert "sandbox mode: bwrap" in results["output"]
@@ -439,13 +444,13 @@ if os.fork() == 0:  # a daemon, out of the process group, that waits for the gra
 
 
 def test_process_mode_still_grades_where_namespaces_are_forbidden(tmp_path):
-    results, _ = _grade(tmp_path, REFERENCE, sandbox="process")
+    results, _ = _grade(tmp_path, REFERENCE, mode="process")
     assert _by_problem(results)[0] == FULL and "sandbox mode: process" in results["output"]
 
 
-@pytest.mark.skipif(not grade.PidsCgroup.root(), reason="no writable pids cgroup here")
-@pytest.mark.parametrize("sandbox", ["process", pytest.param("bwrap", marks=needs_bwrap)])
-def test_a_fork_bomb_stops_at_the_process_cap(tmp_path, sandbox):
+@pytest.mark.skipif(not sandbox.PidsCgroup.root(), reason="no writable pids cgroup here")
+@pytest.mark.parametrize("mode", ["process", pytest.param("bwrap", marks=needs_bwrap)])
+def test_a_fork_bomb_stops_at_the_process_cap(tmp_path, mode):
     source = REFERENCE + """
 import os, time
 made = 0
@@ -460,8 +465,149 @@ for _ in range(400):
 print(f"made {made} processes")
 raise SystemExit(1)
 """
-    results, seconds = _grade(tmp_path, source, timeout=30, sandbox=sandbox)
+    results, seconds = _grade(tmp_path, source, timeout=30, mode=mode)
     _, outputs = _by_problem(results)
     made = int(outputs["1.2"].split("made ")[1].split()[0])
-    assert made < grade.MAX_PIDS and seconds < 30
-    assert not list(grade.PidsCgroup.root().glob("grade-*"))  # every cgroup removed
+    assert made < sandbox.MAX_PIDS and seconds < 30
+    assert not list(sandbox.PidsCgroup.root().glob("grade-*"))  # every cgroup removed
+
+
+# ---- User mode: a dedicated uid per child, for containers without user namespaces ------------------------------
+
+_WORLD_PYTHON = r"""set -e
+private=$1; child=$2; shift 2
+stash=$(mktemp -d)
+mount --bind "$private" "$stash"
+mount -t tmpfs -o mode=755,size=1m tmpfs "$private"
+mkdir -p "$private/$child"
+mount --bind "$stash/$child" "$private/$child"
+umount "$stash"; rmdir "$stash"
+exec "$@"
+"""
+
+
+def _user_mode_grader(tmp_path) -> list[str]:
+    """The command of a user-mode deployment: the grader copied to a private folder (tmp_path is root's alone),
+    run with this Python made readable to other users (a Python under /root is not: a private mount namespace
+    lays a tmpfs over that folder that lets only the Python through)."""
+    if os.geteuid() != 0 or not all(map(shutil.which, ("setpriv", "unshare", "mount"))):
+        pytest.skip("user mode needs root, setpriv and unshare")
+    deploy = tmp_path / "grader"
+    for name in ("grade.py", "make_handout.py", *[f"grading/{p.name}" for p in (ROOT / "grading").glob("*.py")],
+                 *[f"codebase/{p.name}" for p in (ROOT / "codebase").glob("*.py")]):
+        (deploy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / name, deploy / name)
+    prefix = Path(sys.base_prefix).resolve()
+    private = next((p for p in reversed(prefix.parents) if not os.stat(p).st_mode & 0o001), None)
+    command = [sys.executable, str(deploy / "grade.py")]
+    if private is None:
+        return command
+    child = prefix.relative_to(private).parts[0]
+    return ["unshare", "-m", "sh", "-c", _WORLD_PYTHON, "sh", str(private), child, *command]
+
+
+def _grade_user_mode(tmp_path, source: str, timeout: float = 60.0) -> tuple[dict, float]:
+    path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": source, **GRIDS})
+    out = tmp_path / "r.json"
+    start = time.monotonic()
+    run = subprocess.run([*_user_mode_grader(tmp_path), str(path), "-o", str(out), "--sandbox", "user",
+                          "--timeout", str(timeout)], capture_output=True, text=True, timeout=timeout * 4 + 60)
+    assert run.returncode == 0, run.stderr
+    results = json.loads(out.read_text())
+    _assert_complete(results)
+    assert "sandbox mode: user" in results["output"]
+    return results, time.monotonic() - start
+
+
+def test_user_mode_hides_the_grader_removes_leftovers_and_kills_daemons(tmp_path):
+    marker, leftovers = tmp_path / "written-after-grading", ["/tmp/grade-test-leftover", "/dev/shm/grade-test-left"]
+    source = REFERENCE + f"""
+import os, time
+from pathlib import Path
+seen = []
+for path in ({str(tmp_path / 'grader' / 'grading' / 'checks.py')!r}, {str(tmp_path / 'r.json')!r},
+             "/root/.bashrc"):
+    try:
+        open(path, "rb").close()
+        seen.append(path)
+    except OSError:
+        pass
+try:
+    open({str(tmp_path / 'r.json')!r}, "w").close()
+    seen.append("results writable")
+except OSError:
+    pass
+box = Path(__file__).parents[1]
+for other in [box.parent] + [box.with_name(n) for n in ("1.2", "3.2", "4.5") if n != box.name]:
+    try:  # the grading's folder, and the other problems' folders in it
+        list(other.iterdir())
+        seen.append(str(other))
+    except OSError:
+        pass
+if seen:
+    raise SystemExit("visible: " + " ".join(seen))
+for name in {leftovers!r}:
+    Path(name + str(os.getpid())).write_text("left behind")
+if os.fork() == 0:  # a daemon, out of the process group, that waits for the grader to finish
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(3)
+        Path("/tmp/grade-test-daemon").write_text("daemon")
+    os._exit(0)
+"""
+    results, seconds = _grade_user_mode(tmp_path, source)
+    points, outputs = _by_problem(results)
+    assert points == FULL, outputs
+    time.sleep(4)
+    assert not Path("/tmp/grade-test-daemon").exists()
+    assert not [p for name in leftovers for p in Path(name).parent.glob(Path(name).name + "*")]
+    assert not marker.exists()
+
+
+def test_user_mode_caps_processes_and_ends_endless_loops(tmp_path):
+    source = REFERENCE + """
+import os, time
+def loss_nonsaturating(*args, **kwargs):
+    while True:
+        pass
+
+made = 0
+for _ in range(10_000):
+    try:
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        made += 1
+    except OSError:
+        break
+print(f"made {made} processes")
+"""
+    results, seconds = _grade_user_mode(tmp_path, source, timeout=15)
+    points, outputs = _by_problem(results)
+    assert points == {"1.2": 0.0, "3.2": 10.0, "4.5": 15.0}, outputs
+    assert "time limit of 15 s" in outputs["1.2"] and seconds < 50
+    assert not any(_alive(int(p)) for p in _uid_processes())
+
+
+def _uid_processes() -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            uid = int((entry / "status").read_text().split("Uid:")[1].split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+        if sandbox.FIRST_UID <= uid < sandbox.FIRST_UID + sandbox.UID_SLOTS:
+            found.append(entry.name)
+    return found
+
+
+def test_user_mode_refuses_a_grader_other_users_can_read(tmp_path, capsys):
+    if os.geteuid() != 0:
+        pytest.skip("user mode needs root")
+    sandbox._USER_PROBLEM = None
+    try:
+        problem = sandbox.user_mode_problem()
+    finally:
+        sandbox._USER_PROBLEM = None
+    # This checkout is world-readable, and this Python may be private: either way user mode says how to fix it.
+    assert "chmod 700" in problem or "where every user can read them" in problem or "world-readable" in problem

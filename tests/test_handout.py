@@ -10,7 +10,7 @@ import pytest
 import make_handout
 from tests.conftest import ROOT
 from synthetic import make_dataset
-from tests.grading import checks, probes
+from grading import checks, probes
 
 pytest_plugins = ["pytester"]
 

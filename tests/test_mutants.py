@@ -2,7 +2,8 @@
 import pytest
 
 from tests.conftest import ROOT
-from tests.grading import checks, mutants, probes
+from grading import checks, probes
+from tests.grading import mutants
 
 REFERENCE = ROOT / "codebase" / "gan.py"
 CORRECT = [REFERENCE, *(ROOT / "tests" / "grading" / name for name in (

@@ -5,7 +5,7 @@
 """
 import pytest
 
-from tests.grading import checks, probes
+from grading import checks, probes
 
 CASES = [pytest.param(problem, check, id=f"{problem.number}-{check.slug}",
                       marks=pytest.mark.points(problem.number, check.points))

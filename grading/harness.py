@@ -1,8 +1,8 @@
 """Child side of grade.py: run one problem's probes on a student's gan.py and save the raw outputs.
 
-    python -I tests/grading/harness.py SANDBOX/codebase/gan.py PROBLEM OUT CPU_SECONDS
+    python -I grading/harness.py SANDBOX/codebase/gan.py PROBLEM OUT CPU_SECONDS [MAX_PROCESSES]
 
-grade.py starts it in a fresh session with a scrubbed environment; ``-I`` keeps PYTHONPATH, user site-packages
+grading/sandbox.py starts it in a fresh session with a scrubbed environment; ``-I`` keeps PYTHONPATH, user site-packages
 and the working directory off sys.path. This script lowers its own resource limits, imports the student's file
 as ``codebase.gan`` (its package root SANDBOX goes on sys.path, so ``from codebase import network`` and
 ``from .network import ...`` find the starter's copy),
@@ -36,11 +36,13 @@ def _load(name: str, path):
 
 
 def main() -> None:
-    gan_path, problem, out_path, cpu_seconds = sys.argv[1:]
+    gan_path, problem, out_path, cpu_seconds, *max_processes = sys.argv[1:]
     _limit(resource.RLIMIT_CORE, 0)
     _limit(resource.RLIMIT_CPU, int(cpu_seconds))
     _limit(resource.RLIMIT_AS, MEMORY_BYTES)
     _limit(resource.RLIMIT_FSIZE, FILE_BYTES)
+    if max_processes:  # user mode: the uid is this child's alone, so the limit counts only its own processes
+        _limit(resource.RLIMIT_NPROC, int(max_processes[0]))
     sys.path.insert(0, str(Path(gan_path).resolve().parents[1]))
 
     import importlib

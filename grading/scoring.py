@@ -1,0 +1,154 @@
+"""Grading one submission: run each problem's probes in a sandboxed child, score the outputs, build results.json.
+
+The loss problems are scored by the checks of checks.py (1.2: 10, 3.2: 10, 4.5: 15 points); each run's final
+sample grid, out_<run>/fake_<step>.png, is checked to be a valid PNG of sane size (0 points, shown to the student).
+Only gan.py touches the disk, under a fixed name in a fresh folder per problem beside the starter's other codebase
+files; the children return raw probe outputs in wire.py's format and every expected value is computed here.
+Whatever fails, the results are complete: the affected part gets 0 points and a message, the rest is scored.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from grading import checks, sandbox, wire
+from grading.submission import GAN, RUNS, check_grid, read_submission
+from make_handout import STARTER, starter_files
+
+GRID_POINTS = 0.0
+MAX_RESULT_BYTES = 64 << 20  # the harness's file-size limit as well
+DEFAULT_TIMEOUT = 60.0
+
+
+def _starter_package() -> dict[str, bytes]:
+    """The starter's codebase files other than gan.py, as students have them (solutions stubbed)."""
+    names = [n for n in STARTER if n.startswith("codebase/") and n.endswith(".py") and n != GAN]
+    return {name: content for name, (content, _) in starter_files(names=names).items()}
+
+
+def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto") -> dict:
+    """The results.json content for the ZIP (or folder of loose files) at ``path``."""
+    mode = sandbox.pick_mode(mode)
+    sandbox.become_subreaper()
+    start = time.monotonic()
+    sub = read_submission(path)
+    source = sub.members.get(GAN)
+    if isinstance(source, bytes):
+        package = _starter_package()
+        package[GAN] = source
+        with tempfile.TemporaryDirectory(prefix="grade-", ignore_cleanup_errors=True) as work:
+            os.chmod(work, 0o711)  # user mode: each child may enter its own folder, not list the others
+            boxes = {p: Path(work, p) for p in checks.PROBLEMS}
+            for box in boxes.values():
+                for name, content in package.items():
+                    (box / name).parent.mkdir(parents=True, exist_ok=True)
+                    (box / name).write_bytes(content)
+            with ThreadPoolExecutor(len(boxes)) as pool:
+                futures = {p: pool.submit(run_problem, p, box, timeout, mode) for p, box in boxes.items()}
+                outcomes = {p: future.result() for p, future in futures.items()}
+    elif sub.fatal:
+        outcomes = dict.fromkeys(checks.PROBLEMS, sub.fatal)
+    else:
+        found = sorted(n for n in sub.members) + [n.split("'")[1] for n in sub.notes if n.startswith("ignored")]
+        seen = f" (found: {', '.join(found[:10])}{', ...' if len(found) > 10 else ''})" if found else " (it is empty)"
+        outcomes = dict.fromkeys(checks.PROBLEMS, f"{GAN}: {source}" if source else
+                                 f"no {GAN} in the submission{seen}: expected {GAN}, at the top or under one folder")
+    grids = {p: sub.fatal or check_grid(sub.grid(run), run) for p, run in RUNS.items()}
+    notes = sub.notes + ([sub.fatal] if sub.fatal else []) + [f"student code ran in sandbox mode: {mode}"]
+    return results(outcomes, grids, notes, time.monotonic() - start)
+
+
+def run_problem(problem: str, box: Path, timeout: float, mode: str = "bwrap") -> dict | str:
+    """Probe outputs of ``problem`` from a child that imports box/codebase/gan.py, or why there are none."""
+    cpu_seconds = int(timeout) + 5
+    try:
+        if mode == "user":
+            with sandbox.user_slot() as uid:
+                finished = sandbox.run_child(sandbox.harness_argv(mode, box, uid, problem, cpu_seconds), box, timeout)
+        else:
+            finished = sandbox.run_child(sandbox.harness_argv(mode, box, None, problem, cpu_seconds), box, timeout)
+    except (OSError, sandbox.SandboxUnavailable) as error:
+        return f"the grading process could not start ({error})"
+    if finished.timed_out:
+        return _with_output(f"stopped at the time limit of {timeout:g} s (an endless loop, or waiting forever?)",
+                            finished)
+    try:
+        outputs = _load_result(box / "result.bin")
+    except FileNotFoundError:
+        code = finished.returncode
+        if mode == "bwrap" and 128 < code < 128 + 65:  # bubblewrap's init reports a signal as 128 + its number
+            code = 128 - code
+        how = f"was killed by signal {_signal_name(-code)}" if code < 0 else f"exited with status {code}"
+        return _with_output(f"the grading process {how} before reporting (a crash, an error at import, or a "
+                            "sys.exit / os._exit in gan.py?)", finished)
+    except Exception as error:  # noqa: BLE001 - anything unreadable the child left
+        return _with_output(f"the grading process left unreadable results ({type(error).__name__})", finished)
+    return outputs if isinstance(outputs, dict) else "the grading process returned malformed results"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def _with_output(message: str, finished: sandbox.Finished) -> str:
+    output = finished.output.strip()
+    return f"{message}\n--- output of gan.py ---\n{output}" if output else message
+
+
+def _load_result(path: Path) -> dict:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # not a symlink, not a FIFO that blocks
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RESULT_BYTES or info.st_nlink != 1:
+            raise ValueError("not a regular file of sane size")
+        data = f.read(MAX_RESULT_BYTES + 1)
+    return wire.decode(data)
+
+
+def results(outcomes: dict[str, dict | str], grids: dict[str, str | None], notes: list[str],
+            seconds: float) -> dict:
+    """Gradescope's results.json from each problem's probe outputs (or failure) and each grid's verdict."""
+    tests = []
+    for number, problem in checks.PROBLEMS.items():
+        outcome = outcomes[number]
+        if isinstance(outcome, dict):
+            verdicts = checks.evaluate(number, outcome)
+        else:  # the whole problem failed: the full message once, its first line on the other checks
+            first = outcome.splitlines()[0]
+            verdicts = [(check, outcome if i == 0 else f"{first} (see {number}.1)")
+                        for i, check in enumerate(problem.checks)]
+        for i, (check, message) in enumerate(verdicts, 1):
+            tests.append(_test(f"{number}.{i}", f"{number} {problem.function}: {check.name}", check.points, message))
+        run = RUNS[number]
+        tests.append(_test(f"{number}.{len(verdicts) + 1}", f"{number} sample grid {run}/fake_<step>.png",
+                           GRID_POINTS, grids[number], passed="a valid PNG of sane size"))
+    score = sum(test["score"] for test in tests)
+    top = sum(test["max_score"] for test in tests)
+    return {"score": score, "execution_time": round(seconds, 1), "visibility": "visible",
+            "output": "\n".join([f"Score {score:g} / {top:g}."] + notes), "tests": tests}
+
+
+def unfinished(reason: str = "grading did not finish") -> dict:
+    """Complete results with 0 points on every check, each saying ``reason``."""
+    return results(dict.fromkeys(checks.PROBLEMS, reason), dict.fromkeys(RUNS, reason), [reason], 0.0)
+
+
+def _test(number: str, name: str, points: float, message: str | None, passed: str = "passed") -> dict:
+    return {"name": name, "number": number, "score": 0.0 if message else float(points), "max_score": float(points),
+            "status": "failed" if message else "passed", "output": message or passed}
+
+
+def write_results(content: dict, path: Path) -> None:
+    """Write results.json atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(content, indent=2) + "\n")
+    os.replace(tmp, path)
