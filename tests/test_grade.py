@@ -443,6 +443,51 @@ if os.fork() == 0:  # a daemon, out of the process group, that waits for the gra
     assert not marker.exists()
 
 
+@needs_bwrap
+def test_in_the_sandbox_grader_files_and_other_gradings_cannot_be_tampered_with(tmp_path):
+    targets = [ROOT / "grading" / "probes.py", ROOT / "grading" / "checks.py", ROOT / "grade.py", tmp_path]
+    before = {p: p.read_bytes() for p in targets[:3]}
+    source = REFERENCE + f"""
+import glob, os
+written = []
+for path in {[str(p) for p in targets[:3]]!r} + ["/grader/probes.py", "/grader/harness.py", "/grader/wire.py"]:
+    try:
+        with open(path, "a") as f:
+            f.write("\\nraise SystemExit")
+        written.append(path)
+    except OSError:
+        pass
+for other in glob.glob("/tmp/grade-*/*/codebase/gan.py") + glob.glob({str(tmp_path)!r} + "/*"):
+    try:  # another grading's student file, or this test's files
+        open(other, "a").close()
+        written.append(other)
+    except OSError:
+        pass
+if written:
+    raise SystemExit("wrote " + " ".join(written))
+"""
+    results, _ = _grade(tmp_path, source, mode="bwrap")
+    assert _by_problem(results)[0] == FULL, _by_problem(results)[1]
+    assert all(p.read_bytes() == content for p, content in before.items())
+    results, _ = _grade(tmp_path, REFERENCE, mode="bwrap")  # the next submission is graded as before
+    assert _by_problem(results)[0] == FULL
+
+
+def test_bubblewrap_options_exist_in_ubuntu_22_04s_bubblewrap_0_6():
+    # Every option of bubblewrap 0.6.1's manual (Ubuntu 22.04); --size came in 0.7 and is used only from there.
+    known = set("""--args --unshare-user --unshare-user-try --unshare-ipc --unshare-pid --unshare-net --unshare-uts
+        --unshare-cgroup --unshare-cgroup-try --unshare-all --share-net --userns --userns2 --pidns --uid --gid
+        --hostname --chdir --clearenv --setenv --unsetenv --lock-file --sync-fd --perms --bind --bind-try
+        --dev-bind --dev-bind-try --ro-bind --ro-bind-try --remount-ro --exec-label --file-label --proc --dev
+        --tmpfs --mqueue --dir --file --bind-data --ro-bind-data --symlink --seccomp --add-seccomp-fd --block-fd
+        --userns-block-fd --info-fd --json-status-fd --new-session --die-with-parent --as-pid-1 --cap-add
+        --cap-drop""".split())
+    old = sandbox.bubblewrap_argv(Path("/tmp/box"), ["python"], version=(0, 6))
+    new = sandbox.bubblewrap_argv(Path("/tmp/box"), ["python"], version=(0, 8))
+    assert {a for a in old if a.startswith("--")} - {"--"} <= known
+    assert {a for a in new if a.startswith("--")} - known - {"--"} == {"--size"}
+
+
 def test_process_mode_still_grades_where_namespaces_are_forbidden(tmp_path):
     results, _ = _grade(tmp_path, REFERENCE, mode="process")
     assert _by_problem(results)[0] == FULL and "sandbox mode: process" in results["output"]
