@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="bwrap: bubblewrap namespaces (auto picks it where it works); user: a dedicated uid per "
                              "child, for containers without user namespaces (needs root; auto picks it next); "
                              "process: a child process group only, for trusted code")
+    parser.add_argument("--parallel", type=int, choices=[1, 2, 3], default=3,
+                        help="problems graded at once (default: %(default)s; 1 where memory is tight: each child "
+                             "imports torch)")
     args = parser.parse_args(argv)
     if not args.zip.exists():
         parser.error(f"{args.zip}: no such file or folder")
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         mode = sandbox.pick_mode(args.sandbox)
     except sandbox.SandboxUnavailable as error:
         parser.error(f"--sandbox {args.sandbox}: {error}")
-    content = grade(args.zip, args.timeout, mode)
+    content = grade(args.zip, args.timeout, mode, args.parallel)
     write_results(content, args.out)
     print(content["output"].splitlines()[0])
     fatal = [n for n in content["output"].splitlines()[1:] if "not graded" in n or "cannot read" in n]

@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from grading import checks, sandbox, wire
+from grading import sandbox
 from grading.submission import GAN, RUNS, check_grid, read_submission
 from make_handout import STARTER, starter_files
 
@@ -32,8 +32,9 @@ def _starter_package() -> dict[str, bytes]:
     return {name: content for name, (content, _) in starter_files(names=names).items()}
 
 
-def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto") -> dict:
-    """The results.json content for the ZIP (or folder of loose files) at ``path``."""
+def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", parallel: int = 3) -> dict:
+    """The results.json content for the ZIP (or folder of loose files) at ``path``; ``parallel`` problems run at
+    once (1 where memory or CPU is scarce: each child imports torch)."""
     mode = sandbox.pick_mode(mode)
     sandbox.become_subreaper()
     start = time.monotonic()
@@ -44,28 +45,30 @@ def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto") -> d
         package[GAN] = source
         with tempfile.TemporaryDirectory(prefix="grade-", ignore_cleanup_errors=True) as work:
             os.chmod(work, 0o711)  # user mode: each child may enter its own folder, not list the others
-            boxes = {p: Path(work, p) for p in checks.PROBLEMS}
+            boxes = {p: Path(work, p) for p in RUNS}
             for box in boxes.values():
                 for name, content in package.items():
                     (box / name).parent.mkdir(parents=True, exist_ok=True)
                     (box / name).write_bytes(content)
-            with ThreadPoolExecutor(len(boxes)) as pool:
+            with ThreadPoolExecutor(max(1, min(parallel, len(boxes)))) as pool:
                 futures = {p: pool.submit(run_problem, p, box, timeout, mode) for p, box in boxes.items()}
-                outcomes = {p: future.result() for p, future in futures.items()}
+                raw = {p: future.result() for p, future in futures.items()}
+            outcomes = {p: decode(r) for p, r in raw.items()}
     elif sub.fatal:
-        outcomes = dict.fromkeys(checks.PROBLEMS, sub.fatal)
+        outcomes = dict.fromkeys(RUNS, sub.fatal)
     else:
         found = sorted(n for n in sub.members) + [n.split("'")[1] for n in sub.notes if n.startswith("ignored")]
         seen = f" (found: {', '.join(found[:10])}{', ...' if len(found) > 10 else ''})" if found else " (it is empty)"
-        outcomes = dict.fromkeys(checks.PROBLEMS, f"{GAN}: {source}" if source else
+        outcomes = dict.fromkeys(RUNS, f"{GAN}: {source}" if source else
                                  f"no {GAN} in the submission{seen}: expected {GAN}, at the top or under one folder")
     grids = {p: sub.fatal or check_grid(sub.grid(run), run) for p, run in RUNS.items()}
     notes = sub.notes + ([sub.fatal] if sub.fatal else []) + [f"student code ran in sandbox mode: {mode}"]
     return results(outcomes, grids, notes, time.monotonic() - start)
 
 
-def run_problem(problem: str, box: Path, timeout: float, mode: str = "bwrap") -> dict | str:
-    """Probe outputs of ``problem`` from a child that imports box/codebase/gan.py, or why there are none."""
+def run_problem(problem: str, box: Path, timeout: float, mode: str = "bwrap") -> bytes | str:
+    """The raw probe outputs of ``problem`` from a child that imports box/codebase/gan.py, or why there are
+    none."""
     cpu_seconds = int(timeout) + 5
     try:
         if mode == "user":
@@ -79,7 +82,7 @@ def run_problem(problem: str, box: Path, timeout: float, mode: str = "bwrap") ->
         return _with_output(f"stopped at the time limit of {timeout:g} s (an endless loop, or waiting forever?)",
                             finished)
     try:
-        outputs = _load_result(box / "result.bin")
+        return _read_result(box / "result.bin")
     except FileNotFoundError:
         code = finished.returncode
         if mode == "bwrap" and 128 < code < 128 + 65:  # bubblewrap's init reports a signal as 128 + its number
@@ -89,6 +92,18 @@ def run_problem(problem: str, box: Path, timeout: float, mode: str = "bwrap") ->
                             "sys.exit / os._exit in gan.py?)", finished)
     except Exception as error:  # noqa: BLE001 - anything unreadable the child left
         return _with_output(f"the grading process left unreadable results ({type(error).__name__})", finished)
+
+
+def decode(raw: bytes | str) -> dict | str:
+    """A child's probe outputs from the bytes it wrote (wire.py's format), or why they cannot be used."""
+    if isinstance(raw, str):
+        return raw
+    from grading import wire  # torch: imported once the children are done, as they need the memory more
+
+    try:
+        outputs = wire.decode(raw)
+    except Exception as error:  # noqa: BLE001 - anything malformed the child wrote
+        return f"the grading process left unreadable results ({type(error).__name__})"
     return outputs if isinstance(outputs, dict) else "the grading process returned malformed results"
 
 
@@ -104,19 +119,20 @@ def _with_output(message: str, finished: sandbox.Finished) -> str:
     return f"{message}\n--- output of gan.py ---\n{output}" if output else message
 
 
-def _load_result(path: Path) -> dict:
+def _read_result(path: Path) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # not a symlink, not a FIFO that blocks
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RESULT_BYTES or info.st_nlink != 1:
             raise ValueError("not a regular file of sane size")
-        data = f.read(MAX_RESULT_BYTES + 1)
-    return wire.decode(data)
+        return f.read(MAX_RESULT_BYTES + 1)
 
 
 def results(outcomes: dict[str, dict | str], grids: dict[str, str | None], notes: list[str],
             seconds: float) -> dict:
     """Gradescope's results.json from each problem's probe outputs (or failure) and each grid's verdict."""
+    from grading import checks  # torch, imported once the children are done: they need the memory more
+
     tests = []
     for number, problem in checks.PROBLEMS.items():
         outcome = outcomes[number]
@@ -139,7 +155,7 @@ def results(outcomes: dict[str, dict | str], grids: dict[str, str | None], notes
 
 def unfinished(reason: str = "grading did not finish") -> dict:
     """Complete results with 0 points on every check, each saying ``reason``."""
-    return results(dict.fromkeys(checks.PROBLEMS, reason), dict.fromkeys(RUNS, reason), [reason], 0.0)
+    return results(dict.fromkeys(RUNS, reason), dict.fromkeys(RUNS, reason), [reason], 0.0)
 
 
 def _test(number: str, name: str, points: float, message: str | None, passed: str = "passed") -> dict:

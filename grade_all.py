@@ -1,0 +1,82 @@
+"""Grade a folder of submissions (one ZIP or folder per student, as an LMS export gives them) into grades.csv.
+
+    python grade_all.py submissions/ -o graded/ --jobs 2
+    python grade_all.py canvas_export/ -o graded/ --student-pattern '^(?P<student>[a-z]+)_'
+
+Writes graded/results/<student>.json (Gradescope's format) for each student and graded/grades.csv (student,
+points per problem, total, notes). Rerun the same command after a crash or a stop: students already graded are
+skipped (--regrade grades everyone again). The student is the file or folder name without .zip, or the
+--student-pattern regex's ``student`` group (else its first group) found in the name.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from grade import _timeout, writable_target
+from grading import sandbox
+from grading.batch import Batch, BatchError, entries, write_csv
+from grading.scoring import DEFAULT_TIMEOUT
+
+
+def _pattern(text: str) -> re.Pattern:
+    try:
+        return re.compile(text)
+    except re.error as error:
+        raise argparse.ArgumentTypeError(f"not a regular expression ({error})") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="the folder of submissions")
+    parser.add_argument("-o", "--out", type=Path, required=True, help="folder for results/ and grades.csv")
+    parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default: %(default)s)")
+    parser.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT,
+                        help="seconds allowed per problem (default: %(default)s)")
+    parser.add_argument("--sandbox", choices=["auto", *sandbox.MODES], default="auto", help="as for grade.py")
+    parser.add_argument("--student-pattern", type=_pattern, help="regex that finds the student in each name")
+    parser.add_argument("--regrade", action="store_true", help="grade students that already have results again")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: expected 1 or more")
+    try:
+        students = entries(args.folder, args.student_pattern)
+    except BatchError as error:
+        parser.error(str(error))
+    if not students:
+        parser.error(f"{args.folder}: no submissions in it")
+    args.out.mkdir(parents=True, exist_ok=True)
+    writable_target(parser, "-o", args.out / "grades.csv")
+    try:
+        sandbox.pick_mode(args.sandbox)
+    except sandbox.SandboxUnavailable as error:
+        parser.error(f"--sandbox {args.sandbox}: {error}")
+    (args.out / "results").mkdir(exist_ok=True)
+    shutil.rmtree(args.out / "pending", ignore_errors=True)  # what a killed run left unfinished
+    (args.out / "pending").mkdir()
+    todo = [e for e in students if args.regrade or not (args.out / "results" / f"{e.file_name}.json").is_file()]
+    flags = ["--timeout", str(args.timeout), "--sandbox", args.sandbox, "--parallel", "1" if args.jobs > 1 else "3"]
+    batch = Batch(args.out, flags, args.jobs)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, batch.stop)
+    print(f"{len(students)} submissions, {len(students) - len(todo)} already graded, {len(todo)} to grade")
+    with tqdm(total=len(todo), unit="submission", file=sys.stderr) as progress:
+        done = batch.run(todo, students, progress)
+    shutil.rmtree(args.out / "pending", ignore_errors=True)
+    rows = write_csv(args.out, students)
+    print(f"{args.out / 'grades.csv'}: {rows} of {len(students)} students graded")
+    if batch.stopping:
+        sys.exit(f"stopped after {done} gradings: rerun the same command to grade the {len(students) - rows} left")
+    if rows < len(students):
+        sys.exit(f"error: {len(students) - rows} gradings failed (see above): rerun to retry them")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Gradescope runs this once, as root, when it builds the autograder image (Ubuntu 22.04 by default; 24.04 works).
+# The grader gets a Python of its own in /opt/grader-venv, readable by every user: in user mode the sandboxed
+# children run it as unprivileged uids. Versions are pinned to those the autograder was built and tested with.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends bubblewrap util-linux ca-certificates
+for version in 3.12 3.11; do  # torch @TORCH@ needs Python 3.11 or later; 22.04 has 3.11 in universe, 24.04 has 3.12
+  if apt-get install -y -qq --no-install-recommends "python$version" "python$version-venv"; then
+    PYTHON=python$version
+    break
+  fi
+done
+"${PYTHON:?no Python 3.11 or 3.12 could be installed}" -m venv /opt/grader-venv
+/opt/grader-venv/bin/pip install -q --no-cache-dir --index-url https://download.pytorch.org/whl/cpu "torch==@TORCH@"
+/opt/grader-venv/bin/pip install -q --no-cache-dir "numpy==@NUMPY@" "pillow==@PILLOW@"
+chmod -R go+rX /opt/grader-venv
+/opt/grader-venv/bin/python -c 'import torch, numpy, PIL; print("setup: torch", torch.__version__)'

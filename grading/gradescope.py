@@ -1,0 +1,93 @@
+"""Gradescope's side of the grader: grade $AUTOGRADER_ROOT/submission into $AUTOGRADER_ROOT/results/results.json.
+
+    AUTOGRADER_ROOT=/autograder python -m grading.gradescope     # what run_autograder does
+
+Gradescope unpacks autograder.zip into ROOT/source and a student's upload into ROOT/submission: the files of
+hw3.zip (loose, possibly under one folder), or hw3.zip itself. This writes a complete results.json whatever
+happens: a placeholder first, then the grading, or a failing result that says what went wrong. The settings
+chosen when autograder.zip was built (make_autograder.py) are in ROOT/source/autograder_config.json.
+Before any student code runs, ROOT/source is made private to root and ROOT/results is root's alone, so that
+the sandboxed children (a dedicated uid where Docker forbids namespaces) can read neither and write to neither.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+from grading import sandbox, scoring
+
+CONFIG = "autograder_config.json"
+DEFAULTS = {"timeout": 120.0, "parallel": 1, "sandbox": "auto", "after_due_date": []}
+
+
+def find_submission(folder: Path) -> Path:
+    """The upload to grade: the one ZIP among the files if no gan.py was uploaded loose, else the folder."""
+    files = [p for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []
+    zips = [p for p in files if p.is_file() and zipfile.is_zipfile(p)]
+    if len(zips) == 1 and not any(p.name == "gan.py" for p in folder.rglob("gan.py")):
+        return zips[0]
+    return folder
+
+
+def load_config(source: Path) -> dict:
+    try:
+        config = {**DEFAULTS, **json.loads((source / CONFIG).read_text())}
+    except FileNotFoundError:
+        config = dict(DEFAULTS)
+    if env_mode := os.environ.get("GRADER_SANDBOX"):  # forced by a test, or by an instructor's debugging run
+        config["sandbox"] = env_mode
+    return config
+
+
+def with_visibility(content: dict, after_due_date: list[str]) -> dict:
+    """results.json as Gradescope shows it: plain text only, each problem's checks visible now or after the due
+    date, the grader's own stdout hidden."""
+    for test in content["tests"]:
+        problem = test["number"].rsplit(".", 1)[0]
+        test["visibility"] = "after_due_date" if problem in after_due_date else "visible"
+        test["output_format"] = "text"
+    content.update(output_format="text", visibility="visible", stdout_visibility="hidden")
+    return content
+
+
+def _protect(root: Path) -> None:
+    """ROOT/source readable by root only; ROOT/results root's, written by this process alone."""
+    os.chmod(root / "source", 0o700)
+    (root / "results").mkdir(exist_ok=True)
+    os.chmod(root / "results", 0o755)
+
+
+def main() -> None:
+    root = Path(os.environ.get("AUTOGRADER_ROOT", "/autograder"))
+    out = root / "results" / "results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, sandbox.stop)
+    start = time.monotonic()
+    config = dict(DEFAULTS)
+    try:
+        config = load_config(root / "source")
+        scoring.write_results(with_visibility(scoring.unfinished(), config["after_due_date"]), out)
+        if os.geteuid() == 0:
+            _protect(root)
+        mode = config["sandbox"]
+        if mode == "auto":  # never the process mode here: student code would run as root beside the grader
+            mode = "bwrap" if sandbox.bubblewrap_version() else "user"
+        content = scoring.grade(find_submission(root / "submission"), float(config["timeout"]), mode,
+                                int(config["parallel"]))
+    except Exception as error:  # noqa: BLE001 - whatever breaks, the student gets a complete, failing result
+        content = scoring.unfinished(f"the autograder failed ({type(error).__name__}: {error}); please tell "
+                                     "your instructor")
+        print(f"run_autograder: {type(error).__name__}: {error}", file=sys.stderr)
+    content["execution_time"] = round(time.monotonic() - start, 1)
+    scoring.write_results(with_visibility(content, config["after_due_date"]), out)
+    print(content["output"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Build autograder.zip for Gradescope: setup.sh and run_autograder at its root, the grader, and no solution.
+
+    python make_autograder.py                                    # -> autograder.zip
+    python make_autograder.py --after-due-date 4.5 --timeout 90  # 4.5's checks shown after the due date
+
+The ZIP holds grade.py, the grading package, make_handout.py and the starter's codebase files other than gan.py
+(the submission brings its own), so the reference solution never leaves this repository. setup.sh pins torch,
+numpy and Pillow to the versions installed here, where the tests ran. The same inputs give the same bytes.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import math
+import zipfile
+from pathlib import Path
+
+from grading.checks import PROBLEMS
+from grading.gradescope import CONFIG, DEFAULTS
+from make_handout import STARTER
+
+ROOT = Path(__file__).resolve().parent
+TEMPLATES = ROOT / "grading" / "autograder"
+
+
+def grader_files() -> list[str]:
+    """What grading needs of this repository, relative to its root: never codebase/gan.py."""
+    codebase = [n for n in STARTER if n.startswith("codebase/") and n.endswith(".py") and n != "codebase/gan.py"]
+    grading = sorted(f"grading/{p.name}" for p in (ROOT / "grading").glob("*.py"))
+    return ["grade.py", "make_handout.py", *grading, *codebase]
+
+
+def _version(package: str) -> str:
+    return importlib.metadata.version(package).split("+")[0]  # 2.14.1+cu130 -> 2.14.1, for the CPU wheel index
+
+
+def setup_script() -> str:
+    text = (TEMPLATES / "setup.sh").read_text()
+    for key, package in (("@TORCH@", "torch"), ("@NUMPY@", "numpy"), ("@PILLOW@", "pillow")):
+        text = text.replace(key, _version(package))
+    return text
+
+
+def build(out: Path, config: dict) -> list[str]:
+    """Write autograder.zip to ``out``; returns its member names."""
+    members = {"setup.sh": (setup_script().encode(), 0o755),
+               "run_autograder": ((TEMPLATES / "run_autograder").read_bytes(), 0o755),
+               CONFIG: ((json.dumps(config, indent=2, sort_keys=True) + "\n").encode(), 0o644)}
+    for name in grader_files():
+        members[name] = ((ROOT / name).read_bytes(), 0o644)
+    tmp = out.with_name(out.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, (content, mode) in members.items():
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = (0o100000 | mode) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, content)
+    tmp.replace(out)
+    return list(members)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {text}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-o", "--out", type=Path, default=Path("autograder.zip"), help="ZIP to write")
+    parser.add_argument("--timeout", type=_seconds, default=DEFAULTS["timeout"],
+                        help="seconds each problem's child may run (default: %(default)s; Gradescope stops the "
+                             "whole run at its own limit, 10 minutes by default)")
+    parser.add_argument("--after-due-date", nargs="+", default=[], metavar="PROBLEM", choices=list(PROBLEMS),
+                        help="problems whose checks students see only after the due date (the rest are visible)")
+    parser.add_argument("--sandbox", choices=["auto", "bwrap", "user"], default="auto",
+                        help="how student code is isolated (default auto: bubblewrap where namespaces work, "
+                             "else a dedicated uid)")
+    parser.add_argument("--parallel", type=int, choices=[1, 2, 3], default=DEFAULTS["parallel"],
+                        help="problems graded at once (default %(default)s: fits Gradescope's 768 MB)")
+    args = parser.parse_args(argv)
+    if not args.out.parent.is_dir():
+        parser.error(f"-o {args.out}: the folder {args.out.parent} does not exist")
+    config = {"timeout": args.timeout, "after_due_date": sorted(set(args.after_due_date)), "sandbox": args.sandbox,
+              "parallel": args.parallel}
+    names = build(args.out, config)
+    print(f"wrote {args.out} ({len(names)} files); upload it as the assignment's autograder on Gradescope")
+
+
+if __name__ == "__main__":
+    main()
