@@ -56,10 +56,10 @@ def with_visibility(content: dict, after_due_date: list[str]) -> dict:
 
 
 def _protect(root: Path) -> None:
-    """ROOT/source readable by root only; ROOT/results root's, written by this process alone."""
+    """ROOT/source and ROOT/results private to root: student code can neither read nor write them."""
     os.chmod(root / "source", 0o700)
     (root / "results").mkdir(exist_ok=True)
-    os.chmod(root / "results", 0o755)
+    os.chmod(root / "results", 0o700)
 
 
 def main() -> None:

@@ -20,7 +20,9 @@ import pytest
 from PIL import Image
 
 import grade
+import make_autograder
 from grading import checks, sandbox, scoring, submission
+from tests import world_python
 from tests.conftest import ROOT
 
 REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
@@ -518,36 +520,15 @@ raise SystemExit(1)
 
 # ---- User mode: a dedicated uid per child, for containers without user namespaces ------------------------------
 
-_WORLD_PYTHON = r"""set -e
-private=$1; child=$2; shift 2
-stash=$(mktemp -d)
-mount --bind "$private" "$stash"
-mount -t tmpfs -o mode=755,size=1m tmpfs "$private"
-mkdir -p "$private/$child"
-mount --bind "$stash/$child" "$private/$child"
-umount "$stash"; rmdir "$stash"
-exec "$@"
-"""
-
-
 def _user_mode_grader(tmp_path) -> list[str]:
-    """The command of a user-mode deployment: the grader copied to a private folder (tmp_path is root's alone),
-    run with this Python made readable to other users (a Python under /root is not: a private mount namespace
-    lays a tmpfs over that folder that lets only the Python through)."""
-    if os.geteuid() != 0 or not all(map(shutil.which, ("setpriv", "unshare", "mount"))):
-        pytest.skip("user mode needs root, setpriv and unshare")
+    """The command of a user-mode deployment: the grader's files (make_autograder.py's list) copied to a private
+    folder (tmp_path is root's alone), run with this Python readable to other users."""
+    prefix = world_python.command_prefix()
     deploy = tmp_path / "grader"
-    for name in ("grade.py", "make_handout.py", *[f"grading/{p.name}" for p in (ROOT / "grading").glob("*.py")],
-                 *[f"codebase/{p.name}" for p in (ROOT / "codebase").glob("*.py")]):
+    for name in make_autograder.grader_files():
         (deploy / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT / name, deploy / name)
-    prefix = Path(sys.base_prefix).resolve()
-    private = next((p for p in reversed(prefix.parents) if not os.stat(p).st_mode & 0o001), None)
-    command = [sys.executable, str(deploy / "grade.py")]
-    if private is None:
-        return command
-    child = prefix.relative_to(private).parts[0]
-    return ["unshare", "-m", "sh", "-c", _WORLD_PYTHON, "sh", str(private), child, *command]
+    return [*prefix, sys.executable, str(deploy / "grade.py")]
 
 
 def _grade_user_mode(tmp_path, source: str, timeout: float = 60.0) -> tuple[dict, float]:

@@ -1,0 +1,161 @@
+"""autograder.zip and a stand-in for Gradescope: a temporary root laid out as /autograder, run_autograder run as
+Gradescope runs it, results.json read back."""
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import make_autograder
+from grading.submission import RUNS
+from make_handout import starter_files
+from tests import world_python
+from tests.conftest import ROOT
+
+REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
+TOP_FIELDS = {"score", "execution_time", "output", "output_format", "visibility", "stdout_visibility", "tests"}
+TEST_FIELDS = {"name", "number", "score", "max_score", "status", "output", "output_format", "visibility"}
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (302, 302)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _files(gan: str) -> dict[str, bytes]:
+    return {"codebase/gan.py": gan.encode(), **{f"{run}/fake_0500.png": _png() for run in RUNS.values()}}
+
+
+@pytest.fixture(scope="module")
+def autograder_zip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("build") / "autograder.zip"
+    make_autograder.main(["-o", str(path), "--after-due-date", "4.5", "--timeout", "60"])
+    return path
+
+
+def _root(tmp_path, autograder_zip, files: dict[str, bytes], as_zip: bool = False, timeout: float | None = None):
+    """A Gradescope-like root: source/ unzipped from autograder.zip, submission/ as the student uploaded it."""
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(autograder_zip) as zf:
+        zf.extractall(root / "source")
+    if timeout:
+        config = root / "source" / "autograder_config.json"
+        config.write_text(json.dumps({**json.loads(config.read_text()), "timeout": timeout}))
+    (root / "submission").mkdir()
+    if as_zip:
+        with zipfile.ZipFile(root / "submission" / "hw3.zip", "w") as zf:
+            for name, content in files.items():
+                zf.writestr(name, content)
+    else:
+        for name, content in files.items():
+            (root / "submission" / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / "submission" / name).write_bytes(content)
+    return root
+
+
+def _run(root: Path, prefix: list[str] = (), **env) -> tuple[dict, float]:
+    start = time.monotonic()
+    subprocess.run([*prefix, "bash", str(root / "source" / "run_autograder")], check=True, timeout=300,
+                   stdout=subprocess.DEVNULL, env={**os.environ, "AUTOGRADER_ROOT": str(root),
+                                                   "GRADER_PYTHON": sys.executable, **env})
+    results = json.loads((root / "results" / "results.json").read_text())
+    return results, time.monotonic() - start
+
+
+def _assert_complete(results: dict) -> None:
+    assert TOP_FIELDS <= set(results) and results["tests"]
+    assert all(TEST_FIELDS <= set(test) for test in results["tests"])
+    assert results["output_format"] == "text" and all(t["output_format"] == "text" for t in results["tests"])
+
+
+def test_the_zip_holds_what_grading_needs_and_no_solution(autograder_zip, tmp_path):
+    with zipfile.ZipFile(autograder_zip) as zf:
+        names = zf.namelist()
+        modes = {info.filename: info.external_attr >> 16 for info in zf.infolist()}
+        setup = zf.read("setup.sh").decode()
+    assert {"setup.sh", "run_autograder", "grade.py", "grading/checks.py", "grading/sandbox.py"} <= set(names)
+    assert not [n for n in names if n == "codebase/gan.py" or n.startswith(("tests/", "docs/")) or "variant" in n]
+    assert modes["setup.sh"] & 0o111 and modes["run_autograder"] & 0o111
+    assert "@" not in setup.replace("2>&1", "") and "torch==" in setup and "bubblewrap" in setup
+    subprocess.run(["bash", "-n", "-c", setup], check=True)  # the network steps themselves cannot run here
+    again = tmp_path / "again.zip"
+    make_autograder.main(["-o", str(again), "--after-due-date", "4.5", "--timeout", "60"])
+    assert again.read_bytes() == autograder_zip.read_bytes()  # deterministic
+
+
+@pytest.mark.parametrize("as_zip", [False, True], ids=["loose_files", "zip_upload"])
+def test_the_reference_scores_full_marks_uploaded_either_way(tmp_path, autograder_zip, as_zip):
+    root = _root(tmp_path, autograder_zip, {f"hw3/{k}": v for k, v in _files(REFERENCE).items()}, as_zip=as_zip)
+    results, seconds = _run(root)
+    _assert_complete(results)
+    assert results["score"] == 35, results["output"]
+    after = {t["number"].rsplit(".", 1)[0] for t in results["tests"] if t["visibility"] == "after_due_date"}
+    assert after == {"4.5"} and results["stdout_visibility"] == "hidden"
+    assert not os.stat(root / "source").st_mode & 0o077  # private to root before student code ran
+
+
+def test_the_starter_scores_zero_with_a_message(tmp_path, autograder_zip):
+    stub = starter_files(names=["codebase/gan.py"])["codebase/gan.py"][0].decode()
+    results, _ = _run(_root(tmp_path, autograder_zip, _files(stub)))
+    _assert_complete(results)
+    assert results["score"] == 0
+    assert any("not written yet" in t["output"] or "NotImplementedError" in t["output"] for t in results["tests"])
+
+
+def test_a_hanging_submission_gets_complete_results_well_before_the_limit(tmp_path, autograder_zip):
+    source = REFERENCE + '\nprint("<b>}\\"\\n", "\\x1b[31m")\nwhile True:\n    pass\n'
+    results, seconds = _run(_root(tmp_path, autograder_zip, _files(source), timeout=5))
+    _assert_complete(results)
+    assert results["score"] == 0 and seconds < 60
+    assert all("time limit of 5 s" in t["output"] for t in results["tests"] if t["max_score"] > 0)
+
+
+def test_results_are_complete_when_the_grader_cannot_start(tmp_path, autograder_zip):
+    root = _root(tmp_path, autograder_zip, _files(REFERENCE))
+    results, _ = _run(root, GRADER_PYTHON="/bin/false")
+    assert results["score"] == 0 and "could not start" in results["output"]
+    (root / "results" / "results.json").unlink()
+    results, _ = _run(root, GRADER_SANDBOX="no-such-mode")  # the grader starts, then fails
+    _assert_complete(results)
+    assert results["score"] == 0 and "the autograder failed" in results["output"]
+
+
+def test_in_user_mode_student_code_reads_no_source_and_writes_no_results(autograder_zip, request):
+    prefix = world_python.command_prefix()
+    source = REFERENCE + """
+import os
+for path in ("/autograder-root/source/grading/checks.py", "/autograder-root/results/results.json"):
+    try:
+        open(path, "rb").close()
+        raise SystemExit("read " + path)
+    except OSError:
+        pass
+try:
+    open("/autograder-root/results/evil.json", "w").close()
+    raise SystemExit("wrote results")
+except OSError:
+    pass
+"""
+    base = Path(tempfile.mkdtemp())  # traversable by every user, as /autograder is: only the chmods protect
+    base.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(base))
+    root = _root(base, autograder_zip, {})
+    for folder in (root / "source", *(root / "source").rglob("*")):
+        folder.chmod(0o755 if folder.is_dir() else 0o644)  # as unzipped with a umask of 022
+    source = source.replace("/autograder-root", str(root))
+    for name, content in _files(source).items():
+        (root / "submission" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "submission" / name).write_bytes(content)
+    results, _ = _run(root, prefix, GRADER_SANDBOX="user")
+    _assert_complete(results)
+    assert results["score"] == 35, [t["output"] for t in results["tests"] if t["status"] == "failed"][:1]
+    assert "sandbox mode: user" in results["output"] and not (root / "results" / "evil.json").exists()

@@ -1,0 +1,116 @@
+"""grade_all.py: a folder of submissions into results and grades.csv, resumable after a kill."""
+import csv
+import io
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from grading.batch import BatchError, entries, student_of, summary
+from grading.submission import RUNS
+from tests.conftest import ROOT
+
+REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
+
+
+def _files(gan: str) -> dict[str, bytes]:
+    png = io.BytesIO()
+    Image.new("RGB", (302, 302)).save(png, "PNG")
+    return {"codebase/gan.py": gan.encode(), **{f"{run}/fake_0500.png": png.getvalue() for run in RUNS.values()}}
+
+
+def _class(folder: Path) -> Path:
+    """Five students: correct as a ZIP and as a folder, a wrong g_loss, not a ZIP, a stub."""
+    folder.mkdir()
+    wrong = REFERENCE.replace("F.softplus(-d(x_fake)).mean()", "-F.softplus(d(x_fake)).mean()", 1)
+    assert wrong != REFERENCE
+    stub = REFERENCE.replace("def loss_wasserstein_gp(", "def _unused(", 1)
+    for name, gan in (("alice_101_hw3.zip", REFERENCE), ("=dave_104_hw3.zip", wrong), ("erin_105_hw3.zip", stub)):
+        with zipfile.ZipFile(folder / name, "w") as zf:
+            for member, content in _files(gan).items():
+                zf.writestr(member, content)
+    for member, content in _files(REFERENCE).items():
+        (folder / "bob_102_hw3" / member).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "bob_102_hw3" / member).write_bytes(content)
+    (folder / "carol_103_hw3.zip").write_text("not a zip")
+    (folder / ".DS_Store").write_text("junk")
+    return folder
+
+
+PATTERN = r"^(?P<student>[^_]+)_\d+"
+
+
+def test_students_come_from_names_or_a_pattern(tmp_path):
+    assert student_of("alice.zip", None) == "alice" and student_of("bob_12_x", None) == "bob_12_x"
+    assert student_of("smith_12345_678_hw3.zip", re.compile(PATTERN)) == "smith"
+    assert student_of("smith_12345_678_hw3.zip", re.compile(r"_(\d+)_")) == "12345"
+    assert student_of("hw3.zip", re.compile(PATTERN)) is None
+    folder = _class(tmp_path / "class")
+    assert sorted(e.student for e in entries(folder, re.compile(PATTERN))) == ["=dave", "alice", "bob", "carol",
+                                                                              "erin"]
+    (folder / "notes.txt").write_text("")
+    with pytest.raises(BatchError, match="matches no student.*notes.txt"):
+        entries(folder, re.compile(PATTERN))
+    (folder / "notes.txt").unlink()
+    (folder / "alice_999_late.zip").write_text("")
+    with pytest.raises(BatchError, match="alice_101_hw3.zip and alice_999_late.zip"):
+        entries(folder, re.compile(PATTERN))
+
+
+def _grades(path: Path) -> list[dict]:
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
+def _processes(word: bytes) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and word in (entry / "cmdline").read_bytes():
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state not in "ZX":
+                    found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_a_killed_run_resumes_to_the_grades_of_grading_each_alone(tmp_path):
+    folder, out = _class(tmp_path / "class"), tmp_path / "graded"
+    command = [sys.executable, str(ROOT / "grade_all.py"), str(folder), "-o", str(out), "--jobs", "2",
+               "--student-pattern", PATTERN]
+    before = set(_processes(b"grade.py"))
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list((out / "results").glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)  # no chance to clean up: its gradings die with it
+    first.wait()
+    graded_first = len(list((out / "results").glob("*.json")))
+    assert 1 <= graded_first < 5
+    time.sleep(2)
+    assert not set(_processes(b"grade.py")) - before and not _processes(b"harness.py")
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{graded_first} already graded" in rerun.stdout
+    rows = _grades(out / "grades.csv")
+    assert not (out / "pending").exists()
+    # Each alone, through grade.py, summed up the same way.
+    alone = []
+    for entry in entries(folder, re.compile(PATTERN)):
+        result = tmp_path / f"alone-{entry.file_name}.json"
+        subprocess.run([sys.executable, str(ROOT / "grade.py"), str(entry.path), "-o", str(result)],
+                       capture_output=True, timeout=300)
+        alone.append(summary(entry.student, json.loads(result.read_text())))
+    alone.sort(key=lambda row: row["student"])
+    alone[0]["student"] = "'=dave"  # a spreadsheet must not read a student's name as a formula
+    assert rows == alone
+    totals = {row["student"]: row["total"] for row in rows}
+    assert totals == {"'=dave": "30", "alice": "35", "bob": "35", "carol": "0", "erin": "20"}
+    assert "g_loss" in rows[0]["notes"] and "cannot read the submission as a ZIP" in rows[3]["notes"]
