@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ class SandboxUnavailable(RuntimeError):
 _LIVE_GROUPS: set[int] = set()  # process groups of the children running now
 _LIVE_CGROUPS: set[PidsCgroup] = set()
 _LIVE_UIDS: set[int] = set()
+_STOPPING = threading.Event()  # set by stop(): no new child may start
 
 
 class PidsCgroup:
@@ -172,6 +174,7 @@ def remove_files_of(uid: int, roots: tuple[str, ...] = SHARED_TMP) -> None:
 def stop(signum, frame) -> None:
     """SIGTERM or SIGINT to the grader: kill every child and what it started, then exit, so that the temporary
     folders go too."""
+    _STOPPING.set()
     for pgid in list(_LIVE_GROUPS):
         try:
             os.killpg(pgid, signal.SIGKILL)
@@ -191,6 +194,8 @@ def stop(signum, frame) -> None:
 def run_child(argv: list[str], cwd: Path, timeout: float) -> Finished:
     """Run argv in its own session and pids cgroup; kill all of it at the timeout or once it exits; cap its
     output."""
+    if _STOPPING.is_set():
+        raise SandboxUnavailable("the grader is stopping")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "TMPDIR": str(cwd), "LANG": "C.UTF-8",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cgroup = PidsCgroup()
@@ -214,7 +219,7 @@ def run_child(argv: list[str], cwd: Path, timeout: float) -> Finished:
         return bool(chunk)
 
     try:
-        while proc.poll() is None:
+        while proc.poll() is None and not _STOPPING.is_set():
             wait = min(0.05, deadline - time.monotonic())
             if wait <= 0:
                 timed_out = True

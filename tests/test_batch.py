@@ -27,19 +27,20 @@ def _files(gan: str) -> dict[str, bytes]:
 
 
 def _class(folder: Path) -> Path:
-    """Five students: correct as a ZIP and as a folder, a wrong g_loss, not a ZIP, a stub."""
+    """Five students: correct as a ZIP, a wrong g_loss as a folder, not a ZIP, no gan.py, an empty folder."""
     folder.mkdir()
     wrong = REFERENCE.replace("F.softplus(-d(x_fake)).mean()", "-F.softplus(d(x_fake)).mean()", 1)
     assert wrong != REFERENCE
-    stub = REFERENCE.replace("def loss_wasserstein_gp(", "def _unused(", 1)
-    for name, gan in (("alice_101_hw3.zip", REFERENCE), ("=dave_104_hw3.zip", wrong), ("erin_105_hw3.zip", stub)):
+    for name, files in (("alice_101_hw3.zip", _files(REFERENCE)),
+                        ("=dave_104_hw3.zip", {k: v for k, v in _files("").items() if k != "codebase/gan.py"})):
         with zipfile.ZipFile(folder / name, "w") as zf:
-            for member, content in _files(gan).items():
+            for member, content in files.items():
                 zf.writestr(member, content)
-    for member, content in _files(REFERENCE).items():
+    for member, content in _files(wrong).items():
         (folder / "bob_102_hw3" / member).parent.mkdir(parents=True, exist_ok=True)
         (folder / "bob_102_hw3" / member).write_bytes(content)
     (folder / "carol_103_hw3.zip").write_text("not a zip")
+    (folder / "erin_105_hw3").mkdir()
     (folder / ".DS_Store").write_text("junk")
     return folder
 
@@ -101,16 +102,18 @@ def test_a_killed_run_resumes_to_the_grades_of_grading_each_alone(tmp_path):
     assert f"{graded_first} already graded" in rerun.stdout
     rows = _grades(out / "grades.csv")
     assert not (out / "pending").exists()
-    # Each alone, through grade.py, summed up the same way.
-    alone = []
-    for entry in entries(folder, re.compile(PATTERN)):
-        result = tmp_path / f"alone-{entry.file_name}.json"
-        subprocess.run([sys.executable, str(ROOT / "grade.py"), str(entry.path), "-o", str(result)],
-                       capture_output=True, timeout=300)
-        alone.append(summary(entry.student, json.loads(result.read_text())))
+    # Each alone, through grade.py (all at once), summed up the same way.
+    students = entries(folder, re.compile(PATTERN))
+    alone_runs = [subprocess.Popen([sys.executable, str(ROOT / "grade.py"), str(entry.path), "-o",
+                                    str(tmp_path / f"alone-{entry.file_name}.json")], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL) for entry in students]
+    for proc in alone_runs:
+        proc.wait(timeout=300)
+    alone = [summary(e.student, json.loads((tmp_path / f"alone-{e.file_name}.json").read_text())) for e in students]
     alone.sort(key=lambda row: row["student"])
     alone[0]["student"] = "'=dave"  # a spreadsheet must not read a student's name as a formula
     assert rows == alone
     totals = {row["student"]: row["total"] for row in rows}
-    assert totals == {"'=dave": "30", "alice": "35", "bob": "35", "carol": "0", "erin": "20"}
-    assert "g_loss" in rows[0]["notes"] and "cannot read the submission as a ZIP" in rows[3]["notes"]
+    assert totals == {"'=dave": "0", "alice": "35", "bob": "30", "carol": "0", "erin": "0"}
+    assert "g_loss" in rows[2]["notes"] and "cannot read the submission as a ZIP" in rows[3]["notes"]
+    assert rows[0]["notes"].startswith("1.2, 3.2, 4.5: no codebase/gan.py")

@@ -352,8 +352,9 @@ def test_missing_or_non_zip_input_fails_loudly(tmp_path, capsys):
     assert results["score"] == 0 and "cannot read the submission as a ZIP" in results["output"]
 
 
-@pytest.mark.parametrize("mode", ["process", "user", pytest.param("bwrap", marks=needs_bwrap)])
-def test_sigterm_to_the_grader_kills_every_child_and_removes_its_folders(tmp_path, mode):
+@pytest.mark.parametrize("mode, parallel", [("process", 3), ("process", 1), ("user", 3),
+                                            pytest.param("bwrap", 3, marks=needs_bwrap)])
+def test_sigterm_to_the_grader_kills_every_child_and_removes_its_folders(tmp_path, mode, parallel):
     source = REFERENCE + """
 import time
 time.sleep(600)
@@ -363,7 +364,8 @@ time.sleep(600)
     scratch = Path(tempfile.mkdtemp())  # not under tmp_path: user mode's children must reach their folders
     scratch.chmod(0o755)
     env = {**os.environ, "TMPDIR": str(scratch)}
-    proc = subprocess.Popen([*command, str(path), "-o", str(tmp_path / "r.json"), "--sandbox", mode], env=env,
+    proc = subprocess.Popen([*command, str(path), "-o", str(tmp_path / "r.json"), "--sandbox", mode,
+                             "--parallel", str(parallel)], env=env,
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def harnesses() -> list[int]:
@@ -379,15 +381,15 @@ time.sleep(600)
 
     before = set(harnesses())
     deadline = time.monotonic() + 60
-    while len(set(harnesses()) - before) < 3 and time.monotonic() < deadline:
+    while len(set(harnesses()) - before) < parallel and time.monotonic() < deadline:
         time.sleep(0.2)
     started = set(harnesses()) - before
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM
-    assert len(started) >= 3
+    assert len(started) >= parallel
     time.sleep(0.5)
-    assert not any(_alive(pid) for pid in started)
+    assert not any(_alive(pid) for pid in started) and not set(harnesses()) - before  # none started after
     assert list(scratch.iterdir()) == []
     scratch.rmdir()
 
@@ -589,13 +591,9 @@ if os.fork() == 0:  # a daemon, out of the process group, that waits for the gra
     assert not marker.exists()
 
 
-def test_user_mode_caps_processes_and_ends_endless_loops(tmp_path):
+def test_user_mode_caps_processes(tmp_path):
     source = REFERENCE + """
 import os, time
-def loss_nonsaturating(*args, **kwargs):
-    while True:
-        pass
-
 made = 0
 for _ in range(10_000):
     try:
@@ -606,11 +604,12 @@ for _ in range(10_000):
     except OSError:
         break
 print(f"made {made} processes")
+raise SystemExit(1)
 """
-    results, seconds = _grade_user_mode(tmp_path, source, timeout=15)
-    points, outputs = _by_problem(results)
-    assert points == {"1.2": 0.0, "3.2": 10.0, "4.5": 15.0}, outputs
-    assert "time limit of 15 s" in outputs["1.2"] and seconds < 50
+    results, seconds = _grade_user_mode(tmp_path, source, timeout=30)
+    _, outputs = _by_problem(results)
+    made = int(outputs["1.2"].split("made ")[1].split()[0])
+    assert made < sandbox.MAX_PIDS and seconds < 30
     assert not any(_alive(int(p)) for p in _uid_processes())
 
 
