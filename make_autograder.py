@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
-import math
 import zipfile
 from pathlib import Path
 
+from grade import _timeout
 from grading.checks import PROBLEMS
 from grading.gradescope import CONFIG, DEFAULTS
 from make_handout import STARTER
@@ -60,20 +60,10 @@ def build(out: Path, config: dict) -> list[str]:
     return list(members)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {text}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--out", type=Path, default=Path("autograder.zip"), help="ZIP to write")
-    parser.add_argument("--timeout", type=_seconds, default=DEFAULTS["timeout"],
+    parser.add_argument("--timeout", type=_timeout, default=DEFAULTS["timeout"],
                         help="seconds each problem's child may run (default: %(default)s; Gradescope stops the "
                              "whole run at its own limit, 10 minutes by default)")
     parser.add_argument("--after-due-date", nargs="+", default=[], metavar="PROBLEM", choices=list(PROBLEMS),
