@@ -55,12 +55,16 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     writable_target(parser, "-o", args.out / "grades.csv")
     try:
-        sandbox.pick_mode(args.sandbox)
+        mode = sandbox.pick_mode(args.sandbox)
     except sandbox.SandboxUnavailable as error:
         parser.error(f"--sandbox {args.sandbox}: {error}")
-    (args.out / "results").mkdir(exist_ok=True)
+    shared = [p for p in (args.folder, args.out) if sandbox.others_can_read(p)]
+    if mode == "user" and shared:  # student code runs as other users: it must not read the class's work
+        parser.error(f"user mode: other users can read {shared[0]}, so one student's code could read the others' "
+                     f"submissions or results: chmod 700 {shared[0]}")
+    (args.out / "results").mkdir(mode=0o700, exist_ok=True)
     shutil.rmtree(args.out / "pending", ignore_errors=True)  # what a killed run left unfinished
-    (args.out / "pending").mkdir()
+    (args.out / "pending").mkdir(mode=0o700)
     todo = [e for e in students if args.regrade or not (args.out / "results" / f"{e.file_name}.json").is_file()]
     flags = ["--timeout", str(args.timeout), "--sandbox", args.sandbox, "--parallel", "1" if args.jobs > 1 else "3"]
     batch = Batch(args.out, flags, args.jobs)

@@ -15,13 +15,14 @@ at the wall-clock timeout, once it exits, or when the grader gets SIGTERM or SIG
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import re
 import select
 import shutil
 import signal
-import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -153,7 +154,8 @@ def kill_uid(uid: int) -> None:
 
 
 def remove_files_of(uid: int, roots: tuple[str, ...] = SHARED_TMP) -> None:
-    """Remove what ``uid`` left in the folders every user may write to (user mode)."""
+    """Remove what ``uid`` left in the folders every user may write to (user mode), at any depth: a uid without
+    groups can create files only in world-writable folders and in folders of its own, which go whole."""
     for root in roots:
         try:
             entries = list(os.scandir(root))
@@ -161,14 +163,24 @@ def remove_files_of(uid: int, roots: tuple[str, ...] = SHARED_TMP) -> None:
             continue
         for entry in entries:
             try:
-                if entry.stat(follow_symlinks=False).st_uid != uid:
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    os.unlink(entry.path)
+                info = entry.stat(follow_symlinks=False)
+                if info.st_uid == uid:
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    else:
+                        os.unlink(entry.path)
+                elif stat.S_ISDIR(info.st_mode) and info.st_mode & 0o002:
+                    remove_files_of(uid, (entry.path,))
             except OSError:
                 pass
+
+
+def others_can_read(path: Path) -> bool:
+    """Whether a user outside the owner and group can reach ``path`` and read it."""
+    path = Path(path).resolve()
+    if any(not os.stat(parent).st_mode & 0o001 for parent in path.parents):
+        return False
+    return bool(os.stat(path).st_mode & 0o004)
 
 
 def stop(signum, frame) -> None:
@@ -322,20 +334,25 @@ def bubblewrap_argv(box: Path, inner: list[str], version: tuple[int, ...] | None
 _USER_PROBLEM: str | None = None  # why user mode cannot run here ("" where it can), once checked
 
 
+_UID_LOCKS = Path("/run/grade-uids")  # root's alone: student code can neither take nor release a uid
+
+
 @contextmanager
 def user_slot():
-    """A uid no account and no other grading uses, held until its child and everything the child left are gone:
-    its processes are killed and its files in the shared temporary folders removed. The hold is an abstract
-    socket name, which leaves no file and is released when this process ends, however it ends."""
+    """A uid no account and no other grading uses, held (an flock on a file of root's) until its child and
+    everything the child left are gone: its processes are killed and its files in the shared temporary folders
+    removed. The lock is released when this process ends, however it ends."""
+    locks = _UID_LOCKS if os.access(_UID_LOCKS.parent, os.W_OK) else Path(tempfile.gettempdir(), "grade-uids")
+    locks.mkdir(mode=0o700, exist_ok=True)
     for uid in range(FIRST_UID, FIRST_UID + UID_SLOTS):
         try:
             pwd.getpwuid(uid)
             continue  # an account's uid
         except KeyError:
             pass
-        hold = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        hold = open(locks / str(uid), "a")
         try:
-            hold.bind(f"\0grade-uid-{uid}")
+            fcntl.flock(hold, fcntl.LOCK_EX | fcntl.LOCK_NB)  # per open file: threads of one grader exclude too
         except OSError:
             hold.close()
             continue

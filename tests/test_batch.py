@@ -3,9 +3,11 @@ import csv
 import io
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -117,3 +119,22 @@ def test_a_killed_run_resumes_to_the_grades_of_grading_each_alone(tmp_path):
     assert totals == {"'=dave": "0", "alice": "35", "bob": "30", "carol": "0", "erin": "0"}
     assert "g_loss" in rows[2]["notes"] and "cannot read the submission as a ZIP" in rows[3]["notes"]
     assert rows[0]["notes"].startswith("1.2, 3.2, 4.5: no codebase/gan.py")
+
+
+def test_user_mode_refuses_a_class_folder_other_users_can_read(tmp_path, monkeypatch, capsys):
+    import grade_all
+    from grading import sandbox
+
+    shared = Path(tempfile.mkdtemp())  # reachable by every user, as a folder under /home or /srv often is
+    try:
+        shared.chmod(0o755)
+        folder = _class(shared / "class")
+        folder.chmod(0o755)
+        monkeypatch.setattr(sandbox, "pick_mode", lambda name: "user")
+        with pytest.raises(SystemExit) as e:
+            grade_all.main([str(folder), "-o", str(tmp_path / "graded")])
+        assert e.value.code == 2 and f"chmod 700 {folder}" in capsys.readouterr().err
+        folder.chmod(0o700)
+        assert not sandbox.others_can_read(folder) and sandbox.others_can_read(shared)
+    finally:
+        shutil.rmtree(shared)

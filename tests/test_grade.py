@@ -550,8 +550,12 @@ def _grade_user_mode(tmp_path, source: str, timeout: float = 60.0) -> tuple[dict
     return results, time.monotonic() - start
 
 
-def test_user_mode_hides_the_grader_removes_leftovers_and_kills_daemons(tmp_path):
-    marker, leftovers = tmp_path / "written-after-grading", ["/tmp/grade-test-leftover", "/dev/shm/grade-test-left"]
+def test_user_mode_hides_the_grader_removes_leftovers_and_kills_daemons(tmp_path, request):
+    shared = Path(tempfile.mkdtemp())  # a world-writable folder inside a shared one, as /tmp/.X11-unix is
+    shared.chmod(0o1777)
+    request.addfinalizer(lambda: shutil.rmtree(shared))
+    marker = tmp_path / "written-after-grading"
+    leftovers = ["/tmp/grade-test-leftover", "/dev/shm/grade-test-left", str(shared / "left")]
     source = REFERENCE + f"""
 import os, time
 from pathlib import Path
