@@ -42,14 +42,15 @@ def autograder_zip(tmp_path_factory):
     return path
 
 
-def _root(tmp_path, autograder_zip, files: dict[str, bytes], as_zip: bool = False, timeout: float | None = None):
-    """A Gradescope-like root: source/ unzipped from autograder.zip, submission/ as the student uploaded it."""
+def _root(tmp_path, autograder_zip, files: dict[str, bytes], as_zip: bool = False, **config):
+    """A Gradescope-like root: source/ unzipped from autograder.zip (its config updated with ``config``),
+    submission/ as the student uploaded it."""
     root = tmp_path / "autograder"
     with zipfile.ZipFile(autograder_zip) as zf:
         zf.extractall(root / "source")
-    if timeout:  # and the problems at once, so that the test waits for one time limit, not three
-        config = root / "source" / "autograder_config.json"
-        config.write_text(json.dumps({**json.loads(config.read_text()), "timeout": timeout, "parallel": 3}))
+    if config:
+        path = root / "source" / "autograder_config.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **config}))
     (root / "submission").mkdir()
     if as_zip:
         with zipfile.ZipFile(root / "submission" / "hw3.zip", "w") as zf:
@@ -94,7 +95,8 @@ def test_the_zip_holds_what_grading_needs_and_no_solution(autograder_zip, tmp_pa
 
 @pytest.mark.parametrize("as_zip", [False, True], ids=["loose_files", "zip_upload"])
 def test_the_reference_scores_full_marks_uploaded_either_way(tmp_path, autograder_zip, as_zip):
-    root = _root(tmp_path, autograder_zip, {f"hw3/{k}": v for k, v in _files(REFERENCE).items()}, as_zip=as_zip)
+    config = {"parallel": 3} if as_zip else {}  # the default, one problem at a time, once
+    root = _root(tmp_path, autograder_zip, {f"hw3/{k}": v for k, v in _files(REFERENCE).items()}, as_zip, **config)
     results, seconds = _run(root)
     _assert_complete(results)
     assert results["score"] == 35, results["output"]
@@ -105,7 +107,7 @@ def test_the_reference_scores_full_marks_uploaded_either_way(tmp_path, autograde
 
 def test_the_starter_scores_zero_with_a_message(tmp_path, autograder_zip):
     stub = starter_files(names=["codebase/gan.py"])["codebase/gan.py"][0].decode()
-    results, _ = _run(_root(tmp_path, autograder_zip, _files(stub)))
+    results, _ = _run(_root(tmp_path, autograder_zip, _files(stub), parallel=3))
     _assert_complete(results)
     assert results["score"] == 0
     assert any("not written yet" in t["output"] or "NotImplementedError" in t["output"] for t in results["tests"])
@@ -113,7 +115,7 @@ def test_the_starter_scores_zero_with_a_message(tmp_path, autograder_zip):
 
 def test_a_hanging_submission_gets_complete_results_well_before_the_limit(tmp_path, autograder_zip):
     source = REFERENCE + '\nprint("<b>}\\"\\n", "\\x1b[31m")\nwhile True:\n    pass\n'
-    results, seconds = _run(_root(tmp_path, autograder_zip, _files(source), timeout=5))
+    results, seconds = _run(_root(tmp_path, autograder_zip, _files(source), timeout=5, parallel=3))
     _assert_complete(results)
     assert results["score"] == 0 and seconds < 60
     assert all("time limit of 5 s" in t["output"] for t in results["tests"] if t["max_score"] > 0)
@@ -148,7 +150,7 @@ except OSError:
     base = Path(tempfile.mkdtemp())  # traversable by every user, as /autograder is: only the chmods protect
     base.chmod(0o755)
     request.addfinalizer(lambda: shutil.rmtree(base))
-    root = _root(base, autograder_zip, {})
+    root = _root(base, autograder_zip, {}, parallel=3)
     for folder in (root / "source", *(root / "source").rglob("*")):
         folder.chmod(0o755 if folder.is_dir() else 0o644)  # as unzipped with a umask of 022
     source = source.replace("/autograder-root", str(root))
