@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> None:
         mode = sandbox.pick_mode(args.sandbox)
     except sandbox.SandboxUnavailable as error:
         parser.error(f"--sandbox {args.sandbox}: {error}")
+    if mode == "process" and args.sandbox == "auto":
+        print(f"warning: student code runs unsandboxed, as this user (process mode): bubblewrap cannot create "
+              f"namespaces here and user mode cannot run ({sandbox.user_mode_problem()})", file=sys.stderr)
     content = grade(args.zip, args.timeout, mode, args.parallel)
     write_results(content, args.out)
     print(content["output"].splitlines()[0])

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import math
+import sys
 import zipfile
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from make_handout import STARTER
 
 ROOT = Path(__file__).resolve().parent
 TEMPLATES = ROOT / "grading" / "autograder"
+GRADESCOPE_TIMEOUT = 600  # seconds: Gradescope's default for a whole run
 
 
 def grader_files() -> list[str]:
@@ -78,6 +81,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"-o {args.out}: the folder {args.out.parent} does not exist")
     config = {"timeout": args.timeout, "after_due_date": sorted(set(args.after_due_date)), "sandbox": args.sandbox,
               "parallel": args.parallel}
+    worst = args.timeout * math.ceil(len(PROBLEMS) / args.parallel) + 60  # and about a minute to start
+    if worst > GRADESCOPE_TIMEOUT:
+        print(f"warning: a submission that hangs may take {worst:g} s, over Gradescope's default limit of "
+              f"{GRADESCOPE_TIMEOUT} s, where students see nothing: lower --timeout, raise --parallel, or raise the "
+              "assignment's limit", file=sys.stderr)
     names = build(args.out, config)
     print(f"wrote {args.out} ({len(names)} files); upload it as the assignment's autograder on Gradescope")
 

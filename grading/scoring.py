@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import tempfile
@@ -150,7 +151,7 @@ def results(outcomes: dict[str, dict | str], grids: dict[str, str | None], notes
     score = sum(test["score"] for test in tests)
     top = sum(test["max_score"] for test in tests)
     return {"score": score, "execution_time": round(seconds, 1), "visibility": "visible",
-            "output": "\n".join([f"Score {score:g} / {top:g}."] + notes), "tests": tests}
+            "output": printable("\n".join([f"Score {score:g} / {top:g}."] + notes)), "tests": tests}
 
 
 def unfinished(reason: str = "grading did not finish") -> dict:
@@ -160,7 +161,15 @@ def unfinished(reason: str = "grading did not finish") -> dict:
 
 def _test(number: str, name: str, points: float, message: str | None, passed: str = "passed") -> dict:
     return {"name": name, "number": number, "score": 0.0 if message else float(points), "max_score": float(points),
-            "status": "failed" if message else "passed", "output": message or passed}
+            "status": "failed" if message else "passed", "output": printable(message or passed)}
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Text as shown to students: control characters (terminal escapes among them) replaced, lines kept."""
+    return _CONTROL.sub("\ufffd", text)
 
 
 def write_results(content: dict, path: Path) -> None:
