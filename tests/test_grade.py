@@ -621,3 +621,14 @@ def test_user_mode_refuses_a_grader_other_users_can_read(tmp_path, capsys):
         sandbox._USER_PROBLEM = None
     # This checkout is world-readable, and this Python may be private: either way user mode says how to fix it.
     assert "chmod 700" in problem or "where every user can read them" in problem or "world-readable" in problem
+
+
+def test_grading_twice_gives_the_same_messages(tmp_path):
+    from tests.grading.mutants import MUTANTS, apply
+
+    uniform = next(m for m in MUTANTS if m.name.startswith("z uniform"))
+    source = apply(REFERENCE, uniform)  # its message quotes statistics of the noise the function drew
+    first, _ = _grade(tmp_path, source)
+    second, _ = _grade(tmp_path, source)
+    assert [t["output"] for t in first["tests"]] == [t["output"] for t in second["tests"]]
+    assert first["score"] == 34
