@@ -354,7 +354,7 @@ def test_missing_or_non_zip_input_fails_loudly(tmp_path, capsys):
 
 @pytest.mark.parametrize("mode, parallel", [("process", 3), ("process", 1), ("user", 3),
                                             pytest.param("bwrap", 3, marks=needs_bwrap)])
-def test_sigterm_to_the_grader_kills_every_child_and_removes_its_folders(tmp_path, mode, parallel):
+def test_sigterm_to_the_grader_kills_every_child_and_removes_its_folders(tmp_path, mode, parallel, request):
     source = REFERENCE + """
 import time
 time.sleep(600)
@@ -363,6 +363,7 @@ time.sleep(600)
     command = _user_mode_grader(tmp_path) if mode == "user" else [sys.executable, str(ROOT / "grade.py")]
     scratch = Path(tempfile.mkdtemp())  # not under tmp_path: user mode's children must reach their folders
     scratch.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
     env = {**os.environ, "TMPDIR": str(scratch)}
     proc = subprocess.Popen([*command, str(path), "-o", str(tmp_path / "r.json"), "--sandbox", mode,
                              "--parallel", str(parallel)], env=env,
@@ -391,7 +392,6 @@ time.sleep(600)
     time.sleep(0.5)
     assert not any(_alive(pid) for pid in started) and not set(harnesses()) - before  # none started after
     assert list(scratch.iterdir()) == []
-    scratch.rmdir()
 
 
 
