@@ -6,7 +6,9 @@
 Student code runs only in sandboxed children (grading/sandbox.py: bubblewrap namespaces, else a dedicated uid,
 else a process group); only this process scores, on plain data it parses with caps (grading/wire.py). A
 placeholder results.json with 0 points is written first, in case this process itself is stopped; SIGTERM or SIGINT
-kills every child and removes every temporary folder. The library is the ``grading`` package.
+kills every child and removes every temporary folder. Exit status: 0 graded; 1 graded, but the submission is
+unreadable; 2 bad flags; 3 the grading itself failed (no score: grade again). The library is the ``grading``
+package.
 """
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ import zipfile
 from pathlib import Path
 
 from grading import sandbox
-from grading.scoring import DEFAULT_TIMEOUT, grade, unfinished, write_results
+from grading.scoring import DEFAULT_TIMEOUT, GradingFailed, grade, unfinished, write_results
+
+GRADING_FAILED = 3  # exit status when the grading itself failed (1: an unreadable submission, graded 0)
 
 
 def _timeout(text: str) -> float:
@@ -43,7 +47,7 @@ def writable_target(parser: argparse.ArgumentParser, flag: str, path: Path) -> N
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("zip", type=Path, help="the student's hw3.zip, or a folder of the files it would hold")
+    parser.add_argument("zip", type=Path, nargs="?", help="the student's hw3.zip, or a folder of the files it would hold")
     parser.add_argument("-o", "--out", type=Path, default=Path("results.json"), help="where to write results.json")
     parser.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT,
                         help="seconds allowed per problem (default: %(default)s)")
@@ -54,7 +58,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parallel", type=int, choices=[1, 2, 3], default=3,
                         help="problems graded at once (default: %(default)s; 1 where memory is tight: each child "
                              "imports torch)")
+    parser.add_argument("--prepare", action="store_true",
+                        help="only build the jail of user mode (root; setup.sh does it once) and say what it built")
     args = parser.parse_args(argv)
+    if args.prepare:
+        problem = sandbox.prepare_jail()
+        print(f"grade.py: the jail is not built ({problem}); user mode runs without it" if problem else
+              f"grade.py: the jail is ready: {sandbox.jail.ready()}")
+        return
+    if args.zip is None:
+        parser.error("the following arguments are required: zip")
     if not args.zip.exists():
         parser.error(f"{args.zip}: no such file or folder")
     if not args.zip.is_dir() and not zipfile.is_zipfile(args.zip):
@@ -74,7 +87,13 @@ def main(argv: list[str] | None = None) -> None:
     if mode == "process" and args.sandbox == "auto":
         print(f"warning: student code runs unsandboxed, as this user (process mode): bubblewrap cannot create "
               f"namespaces here and user mode cannot run ({sandbox.user_mode_problem()})", file=sys.stderr)
-    content = grade(args.zip, args.timeout, mode, args.parallel)
+    try:
+        content = grade(args.zip, args.timeout, mode, args.parallel)
+    except GradingFailed as error:
+        write_results(unfinished(f"the grading failed, not your code: {error}. Resubmit, or tell the course staff."),
+                      args.out)
+        print(f"error: the grading failed: {error}", file=sys.stderr)
+        sys.exit(GRADING_FAILED)
     write_results(content, args.out)
     print(content["output"].splitlines()[0])
     fatal = [n for n in content["output"].splitlines()[1:] if "not graded" in n or "cannot read" in n]

@@ -47,7 +47,9 @@ class Problem:
 
 
 def evaluate(problem: str, outputs) -> list[tuple[Check, str | None]]:
-    """Each check of ``problem`` with None if it passed, else the message saying why it failed."""
+    """Each check of ``problem`` with None if it passed, else the message saying why it failed. The checks that
+    read the probes' records of how the function drew z, labels and alpha (records its code could forge) pass
+    only when both loss values are right too."""
     results = []
     for check in PROBLEMS[problem].checks:
         try:
@@ -57,6 +59,10 @@ def evaluate(problem: str, outputs) -> list[tuple[Check, str | None]]:
             results.append((check, str(failure)))
         except Exception as error:  # noqa: BLE001 - outputs that are not what probes.run returns
             results.append((check, f"the grading process returned malformed outputs ({type(error).__name__})"))
+    values = [message for check, message in results if check.name in VALUE_CHECKS]
+    if any(values):
+        results = [(check, _NEEDS_VALUES) if check.name in RECORD_CHECKS and message is None else (check, message)
+                   for check, message in results]
     return results
 
 
@@ -379,6 +385,11 @@ def _checks(problem: str, points: dict[str, float]) -> tuple[Check, ...]:
     return tuple(Check(make[key][0], pts, make[key][1]) for key, pts in points.items())
 
 
+VALUE_CHECKS = ("d_loss value", "g_loss value")
+RECORD_CHECKS = ("z ~ N(0, I)", "z ~ N(0, I), fake labels y_real or uniform", "interpolates with one alpha ~ U[0, 1] "
+                 "per sample")
+_NEEDS_VALUES = ("not scored until the d_loss and g_loss values are right: this check looks at how the function "
+                 "draws its random inputs, which counts once the losses it returns are correct")
 _NONSATURATING_POINTS = {"sampling": 1, "d_value": 2, "g_value": 2, "d_grads": 2, "g_grads": 2, "extreme": 1}
 PROBLEMS: dict[str, Problem] = {
     "1.2": Problem("1.2", FUNCTIONS["1.2"], _checks("1.2", _NONSATURATING_POINTS)),

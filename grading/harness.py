@@ -1,14 +1,14 @@
 """Child side of grade.py: run one problem's probes on a student's gan.py and save the raw outputs.
 
-    python -I grading/harness.py SANDBOX/codebase/gan.py PROBLEM OUT CPU_SECONDS [MAX_PROCESSES]
+    python -I grading/harness.py SANDBOX/codebase/gan.py PROBLEM RESULT_FD CPU_SECONDS [MAX_PROCESSES]
 
 grading/sandbox.py starts it in a fresh session with a scrubbed environment; ``-I`` keeps PYTHONPATH, user site-packages
 and the working directory off sys.path. This script lowers its own resource limits, imports the student's file
 as ``codebase.gan`` (its package root SANDBOX goes on sys.path, so ``from codebase import network`` and
 ``from .network import ...`` find the starter's copy),
 then loads probes.py by path, not as part of a package: the checks and their expected values are never imported
-here. Whatever the student's code does in this process, the grader only reads OUT, in wire.py's format: data
-with size caps, never a pickle.
+here. Whatever the student's code does in this process, the grader only reads what comes through the pipe
+RESULT_FD, in wire.py's format (data with size caps, never a pickle) behind a line that gives its length.
 An exception at import is left to Python: it prints the traceback, which grade.py shows, and exits with 1.
 """
 import importlib.util
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 MEMORY_BYTES = 6 << 30  # address space; importing torch alone maps about 3 GB
-FILE_BYTES = 64 << 20  # largest file the child may write (OUT.pt holds a few MB)
+FILE_BYTES = 64 << 20  # largest file the child may write (its result goes through a pipe)
 
 
 def _limit(kind: int, value: int) -> None:
@@ -36,7 +36,8 @@ def _load(name: str, path):
 
 
 def main() -> None:
-    gan_path, problem, out_path, cpu_seconds, *max_processes = sys.argv[1:]
+    gan_path, problem, result_fd, cpu_seconds, *max_processes = sys.argv[1:]
+    result = os.fdopen(int(result_fd), "wb")
     _limit(resource.RLIMIT_CORE, 0)
     _limit(resource.RLIMIT_CPU, int(cpu_seconds))
     _limit(resource.RLIMIT_AS, MEMORY_BYTES)
@@ -44,6 +45,7 @@ def main() -> None:
     if max_processes:  # user mode: the uid is this child's alone, so the limit counts only its own processes
         _limit(resource.RLIMIT_NPROC, int(max_processes[0]))
     sys.path.insert(0, str(Path(gan_path).resolve().parents[1]))
+    os.chdir(Path(gan_path).resolve().parents[1])  # the child's own folder (chroot leaves it at the jail's root)
 
     import importlib
 
@@ -57,8 +59,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     data = wire.encode(probes.run(student, problem))
-    with open(out_path, "wb") as f:
-        f.write(data)
+    result.write(wire.frame(data))
+    result.flush()
     sys.stdout.flush()
     os._exit(0)  # skip the student's atexit handlers and non-daemon threads
 

@@ -1,46 +1,47 @@
 """Running untrusted code: one child process per problem, isolated in one of three modes.
 
 * ``bwrap``: bubblewrap puts the child in new user, PID, network, IPC and UTS namespaces that see only /usr,
-  this Python, the harness files and the child's own folder, with a private /tmp. It cannot read the grader or
-  other submissions, reach the network or outlive its namespace.
+  this Python, the harness and the student's codebase (read-only), with size-capped private /tmp, /dev/shm and
+  working folder. Started by root, bubblewrap itself runs as a dedicated unprivileged uid (as in user mode), so
+  the sandbox's uid is that uid on the host, never root.
 * ``user``: where namespaces are forbidden (Docker's default seccomp profile, so most likely on Gradescope), the
-  child runs as a dedicated unprivileged uid of its own (one per child, never an account's), which can read a
-  world-readable Python but not the grader's private folder. Once it ends, every process of that uid is killed
-  and every file it left in the world-writable folders is removed. Needs root.
+  child runs as a dedicated unprivileged uid of its own (one per child, never an account's), chrooted into the
+  jail (jail.py) where it can be built: nothing of the host but the system's libraries and this Python.
+  Needs root.
 * ``process``: a child process group only, as the grader's own user; for trusted machines or containers.
 
-In every mode the child gets a minimal environment and rlimits (set by harness.py), a pids cgroup where one is
-writable caps its processes at MAX_PIDS, its output is drained and capped, and everything it started is killed
-at the wall-clock timeout, once it exits, or when the grader gets SIGTERM or SIGINT (``stop``).
+In every mode the child gets a minimal environment and rlimits (set by harness.py), its processes and memory are
+capped together by cgroups where they are writable, its output is drained and capped, its result comes back
+through a pipe (never a file it could tamper with), and everything it started is killed at the wall-clock
+timeout, once it exits, or when the grader gets SIGTERM or SIGINT (``stop``). A uid's slot is cleaned
+(processes, files, IPC objects, cgroups) before it is used and after, so a grader killed with SIGKILL leaves
+nothing that the next grading would meet.
 """
 from __future__ import annotations
 
-import fcntl
 import os
-import pwd
 import re
 import select
 import shutil
 import signal
-import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from grading import cleanup, jail
+from grading.cgroups import MAX_PIDS, MEMORY_BYTES, Cgroup  # noqa: F401 - MEMORY_BYTES: part of the API
+from grading.slots import (FIRST_UID, LIVE_UIDS, UID_SLOTS, NoSlot, box_folder, child_box,  # noqa: F401
+                           reap_stale, uid_slot)
+
 HERE = Path(__file__).resolve().parent
-CHILD_FILES = ("harness.py", "probes.py", "wire.py")  # what the child needs of the grader: never checks.py
 MODES = ("bwrap", "user", "process")
-MAX_PIDS = 128  # processes and threads a child may have at once
-TMP_BYTES = 64 << 20  # size of the private /tmp in bwrap mode (bubblewrap 0.7 and later)
+TMP_BYTES = 64 << 20  # each writable place of a child: bwrap's tmpfs mounts (0.7 and later), user mode's folder
+MAX_RESULT_BYTES = 64 << 20  # what a child may send back
 OUTPUT_CAP = 2048  # bytes of a child's output kept from its start, and as many from its end
-FIRST_UID = 61000  # user mode: children run as uids FIRST_UID, FIRST_UID + 1, ... that no account uses
-UID_SLOTS = 256
-SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # where any user may leave files
+RESULT_FD = "{result_fd}"  # in a child's argv: replaced by the number of the pipe its result goes to
 
 
 @dataclass
@@ -48,6 +49,9 @@ class Finished:
     returncode: int
     timed_out: bool
     output: str
+    result: bytes | None = None  # what the child sent through its result pipe; None if over the cap
+    over_budget: str = ""  # a budget the child broke, and was killed for
+    bounds: list[str] = field(default_factory=list)  # what held the child, for the results
 
 
 class SandboxUnavailable(RuntimeError):
@@ -57,70 +61,8 @@ class SandboxUnavailable(RuntimeError):
 # ---- Processes, cgroups and uids to clean up -------------------------------------------------------------------
 
 _LIVE_GROUPS: set[int] = set()  # process groups of the children running now
-_LIVE_CGROUPS: set[PidsCgroup] = set()
-_LIVE_UIDS: set[int] = set()
+_LIVE_CGROUPS: set[Cgroup] = set()
 _STOPPING = threading.Event()  # set by stop(): no new child may start
-
-
-class PidsCgroup:
-    """A pids cgroup (v2, or v1's pids hierarchy) that caps a child's processes, so that a fork bomb stops at
-    MAX_PIDS; a no-op where cgroups are not writable. ``kill()`` ends every process in it, even ones that left
-    the child's process group."""
-
-    ROOTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/pids"))
-
-    @classmethod
-    def root(cls) -> Path | None:
-        """The writable pids hierarchy, if there is one."""
-        for root in cls.ROOTS:
-            v2 = (root / "cgroup.controllers").is_file() and "pids" in (root / "cgroup.controllers").read_text()
-            if (v2 or root.name == "pids") and (root / "cgroup.procs").is_file() and os.access(root, os.W_OK):
-                return root
-        return None
-
-    def __init__(self):
-        self.path = None
-        if root := self.root():
-            try:
-                path = Path(tempfile.mkdtemp(prefix="grade-", dir=root))
-                (path / "pids.max").write_text(str(MAX_PIDS))
-                self.path = path
-            except OSError:
-                pass
-
-    def wrap(self, argv: list[str]) -> list[str]:
-        """argv started from inside the cgroup: a shell joins it, then becomes argv, so nothing runs outside."""
-        if not self.path:
-            return argv
-        return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.path / "cgroup.procs"), *argv]
-
-    def kill(self) -> None:
-        if not self.path:
-            return
-        for _ in range(50):
-            try:
-                pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
-            except OSError:
-                break
-            if not pids:
-                break
-            for pid in pids:
-                _kill_and_reap(pid)
-            time.sleep(0.02)
-        for _ in range(50):
-            try:
-                self.path.rmdir()
-                return
-            except OSError:
-                time.sleep(0.02)
-
-
-def _kill_and_reap(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, os.WNOHANG)  # orphans come to this process (a subreaper): reap them
-    except (ProcessLookupError, ChildProcessError, PermissionError):
-        pass
 
 
 def become_subreaper() -> None:
@@ -131,48 +73,6 @@ def become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
     except (OSError, AttributeError):
         pass
-
-
-def kill_uid(uid: int) -> None:
-    """Kill every process whose real or effective uid is ``uid`` (user mode: they all belong to one child)."""
-    for _ in range(50):
-        found = False
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/status") as status:
-                    line = next(line for line in status if line.startswith("Uid:"))
-            except (OSError, StopIteration):
-                continue
-            if str(uid) in line.split()[1:3]:
-                found = True
-                _kill_and_reap(int(entry.name))
-        if not found:
-            return
-        time.sleep(0.02)
-
-
-def remove_files_of(uid: int, roots: tuple[str, ...] = SHARED_TMP) -> None:
-    """Remove what ``uid`` left in the folders every user may write to (user mode), at any depth: a uid without
-    groups can create files only in world-writable folders and in folders of its own, which go whole."""
-    for root in roots:
-        try:
-            entries = list(os.scandir(root))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                info = entry.stat(follow_symlinks=False)
-                if info.st_uid == uid:
-                    if entry.is_dir(follow_symlinks=False):
-                        shutil.rmtree(entry.path, ignore_errors=True)
-                    else:
-                        os.unlink(entry.path)
-                elif stat.S_ISDIR(info.st_mode) and info.st_mode & 0o002:
-                    remove_files_of(uid, (entry.path,))
-            except OSError:
-                pass
 
 
 def others_can_read(path: Path) -> bool:
@@ -192,43 +92,75 @@ def stop(signum, frame) -> None:
             os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    for uid in list(LIVE_UIDS):
+        try:
+            cleanup.kill_uid(uid)
+        except cleanup.CleanupFailed:
+            pass
     for cgroup in list(_LIVE_CGROUPS):
-        cgroup.kill()
-    for uid in list(_LIVE_UIDS):
-        kill_uid(uid)
-        remove_files_of(uid)
+        try:
+            cgroup.kill()
+        except cleanup.CleanupFailed:
+            pass
+    for uid in list(LIVE_UIDS):  # its folder and files; the next grader cleans what this one cannot
+        try:
+            cleanup.remove_as(uid, (str(box_folder(uid)),))
+            box_folder(uid).rmdir()
+        except (OSError, cleanup.CleanupFailed):
+            pass
     raise SystemExit(128 + signum)
 
 
 # ---- One child -------------------------------------------------------------------------------------------------
 
 
-def run_child(argv: list[str], cwd: Path, timeout: float) -> Finished:
-    """Run argv in its own session and pids cgroup; kill all of it at the timeout or once it exits; cap its
-    output."""
+def run_child(argv: list[str], cwd: Path, timeout: float, tag: str = "p", disk: Path | None = None,
+              env: dict | None = None) -> Finished:
+    """Run argv in its own session and cgroups; kill all of it at the timeout, once it exits, or once the
+    folder ``disk`` (if given) holds more than TMP_BYTES; cap its output; collect what it writes to the pipe
+    whose number replaces RESULT_FD in argv."""
     if _STOPPING.is_set():
         raise SandboxUnavailable("the grader is stopping")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "TMPDIR": str(cwd), "LANG": "C.UTF-8",
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cgroup = PidsCgroup()
+    env = env or {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "TMPDIR": str(cwd), "LANG": "C.UTF-8",
+                  "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cgroup = Cgroup(tag)
     _LIVE_CGROUPS.add(cgroup)
-    proc = subprocess.Popen(cgroup.wrap(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    result_read, result_write = os.pipe()
+    os.set_inheritable(result_write, True)
+    argv = [str(result_write) if a == RESULT_FD else a for a in argv]
+    try:
+        proc = subprocess.Popen(cgroup.wrap(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                pass_fds=(result_write,))
+    except BaseException:
+        os.close(result_read)
+        os.close(result_write)
+        _LIVE_CGROUPS.discard(cgroup)
+        cgroup.kill()
+        raise
+    os.close(result_write)
     _LIVE_GROUPS.add(proc.pid)
     deadline = time.monotonic() + timeout
     head, tail, dropped = bytearray(), b"", 0
-    fd, timed_out, eof = proc.stdout.fileno(), False, False
+    result, result_over = bytearray(), False
+    out_fd, open_fds = proc.stdout.fileno(), {proc.stdout.fileno(), result_read}
+    timed_out, over_budget, next_disk_check = False, "", time.monotonic()
 
-    def read(wait: float) -> bool:  # False at the end of the output
-        nonlocal tail, dropped
-        if not select.select([fd], [], [], wait)[0]:
-            return True
-        chunk = os.read(fd, 1 << 16)
-        keep = chunk[: OUTPUT_CAP - len(head)]
-        head.extend(keep)
-        tail = (tail + chunk[len(keep):])[-OUTPUT_CAP:]
-        dropped += len(chunk) - len(keep)
-        return bool(chunk)
+    def read(wait: float) -> None:  # drain whatever is ready on the output and the result pipes
+        nonlocal tail, dropped, result_over
+        for fd in select.select(list(open_fds), [], [], wait)[0]:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                open_fds.discard(fd)
+            elif fd == out_fd:
+                keep = chunk[: OUTPUT_CAP - len(head)]
+                head.extend(keep)
+                tail = (tail + chunk[len(keep):])[-OUTPUT_CAP:]
+                dropped += len(chunk) - len(keep)
+            elif len(result) + len(chunk) <= MAX_RESULT_BYTES:
+                result.extend(chunk)
+            else:
+                result_over = True
 
     try:
         while proc.poll() is None and not _STOPPING.is_set():
@@ -236,47 +168,92 @@ def run_child(argv: list[str], cwd: Path, timeout: float) -> Finished:
             if wait <= 0:
                 timed_out = True
                 break
-            if eof:  # the child closed its output but runs on
+            if open_fds:
+                read(wait)
+            else:  # the child closed both pipes but runs on
                 time.sleep(wait)
-            else:
-                eof = not read(wait)
+            if disk is not None and time.monotonic() >= next_disk_check:
+                next_disk_check = time.monotonic() + 0.2
+                if over_budget := folder_over_budget(disk):
+                    break
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # the child's own forks too
         except (ProcessLookupError, PermissionError):
             pass
         proc.wait()
-        cgroup.kill()
-        _LIVE_CGROUPS.discard(cgroup)
         _LIVE_GROUPS.discard(proc.pid)
-    drain_until = time.monotonic() + 1.0  # processes that left the group may still hold the pipe
-    while not eof and time.monotonic() < drain_until:
-        eof = not read(0.05)
+        bounds = cgroup.bounds()
+        try:
+            cgroup.kill()
+        finally:
+            _LIVE_CGROUPS.discard(cgroup)
+    drain_until = time.monotonic() + 1.0  # processes that left the group may still hold the pipes
+    while open_fds and time.monotonic() < drain_until:
+        read(0.05)
     proc.stdout.close()
+    os.close(result_read)
     dropped -= len(tail)
     text = head.decode(errors="replace")
     if dropped > 0:
         text += f"\n[... {dropped} bytes of output dropped ...]\n"
-    return Finished(proc.returncode, timed_out, text + tail.decode(errors="replace"))
+    return Finished(proc.returncode, timed_out, text + tail.decode(errors="replace"),
+                    None if result_over else bytes(result), over_budget, bounds)
+
+
+def folder_over_budget(folder: Path, max_entries: int = 10_000) -> str:
+    """Why what lies in ``folder`` breaks the child's disk budget, or ""."""
+    total, count = cleanup.usage(str(folder), max_entries)
+    if count > max_entries:
+        return f"more than {max_entries} files"
+    if total > TMP_BYTES:
+        return f"more than {TMP_BYTES >> 20} MiB written"
+    return ""
+
+
+# ---- The command of each mode ----------------------------------------------------------------------------------
 
 
 def harness_argv(mode: str, box: Path, uid: int | None, problem: str, cpu_seconds: int) -> list[str]:
-    """The command that runs the harness on box/codebase/gan.py and writes box/result.bin, isolated by mode."""
+    """The command that runs the harness on box/codebase/gan.py, its result sent to RESULT_FD, isolated by
+    mode. box holds codebase/ and, for bwrap and user modes, grader/ (the child's copy of CHILD_FILES)."""
+    tail = [problem, RESULT_FD, str(cpu_seconds)]
     if mode == "bwrap":
-        inner = [sys.executable, "-I", "/grader/harness.py", "/work/codebase/gan.py", problem, "/work/result.bin"]
-        return bubblewrap_argv(box, inner + [str(cpu_seconds)])
+        inner = [sys.executable, "-I", "/grader/harness.py", "/work/codebase/gan.py", *tail]
+        if uid is None:
+            return bubblewrap_argv(box, inner)
+        return _as_uid(uid, bubblewrap_argv(box, inner + [str(MAX_PIDS)]))  # the uid is this child's alone
     if mode == "user":
-        grader = box / "grader"
-        grader.mkdir(mode=0o755)
-        for name in CHILD_FILES:
-            shutil.copyfile(HERE / name, grader / name)
-        os.chown(box, uid, uid)
-        os.chmod(box, 0o700)
-        inner = [sys.executable, "-I", str(grader / "harness.py"), str(box / "codebase" / "gan.py"), problem,
-                 str(box / "result.bin"), str(cpu_seconds), str(MAX_PIDS)]
-        return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--", *inner]
-    return [sys.executable, "-I", str(HERE / "harness.py"), str(box / "codebase" / "gan.py"), problem,
-            str(box / "result.bin"), str(cpu_seconds)]
+        inside = seen_from_inside(box)
+        return python_as_uid(box, uid, [str(inside / "grader" / "harness.py"), str(inside / "codebase" / "gan.py"),
+                                        *tail, str(MAX_PIDS)])
+    return [sys.executable, "-I", str(HERE / "harness.py"), str(box / "codebase" / "gan.py"), *tail]
+
+
+def seen_from_inside(box: Path) -> Path:
+    """The path of a user-mode child's folder as the child sees it (chrooted into the jail, or not)."""
+    root = jail.ready()
+    return Path("/", box.relative_to(root)) if root and root in box.parents else box
+
+
+def python_as_uid(box: Path, uid: int, args: list[str]) -> list[str]:
+    """``python -I args`` as ``uid``, chrooted into the jail if ``box`` lies in it."""
+    root = jail.ready()
+    argv = _as_uid(uid, [sys.executable, "-I", *args])
+    chroot = shutil.which("chroot", path="/usr/sbin:/sbin:/usr/bin:/bin") or "chroot"
+    return [chroot, str(root), *argv] if root and root in box.parents else argv
+
+
+def _as_uid(uid: int, argv: list[str]) -> list[str]:
+    """argv run as ``uid`` with no groups, where no set-uid file can raise its privileges."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs", "--", *argv]
+
+
+def child_env(mode: str, box: Path) -> dict:
+    """The environment of a child: its folder is its home and temporary folder (as it sees it)."""
+    home = "/work" if mode == "bwrap" else str(seen_from_inside(box) if mode == "user" else box)
+    return {"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": home}
 
 
 # ---- bubblewrap ------------------------------------------------------------------------------------------------
@@ -285,16 +262,25 @@ _BWRAP: tuple[int, ...] | None = None  # bubblewrap's version where it works, ()
 
 
 def bubblewrap_version() -> tuple[int, ...]:
-    """bubblewrap's version if it is installed and may create namespaces here, else ()."""
+    """bubblewrap's version if it is installed and may create namespaces here (as an unprivileged uid, when the
+    grader is root: the mapping must never give the sandbox root's files), else ()."""
     global _BWRAP
     if _BWRAP is None:
+        _BWRAP = ()
         try:
-            works = subprocess.run(["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
-                                    *_system_links(), "/usr/bin/true"], capture_output=True, timeout=20)
             version = subprocess.run(["bwrap", "--version"], capture_output=True, text=True, timeout=20).stdout
             numbers = re.search(r"(\d+)\.(\d+)", version)
-            _BWRAP = tuple(map(int, numbers.groups())) if works.returncode == 0 and numbers else ()
-        except (OSError, subprocess.TimeoutExpired):
+            if numbers:
+                found = tuple(map(int, numbers.groups()))
+                argv = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
+                        *_system_links(), "/usr/bin/true"]
+                if os.geteuid() == 0:
+                    with uid_slot() as uid:
+                        works = subprocess.run(_as_uid(uid, argv), capture_output=True, timeout=20, cwd="/")
+                else:
+                    works = subprocess.run(argv, capture_output=True, timeout=20)
+                _BWRAP = found if works.returncode == 0 else ()
+        except (OSError, subprocess.TimeoutExpired, NoSlot, cleanup.CleanupFailed):
             _BWRAP = ()
     return _BWRAP
 
@@ -310,65 +296,40 @@ def _system_links() -> list[str]:
     return args
 
 
+def _python_trees() -> list[tuple[str, str]]:
+    """(host source, sandbox path) of this Python's prefixes; from the jail where there is one, since an
+    unprivileged uid may not be able to reach the originals (a Python under /root)."""
+    root = jail.ready()
+    trees = []
+    for prefix in sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}):
+        if not prefix.startswith("/usr/"):
+            source = root / prefix.lstrip("/") if root and (root / prefix.lstrip("/")).is_dir() else Path(prefix)
+            trees.append((str(source), prefix))
+    return trees
+
+
 def bubblewrap_argv(box: Path, inner: list[str], version: tuple[int, ...] | None = None) -> list[str]:
     """inner, run by bubblewrap in new namespaces that see only the system's programs and libraries, this
-    Python, the child's grader files at /grader and its folder at /work. Options are those of bubblewrap 0.6
-    (Ubuntu 22.04) and later; /tmp is size-capped from 0.7 on, where ``--size`` exists."""
+    Python, the child's grader files at /grader and its codebase at /work/codebase, read-only; /tmp, /dev/shm
+    and /work are private tmpfs mounts, each capped at TMP_BYTES from bubblewrap 0.7 on (``--size``); /proc/sys
+    is read-only. Options are those of bubblewrap 0.6 (Ubuntu 22.04) and later."""
     version = bubblewrap_version() if version is None else version
-    prefixes = sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)})
+    size = ["--size", str(TMP_BYTES)] if version >= (0, 7) else []
     argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr",
             *_system_links(), "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
             "--proc", "/proc", "--dev", "/dev"]
-    argv += (["--size", str(TMP_BYTES)] if version >= (0, 7) else []) + ["--tmpfs", "/tmp"]
-    for prefix in prefixes:
-        if not prefix.startswith("/usr/"):
-            argv += ["--ro-bind", prefix, prefix]
-    for name in CHILD_FILES:
-        argv += ["--ro-bind", str(HERE / name), f"/grader/{name}"]
-    argv += ["--bind", str(box), "/work", "--chdir", "/work", "--uid", "65534", "--gid", "65534", "--"]
+    for folder in ("/tmp", "/dev/shm", "/work"):
+        argv += [*size, "--tmpfs", folder]
+    for source, target in _python_trees():
+        argv += ["--ro-bind", source, target]
+    argv += ["--ro-bind", str(box / "grader"), "/grader", "--ro-bind", str(box / "codebase"), "/work/codebase",
+             "--chdir", "/work", "--uid", "65534", "--gid", "65534", "--"]
     return argv + inner
 
 
-# ---- A dedicated uid per child ---------------------------------------------------------------------------------
+# ---- Choosing a mode -------------------------------------------------------------------------------------------
 
 _USER_PROBLEM: str | None = None  # why user mode cannot run here ("" where it can), once checked
-
-
-_UID_LOCKS = Path("/run/grade-uids")  # root's alone: student code can neither take nor release a uid
-
-
-@contextmanager
-def user_slot():
-    """A uid no account and no other grading uses, held (an flock on a file of root's) until its child and
-    everything the child left are gone: its processes are killed and its files in the shared temporary folders
-    removed. The lock is released when this process ends, however it ends."""
-    locks = _UID_LOCKS if os.access(_UID_LOCKS.parent, os.W_OK) else Path(tempfile.gettempdir(), "grade-uids")
-    locks.mkdir(mode=0o700, exist_ok=True)
-    for uid in range(FIRST_UID, FIRST_UID + UID_SLOTS):
-        try:
-            pwd.getpwuid(uid)
-            continue  # an account's uid
-        except KeyError:
-            pass
-        hold = open(locks / str(uid), "a")
-        try:
-            fcntl.flock(hold, fcntl.LOCK_EX | fcntl.LOCK_NB)  # per open file: threads of one grader exclude too
-        except OSError:
-            hold.close()
-            continue
-        _LIVE_UIDS.add(uid)
-        try:
-            kill_uid(uid)  # whatever an earlier, interrupted grader may have left
-            remove_files_of(uid)
-            yield uid
-        finally:
-            kill_uid(uid)
-            remove_files_of(uid)
-            _LIVE_UIDS.discard(uid)
-            hold.close()
-        return
-    raise SandboxUnavailable(f"all {UID_SLOTS} uids from {FIRST_UID} are in use by other gradings")
-
 
 _PROBE = """
 import importlib.util, os, sys
@@ -384,12 +345,24 @@ if importlib.util.find_spec("torch") is None:
 
 
 def user_mode_problem() -> str:
-    """Why user mode cannot run here, or "" if it can: it needs root, setpriv, a Python (with torch) that other
-    users can run, and a grader folder that they cannot read."""
+    """Why user mode cannot run here, or "" if it can: it needs root, setpriv, and a Python (with torch) that the
+    child's uid can run: the jail's, or, where no jail can be built, one other users can read, beside a grader
+    folder that they cannot read."""
     global _USER_PROBLEM
     if _USER_PROBLEM is None:
         _USER_PROBLEM = _check_user_mode()
     return _USER_PROBLEM
+
+
+def prepare_jail() -> str:
+    """Build the jail if it is missing (root only); "" on success, else why not."""
+    if os.geteuid() != 0:
+        return "building the jail needs root"
+    try:
+        jail.prepare()
+        return ""
+    except OSError as error:
+        return str(error)
 
 
 def _check_user_mode() -> str:
@@ -397,17 +370,19 @@ def _check_user_mode() -> str:
         return "user mode switches to unprivileged uids, which needs root: run the grader as root"
     if not shutil.which("setpriv"):
         return "user mode needs setpriv (util-linux): apt-get install util-linux"
+    prepare_jail()
     private = [str(HERE / "checks.py"), str(HERE.parent / "grade.py")]
-    with user_slot() as uid:
+    with child_box("user", {}) as (box, uid):
+        argv = python_as_uid(box, uid, ["-c", _PROBE, *private])
         try:
-            probe = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
-                                    sys.executable, "-I", "-c", _PROBE, *private], cwd="/", capture_output=True,
-                                   text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+            probe = subprocess.run(argv, cwd="/", capture_output=True, text=True, timeout=60,
+                                   env=child_env("user", box))
         except (OSError, subprocess.TimeoutExpired) as error:
             return f"a test run as uid {uid} failed ({error})"
     if probe.returncode != 0:
-        return (f"an unprivileged uid cannot run this Python ({sys.executable}; a Python under /root is private): "
-                "install the grader's Python and its packages where every user can read them (/usr or /usr/local)")
+        return (f"an unprivileged uid cannot run this Python ({sys.executable}; a Python under /root is private, "
+                "and no jail could be built under /var/lib): install the grader's Python and its packages where "
+                "every user can read them (/usr or /usr/local)")
     if "no torch" in probe.stdout:
         return f"an unprivileged uid cannot import torch with {sys.executable}: install it world-readable"
     readable = [line.split(" ", 1)[1] for line in probe.stdout.splitlines() if line.startswith("readable")]
@@ -420,16 +395,52 @@ def _check_user_mode() -> str:
 
 def pick_mode(name: str = "auto") -> str:
     """The mode to run children in: ``auto`` takes bwrap where it works, else user where it can run, else
-    process. Raises SandboxUnavailable, naming the fix, if the mode asked for cannot run here."""
+    process. Raises SandboxUnavailable, naming the fix, if the mode asked for cannot run here. As root, first
+    cleans what a killed earlier grader left, and builds the jail."""
+    if name not in (*MODES, "auto"):
+        raise SandboxUnavailable(f"unknown sandbox mode {name!r}: expected one of {', '.join(MODES)} or auto")
+    if os.geteuid() == 0 and name != "process":
+        try:
+            reap_stale()
+        except cleanup.CleanupFailed as error:
+            raise SandboxUnavailable(f"what an earlier grading left cannot be removed ({error})") from None
+        prepare_jail()
     if name == "auto":
         if bubblewrap_version():
             return "bwrap"
         return "user" if not user_mode_problem() else "process"
     if name == "bwrap" and not bubblewrap_version():
-        raise SandboxUnavailable("bubblewrap cannot create namespaces here: install it (apt-get install "
-                                 "bubblewrap) or allow user namespaces; --sandbox user runs without them")
+        raise SandboxUnavailable("bubblewrap cannot create namespaces here (as an unprivileged uid, when the grader "
+                                 "is root): install it (apt-get install bubblewrap) or allow unprivileged user "
+                                 "namespaces; --sandbox user runs without them")
     if name == "user" and (problem := user_mode_problem()):
         raise SandboxUnavailable(problem)
-    if name not in MODES:
-        raise SandboxUnavailable(f"unknown sandbox mode {name!r}: expected one of {', '.join(MODES)} or auto")
     return name
+
+
+def bounds(mode: str, uid: int | None, held: list[str]) -> list[str]:
+    """What bounded a child: the cgroups that ``held``, else the rlimits; and where it could write."""
+    lines = list(held)
+    if not any(line.startswith("processes") for line in held):
+        lines.append(f"processes: at most {MAX_PIDS} for its uid (RLIMIT_NPROC)" if uid is not None
+                     else "processes: no cap (process mode without a writable pids cgroup)")
+    if not any(line.startswith("memory") for line in held):
+        lines.append("memory: 6 GiB of address space per process (RLIMIT_AS), no cap across its processes")
+    mib = TMP_BYTES >> 20
+    if mode == "bwrap":
+        lines.append(f"disk: /tmp, /dev/shm and /work {mib} MiB each (tmpfs)" if bubblewrap_version() >= (0, 7)
+                     else "disk: /tmp, /dev/shm and /work in memory, without a size cap (bubblewrap before 0.7)")
+    elif mode == "user":
+        lines.append(f"disk: its folder, {mib} MiB (checked every 0.2 s)" + (
+            "; nothing else is writable in the jail" if jail.ready() else
+            f"; /tmp, /var/tmp, /dev/shm: {mib} MiB per file (RLIMIT_FSIZE), removed afterwards"))
+    return lines
+
+
+def describe(mode: str) -> str:
+    """A line for the results: the mode, and where it ran (jail, unprivileged uid)."""
+    if mode == "bwrap":
+        return "bwrap, as an unprivileged uid" if os.geteuid() == 0 else "bwrap, as the grader's own user"
+    if mode == "user":
+        return "user, chrooted into the jail" if jail.ready() else "user, without a jail (the host's files visible)"
+    return mode

@@ -4,7 +4,9 @@ The loss problems are scored by the checks of checks.py (1.2: 10, 3.2: 10, 4.5: 
 sample grid, out_<run>/fake_<step>.png, is checked to be a valid PNG of sane size (0 points, shown to the student).
 Only gan.py touches the disk, under a fixed name in a fresh folder per problem beside the starter's other codebase
 files; the children return raw probe outputs in wire.py's format and every expected value is computed here.
-Whatever fails, the results are complete: the affected part gets 0 points and a message, the rest is scored.
+Whatever the student's code does, the results are complete: the affected part gets 0 points and a message, the
+rest is scored. When the grading itself fails (a sandbox that cannot start or clean up), GradingFailed is raised
+instead: no score may come of it.
 """
 from __future__ import annotations
 
@@ -12,18 +14,15 @@ import json
 import os
 import re
 import signal
-import stat
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from grading import sandbox
+from grading import cleanup, sandbox
 from grading.submission import GAN, RUNS, check_grid, read_submission
 from make_handout import STARTER, starter_files
 
 GRID_POINTS = 0.0
-MAX_RESULT_BYTES = 64 << 20  # the harness's file-size limit as well
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -33,28 +32,32 @@ def _starter_package() -> dict[str, bytes]:
     return {name: content for name, (content, _) in starter_files(names=names).items()}
 
 
+class GradingFailed(RuntimeError):
+    """The grading itself failed (a sandbox that could not start, leftovers that could not be removed): no
+    score may come of it; the message says what failed."""
+
+
 def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", parallel: int = 3) -> dict:
     """The results.json content for the ZIP (or folder of loose files) at ``path``; ``parallel`` problems run at
-    once (1 where memory or CPU is scarce: each child imports torch)."""
+    once (1 where memory or CPU is scarce: each child imports torch). Raises GradingFailed if the grading itself
+    failed."""
     mode = sandbox.pick_mode(mode)
     sandbox.become_subreaper()
     start = time.monotonic()
     sub = read_submission(path)
     source = sub.members.get(GAN)
+    bounds: list[str] = []
     if isinstance(source, bytes):
         package = _starter_package()
         package[GAN] = source
-        with tempfile.TemporaryDirectory(prefix="grade-", ignore_cleanup_errors=True) as work:
-            os.chmod(work, 0o711)  # user mode: each child may enter its own folder, not list the others
-            boxes = {p: Path(work, p) for p in RUNS}
-            for box in boxes.values():
-                for name, content in package.items():
-                    (box / name).parent.mkdir(parents=True, exist_ok=True)
-                    (box / name).write_bytes(content)
-            with ThreadPoolExecutor(max(1, min(parallel, len(boxes)))) as pool:
-                futures = {p: pool.submit(run_problem, p, box, timeout, mode) for p, box in boxes.items()}
-                raw = {p: future.result() for p, future in futures.items()}
-            outcomes = {p: decode(r) for p, r in raw.items()}
+        with ThreadPoolExecutor(max(1, min(parallel, len(RUNS)))) as pool:
+            futures = {p: pool.submit(run_problem, p, package, timeout, mode) for p in RUNS}
+            raw = {p: future.result() for p, future in futures.items()}
+        failed = [f"{p}: {r.message}" for p, r in raw.items() if isinstance(r, GradingFailed)]
+        if failed:
+            raise GradingFailed("; ".join(failed))
+        bounds = next((r[1] for r in raw.values() if isinstance(r, tuple)), [])
+        outcomes = {p: decode(r[0] if isinstance(r, tuple) else r) for p, r in raw.items()}
     elif sub.fatal:
         outcomes = dict.fromkeys(RUNS, sub.fatal)
     else:
@@ -63,36 +66,52 @@ def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", para
         outcomes = dict.fromkeys(RUNS, f"{GAN}: {source}" if source else
                                  f"no {GAN} in the submission{seen}: expected {GAN}, at the top or under one folder")
     grids = {p: sub.fatal or check_grid(sub.grid(run), run) for p, run in RUNS.items()}
-    notes = sub.notes + ([sub.fatal] if sub.fatal else []) + [f"student code ran in sandbox mode: {mode}"]
+    notes = sub.notes + ([sub.fatal] if sub.fatal else []) + [f"student code ran in sandbox mode: "
+                                                               f"{sandbox.describe(mode)}"]
+    if bounds:
+        notes.append("bounds of each child: " + "; ".join(bounds))
     return results(outcomes, grids, notes, time.monotonic() - start)
 
 
-def run_problem(problem: str, box: Path, timeout: float, mode: str = "bwrap") -> bytes | str:
-    """The raw probe outputs of ``problem`` from a child that imports box/codebase/gan.py, or why there are
-    none."""
+def run_problem(problem: str, package: dict[str, bytes], timeout: float, mode: str = "bwrap"
+                ) -> tuple[bytes, list[str]] | str | GradingFailed:
+    """(the raw probe outputs, the bounds that held the child) of ``problem`` from a child that imports
+    codebase/gan.py of ``package``, or why there are none: a str if the student's code is the reason, a
+    GradingFailed if the grading is."""
     cpu_seconds = int(timeout) + 5
     try:
-        if mode == "user":
-            with sandbox.user_slot() as uid:
-                finished = sandbox.run_child(sandbox.harness_argv(mode, box, uid, problem, cpu_seconds), box, timeout)
-        else:
-            finished = sandbox.run_child(sandbox.harness_argv(mode, box, None, problem, cpu_seconds), box, timeout)
-    except (OSError, sandbox.SandboxUnavailable) as error:
-        return f"the grading process could not start ({error})"
+        with sandbox.child_box(mode, package) as (box, uid):
+            argv = sandbox.harness_argv(mode, box, uid, problem, cpu_seconds)
+            finished = sandbox.run_child(argv, box, timeout, tag=str(uid if uid is not None else "p"),
+                                         disk=box if mode == "user" else None, env=sandbox.child_env(mode, box))
+    except (sandbox.SandboxUnavailable, sandbox.NoSlot) as error:
+        return GradingFailed(f"the sandbox could not start ({error})")
+    except (OSError, cleanup.CleanupFailed) as error:
+        return GradingFailed(f"the sandbox failed ({error})")
     if finished.timed_out:
         return _with_output(f"stopped at the time limit of {timeout:g} s (an endless loop, or waiting forever?)",
                             finished)
-    try:
-        return _read_result(box / "result.bin")
-    except FileNotFoundError:
-        code = finished.returncode
-        if mode == "bwrap" and 128 < code < 128 + 65:  # bubblewrap's init reports a signal as 128 + its number
-            code = 128 - code
-        how = f"was killed by signal {_signal_name(-code)}" if code < 0 else f"exited with status {code}"
-        return _with_output(f"the grading process {how} before reporting (a crash, an error at import, or a "
-                            "sys.exit / os._exit in gan.py?)", finished)
-    except Exception as error:  # noqa: BLE001 - anything unreadable the child left
-        return _with_output(f"the grading process left unreadable results ({type(error).__name__})", finished)
+    if finished.over_budget:
+        return _with_output(f"stopped for writing too much to disk ({finished.over_budget})", finished)
+    if finished.result is None:
+        return _with_output("the grading process sent back more than the results may hold", finished)
+    if finished.result:
+        try:
+            return wire_unframe(finished.result), sandbox.bounds(mode, uid, finished.bounds)
+        except ValueError:
+            return _with_output("the grading process left unreadable results", finished)
+    code = finished.returncode
+    if mode == "bwrap" and 128 < code < 128 + 65:  # bubblewrap's init reports a signal as 128 + its number
+        code = 128 - code
+    how = f"was killed by signal {_signal_name(-code)}" if code < 0 else f"exited with status {code}"
+    return _with_output(f"the grading process {how} before reporting (a crash, an error at import, or a "
+                        "sys.exit / os._exit in gan.py?)", finished)
+
+
+def wire_unframe(stream: bytes) -> bytes:
+    from grading import wire  # numpy and torch: imported once the children are done
+
+    return wire.unframe(stream)
 
 
 def decode(raw: bytes | str) -> dict | str:
@@ -118,15 +137,6 @@ def _signal_name(number: int) -> str:
 def _with_output(message: str, finished: sandbox.Finished) -> str:
     output = finished.output.strip()
     return f"{message}\n--- output of gan.py ---\n{output}" if output else message
-
-
-def _read_result(path: Path) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # not a symlink, not a FIFO that blocks
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RESULT_BYTES or info.st_nlink != 1:
-            raise ValueError("not a regular file of sane size")
-        return f.read(MAX_RESULT_BYTES + 1)
 
 
 def results(outcomes: dict[str, dict | str], grids: dict[str, str | None], notes: list[str],

@@ -23,3 +23,5 @@ fi
 "${PIP[@]}" "numpy==@NUMPY@" "pillow==@PILLOW@"
 chmod -R go+rX /opt/grader-venv
 /opt/grader-venv/bin/python -c 'import torch, numpy, PIL; print("setup: torch", torch.__version__)'
+# User mode's jail (hard links of the system's libraries and this Python, nothing else of the host): built once here.
+/opt/grader-venv/bin/python "$(dirname "$0")/grade.py" --prepare

@@ -1,0 +1,249 @@
+"""Removing what a grading uid left behind: its processes, its files at any depth, its IPC objects.
+
+The removal runs in a forked process that has become the uid itself, so whatever the student's code swapped
+under it (symbolic links, renamed folders), it can only remove what that uid could remove anyway. It walks
+iteratively with file descriptors (never a path of more than one name, never following a symbolic link, never
+recursing in Python), so no folder tree is too deep or too long for it. ``CleanupFailed`` means something of
+the uid is still there: the grading failed, not the student.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import stat
+import time
+
+SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")  # where any user may leave files
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class CleanupFailed(RuntimeError):
+    """Something a child left could not be removed."""
+
+
+def kill_uid(uid: int) -> None:
+    """Kill every process whose real, effective or saved uid is ``uid`` and reap those that are ours."""
+    for _ in range(100):
+        found = False
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/status") as status:
+                    line = next(line for line in status if line.startswith("Uid:"))
+            except (OSError, StopIteration):
+                continue
+            if str(uid) in line.split()[1:4]:
+                found = True
+                try:
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    os.waitpid(int(entry.name), os.WNOHANG)  # orphans come to the grader (a subreaper)
+                except (ProcessLookupError, ChildProcessError, PermissionError):
+                    pass
+        if not found:
+            return
+        time.sleep(0.02)
+    raise CleanupFailed(f"processes of uid {uid} survived SIGKILL")
+
+
+def uids_with_processes(uids: range) -> set[int]:
+    """The uids of ``uids`` that some process runs as."""
+    found = set()
+    for entry in os.scandir("/proc"):
+        try:
+            with open(f"/proc/{entry.name}/status") as status:
+                line = next(line for line in status if line.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue
+        found.update(int(u) for u in line.split()[1:4] if int(u) in uids)
+    return found
+
+
+def remove_as(uid: int, folders: tuple[str, ...] = (), shared: tuple[str, ...] = SHARED_TMP) -> None:
+    """As ``uid``: empty each of ``folders`` (its own), remove its entries in ``shared`` (at any depth of
+    world-writable folders) and its System V IPC objects. Raises CleanupFailed if anything of it stays."""
+    pid = os.fork()
+    if pid == 0:  # the child: only system calls from here on, then _exit
+        code = 1
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            left = sum(_empty(folder, uid) for folder in folders)
+            left += sum(_sweep(root, uid) for root in shared)
+            left += _remove_ipc(uid)
+            code = 0 if left == 0 else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise CleanupFailed(f"files or IPC objects of uid {uid} could not be removed")
+
+
+def _empty(folder: str, uid: int) -> int:
+    """Remove everything inside ``folder``; the number of entries that stayed."""
+    try:
+        fd = os.open(folder, _OPEN_DIR)
+    except FileNotFoundError:
+        return 0
+    return _walk(fd, uid, owned=True)
+
+
+def _sweep(root: str, uid: int) -> int:
+    try:
+        fd = os.open(root, _OPEN_DIR)
+    except OSError:
+        return 0  # no such folder here, or not one the uid can read: it cannot have written there either
+    return _walk(fd, uid, owned=False)
+
+
+def _walk(top: int, uid: int, owned: bool) -> int:
+    """Depth-first, iteratively, from the open folder ``top``: in an ``owned`` folder remove every entry; in
+    another one, remove the entries of ``uid`` and descend into world-writable folders only. Only the current
+    folder is open; going up reopens ``..`` and checks it is the folder we came from."""
+    stack: list[tuple[str, tuple[int, int], bool, set[str]]] = []  # (name, (dev, ino) of the parent, owned, kept)
+    fd, kept, left = top, set(), 0
+    try:
+        while True:
+            entry = _next_entry(fd, kept, uid, owned)
+            if entry is None:  # this folder is done: go up and remove it if it was the uid's
+                if not stack:
+                    return left
+                name, parent_id, was_owned, parent_kept = stack.pop()
+                up = os.open("..", _OPEN_DIR, dir_fd=fd)
+                os.close(fd)
+                fd = up
+                info = os.fstat(fd)
+                if (info.st_dev, info.st_ino) != parent_id:
+                    raise CleanupFailed("a folder moved during the cleanup")
+                if owned:
+                    try:
+                        os.rmdir(name, dir_fd=fd)
+                    except OSError:
+                        parent_kept.add(name)
+                        left += 1
+                else:
+                    parent_kept.add(name)
+                owned, kept = was_owned, parent_kept
+                continue
+            name, info = entry
+            mine = owned or info.st_uid == uid
+            if stat.S_ISDIR(info.st_mode) and (mine or info.st_mode & 0o002):
+                try:
+                    child = os.open(name, _OPEN_DIR, dir_fd=fd)
+                except OSError:
+                    try:
+                        if mine:  # a folder of its own that it made unreadable
+                            os.chmod(name, 0o700, dir_fd=fd, follow_symlinks=False)
+                            child = os.open(name, _OPEN_DIR, dir_fd=fd)
+                        else:
+                            raise
+                    except OSError:
+                        kept.add(name)
+                        left += mine
+                        continue
+                here = os.fstat(fd)
+                stack.append((name, (here.st_dev, here.st_ino), owned, kept))
+                if mine and stat.S_IMODE(os.fstat(child).st_mode) & 0o700 != 0o700:
+                    os.fchmod(child, 0o700)
+                os.close(fd)
+                fd, owned, kept = child, mine, set()
+            elif mine:
+                try:
+                    os.unlink(name, dir_fd=fd)
+                except OSError:
+                    kept.add(name)
+                    left += 1
+            else:
+                kept.add(name)  # a world-writable folder it cannot enter
+    finally:
+        os.close(fd)
+
+
+def _next_entry(fd: int, kept: set[str], uid: int, owned: bool):
+    """The first entry of the open folder, not in ``kept``, that is the uid's or a world-writable folder, with
+    its lstat, or None; entries passed over join ``kept``, so each is looked at once."""
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.name in kept:
+                continue
+            try:
+                info = os.stat(entry.name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if owned or info.st_uid == uid or (stat.S_ISDIR(info.st_mode) and info.st_mode & 0o002):
+                return entry.name, info
+            kept.add(entry.name)
+    return None
+
+
+_IPC = (("shm", "shmctl"), ("sem", "semctl"), ("msg", "msgctl"))
+
+
+def _remove_ipc(uid: int) -> int:
+    """Remove the System V shared memory, semaphores and message queues of ``uid``; the number left."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    left = 0
+    for kind, call in _IPC:
+        try:
+            with open(f"/proc/sysvipc/{kind}") as table:
+                rows = [line.split() for line in table.readlines()[1:]]
+        except OSError:
+            continue
+        head = {"shm": (1, 7), "sem": (1, 4), "msg": (1, 7)}[kind]  # columns of the id and the owner's uid
+        for row in rows:
+            if len(row) > head[1] and row[head[1]] == str(uid):
+                ipc_id = int(row[head[0]])
+                result = libc.semctl(ipc_id, 0, 0) if kind == "sem" else getattr(libc, call)(ipc_id, 0, None)
+                left += result != 0
+    return left
+
+
+def usage(folder: str, max_entries: int) -> tuple[int, int]:
+    """(bytes allocated, entries) under ``folder``, at any depth, never following a symbolic link; the count
+    stops past ``max_entries``. Like the removal, it keeps one folder open at a time and checks ``..`` on the
+    way up; a tree changed under it is counted as far as it was seen."""
+    try:
+        fd = os.open(folder, _OPEN_DIR)
+    except OSError:
+        return 0, 0
+    total, count = 0, 0
+    stack: list[tuple[tuple[int, int], set[str]]] = []  # ((dev, ino) of the parent, names done in it)
+    done: set[str] = set()
+    try:
+        while count <= max_entries:
+            descended = False
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if entry.name in done:
+                        continue
+                    done.add(entry.name)
+                    count += 1
+                    try:
+                        info = os.stat(entry.name, dir_fd=fd, follow_symlinks=False)
+                        total += info.st_blocks * 512
+                        if not stat.S_ISDIR(info.st_mode):
+                            continue
+                        child = os.open(entry.name, _OPEN_DIR, dir_fd=fd)
+                    except OSError:
+                        continue
+                    here = os.fstat(fd)
+                    stack.append(((here.st_dev, here.st_ino), done))
+                    os.close(fd)
+                    fd, done, descended = child, set(), True
+                    break
+            if descended:
+                continue
+            if not stack:
+                break
+            parent_id, done = stack.pop()
+            up = os.open("..", _OPEN_DIR, dir_fd=fd)
+            os.close(fd)
+            fd = up
+            info = os.fstat(fd)
+            if (info.st_dev, info.st_ino) != parent_id:
+                break
+    finally:
+        os.close(fd)
+    return total, count

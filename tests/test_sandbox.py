@@ -1,0 +1,345 @@
+"""The sandbox against a hostile student, in every mode it applies to: no host root, nothing left behind, one
+budget per child, nothing of the host or of other students visible, and no points without a working loss.
+
+The gradings here need root (user mode's uids) and bubblewrap; each test says why when it is skipped.
+"""
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from grading import cgroups, checks, cleanup, jail, probes, sandbox, slots, wire
+from tests.conftest import ROOT
+from tests.test_grade import FULL, REFERENCE, _by_problem, _grade, _grade_user_mode, _uid_processes, _zip
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="user mode and uid slots need root")
+needs_bwrap = pytest.mark.skipif(not sandbox.bubblewrap_version(), reason="bubblewrap cannot create namespaces here")
+needs_memory_cgroup = pytest.mark.skipif("memory" not in sandbox.Cgroup.roots(), reason="no writable memory cgroup")
+
+# A correct gan.py that, at import, tries what a hostile student would; it fails its grading (SystemExit) only if
+# one of its attempts succeeds where it must not.
+HOSTILE = REFERENCE + r'''
+import ctypes, os, shutil, sys, tempfile
+from pathlib import Path
+
+broke = []
+for path in ("/proc/sys/kernel/core_pattern", "/proc/sys/vm/drop_caches"):
+    try:
+        value = open(path).read() if "core" in path else "0"
+        with open(path, "w") as f:
+            f.write(value)  # a no-op write, where it is allowed at all
+        broke.append("wrote " + path)
+    except OSError:
+        pass
+places = [Path.cwd(), Path(tempfile.gettempdir())] + [Path(p) for p in ("/tmp", "/var/tmp", "/dev/shm")
+                                                        if os.access(p, os.W_OK)]
+for place in places:
+    try:
+        suid = place / f"suid-{os.getpid()}"
+        shutil.copyfile(sys.executable, suid)
+        os.chmod(suid, 0o4755)
+        chain = place / f"deep-{os.getpid()}"
+        chain.mkdir()
+        fd = os.open(chain, os.O_RDONLY)
+        for _ in range(1500):  # deeper than Python's recursion limit
+            os.mkdir("d", dir_fd=fd)
+            deeper = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = deeper
+        os.close(os.open("leaf", os.O_CREAT | os.O_WRONLY, dir_fd=fd))
+    except OSError:
+        pass
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmget(0, 16 << 20, 0o1600)  # IPC_PRIVATE, IPC_CREAT | 0600: 16 MiB that outlive the process
+libc.semget(0, 1, 0o1600)
+libc.msgget(0, 0o1600)
+for path in SECRETS:
+    try:
+        open(path, "rb").close()
+        broke.append("read " + path)
+    except OSError:
+        pass
+if broke:
+    raise SystemExit("BROKE OUT: " + "; ".join(broke))
+'''
+
+
+def _hostile(secrets: list[str]) -> str:
+    return HOSTILE.replace("for path in SECRETS:", f"for path in {secrets!r}:")
+
+
+def _ipc_of_slots() -> list[str]:
+    found = []
+    for kind, column in (("shm", 7), ("sem", 4), ("msg", 7)):
+        for row in Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]:
+            uid = int(row.split()[column])
+            if sandbox.FIRST_UID <= uid < sandbox.FIRST_UID + sandbox.UID_SLOTS:
+                found.append(f"{kind} of {uid}")
+    return found
+
+
+def _slot_leftovers() -> list[str]:
+    """Whatever of the slot uids is still on this machine: processes, folders, IPC objects, cgroups, files in
+    the shared temporary folders, set-uid files."""
+    left = [f"process {p}" for p in _uid_processes()] + _ipc_of_slots()
+    for folder in (jail.STATE / "boxes", *(p / "work" for p in jail.STATE.glob("jail-*"))):
+        if folder.is_dir():
+            left += [f"folder {p}" for p in folder.iterdir()]
+    for root in set(sandbox.Cgroup.roots().values()):
+        left += [f"cgroup {p}" for p in root.glob("grade-*")]
+    for shared in cleanup.SHARED_TMP:
+        for entry in Path(shared).glob("*") if os.path.isdir(shared) else []:
+            try:
+                info = entry.lstat()
+            except OSError:
+                continue
+            if sandbox.FIRST_UID <= info.st_uid < sandbox.FIRST_UID + sandbox.UID_SLOTS:
+                left.append(f"file {entry}")
+    return left
+
+
+class HarnessUids:
+    """Records the host uids of every grading child (harness.py) seen while it runs."""
+
+    def __init__(self):
+        self.uids: set[int] = set()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+
+    def watch(self):
+        while not self.done.is_set():
+            for entry in Path("/proc").iterdir():
+                try:
+                    # the python that runs harness.py (not the sh, chroot, setpriv and bwrap that start it as root)
+                    if entry.name.isdigit() and b"harness.py" in (entry / "cmdline").read_bytes() and \
+                            (entry / "comm").read_text().startswith("python"):
+                        status = (entry / "status").read_text()
+                        self.uids.update(int(u) for u in status.split("Uid:")[1].split("\n")[0].split())
+                except (OSError, IndexError):
+                    pass
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+
+
+@needs_root
+@pytest.mark.parametrize("mode, env", [
+    pytest.param("bwrap", {}, marks=needs_bwrap, id="bwrap"),
+    pytest.param("user", {}, id="user"),
+    pytest.param("user", {"GRADE_CGROUPS": "off"}, id="user-docker"),  # as in Docker: no writable cgroups
+])
+def test_a_hostile_correct_submission_gets_no_root_sees_nothing_and_leaves_nothing(tmp_path, monkeypatch, mode,
+                                                                                   env):
+    course = tmp_path / "course"  # a world-readable checkout of the course elsewhere on the machine
+    (course / "codebase").mkdir(parents=True)
+    (course / "codebase" / "gan.py").write_text(REFERENCE)
+    for path in (tmp_path, course, course / "codebase"):
+        path.chmod(0o755)
+    secrets = [str(course / "codebase" / "gan.py"), str(ROOT / "grading" / "checks.py"), "/etc/hostname",
+               f"/proc/{os.getpid()}/cmdline"]  # this test's own process
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with HarnessUids() as seen:
+        results, _ = _grade(tmp_path, _hostile(secrets), mode=mode)
+    points, outputs = _by_problem(results)
+    assert points == FULL, outputs
+    assert seen.uids and 0 not in seen.uids  # never host root, in any mode
+    assert not _slot_leftovers()
+    assert not [p for p in Path("/tmp").glob("grade-*") if p.is_dir() and p.stat().st_uid != 0]
+    if env.get("GRADE_CGROUPS") == "off":
+        assert "RLIMIT_NPROC" in results["output"] and "(pids cgroup)" not in results["output"]
+
+
+@needs_root
+def test_user_mode_without_the_jail_leaves_nothing_in_the_shared_folders(tmp_path):
+    # Without the jail the host's files are visible (the README says so); what matters here is the cleanup.
+    results, _ = _grade_user_mode(tmp_path, _hostile([]), env={"GRADE_JAIL": "off"})
+    points, outputs = _by_problem(results)
+    assert points == FULL, outputs
+    assert "without a jail" in results["output"]
+    assert not _slot_leftovers()
+
+
+@needs_root
+def test_cleanup_removes_any_tree_as_the_uid_and_nothing_else(request):
+    uid = sandbox.FIRST_UID + sandbox.UID_SLOTS - 1
+    top = Path(tempfile.mkdtemp())  # not under pytest's folder: the uid must reach it
+    request.addfinalizer(lambda: shutil.rmtree(top, ignore_errors=True))
+    top.chmod(0o755)
+    shared = top / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = top / "victim"  # root's: a symbolic link to it must not make the cleanup remove it
+    victim.mkdir()
+    (victim / "keep").write_text("root's")
+    script = f"""
+import os
+os.chdir({str(shared)!r})
+os.mkdir("deep"); os.chdir("deep")
+for _ in range(2000):
+    os.mkdir("d" * 100); os.chdir("d" * 100)
+open("leaf", "w").close()
+os.chdir({str(shared)!r})
+os.mkdir("locked"); open("locked/a", "w").close(); os.chmod("locked", 0)
+os.symlink({str(victim)!r}, "link"); os.symlink({str(victim / 'keep')!r}, "link2")
+"""
+    subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "/usr/bin/python3", "-c",
+                    script], check=True)
+    (shared / "roots").write_text("root's own file in the shared folder")
+    cleanup.remove_as(uid, shared=(str(shared),))
+    assert sorted(p.name for p in shared.iterdir()) == ["roots"]
+    assert (victim / "keep").read_text() == "root's"
+
+
+def test_a_child_result_cannot_claim_more_memory_than_its_bytes():
+    import torch
+
+    body = bytes(64)
+    overlapping = {f"x{i}": {"tensor": ["f32", [16], 0]} for i in range(2)}
+    with pytest.raises(ValueError, match="overlap"):
+        wire.decode(json.dumps(overlapping).encode() + b"\n" + body)
+    many = [{"tensor": ["f32", [0], 0]}] * (wire.MAX_TENSORS + 1)
+    with pytest.raises(ValueError, match="more than"):
+        wire.decode(json.dumps(many).encode() + b"\n")
+    fine = wire.encode({"a": torch.ones(4), "b": [torch.zeros(2, 3)] * 3})
+    assert wire.decode(wire.unframe(wire.frame(fine)))["b"][2].shape == (2, 3)
+    for bad in (wire.frame(fine)[:-1], wire.frame(fine) + b"x", fine):
+        with pytest.raises(ValueError):
+            wire.unframe(bad)
+
+
+def test_a_stub_that_draws_well_but_computes_no_loss_earns_nothing(tmp_path):
+    path = tmp_path / "gan.py"
+    path.write_text('''
+import torch
+
+def _draws(g, d, x_real, y=None):
+    z = torch.randn(x_real.shape[0], g.dim_z)
+    x_fake = g(z) if y is None else g(z, y)
+    alpha = torch.rand(x_real.shape[0], 1, 1, 1)
+    d(alpha * x_real + (1 - alpha) * x_fake.detach())  # interpolates, as a correct penalty would evaluate
+    zero = (x_fake.sum() + d(x_real).sum()) * 0
+    return zero, zero
+
+def loss_nonsaturating(g, d, x_real, *, device):
+    return _draws(g, d, x_real)
+
+def conditional_loss_nonsaturating(g, d, x_real, y_real, *, device):
+    return _draws(g, d, x_real, y_real)
+
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    return _draws(g, d, x_real)
+''')
+    module = probes.load_module(path, "stub_draws_well")
+    for problem in checks.PROBLEMS:
+        earned = [check.points for check, message in checks.evaluate(problem, probes.run(module, problem))
+                  if message is None]
+        assert sum(earned) == 0, problem
+
+
+@needs_root
+def test_each_childs_folder_is_private_from_the_moment_it_exists(monkeypatch):
+    seen = []
+    write = slots._write_box
+
+    def spy(box, files, with_grader):
+        info = box.stat()
+        seen.append((stat.S_IMODE(info.st_mode), info.st_uid, stat.S_IMODE(box.parent.stat().st_mode)))
+        write(box, files, with_grader)
+
+    monkeypatch.setattr(slots, "_write_box", spy)
+    with sandbox.child_box("user", {"codebase/gan.py": b"x = 1\n"}) as (box, uid):
+        info = box.stat()
+        assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o700, uid)
+        assert all(p.stat().st_uid == uid for p in box.rglob("*"))
+    assert seen == [(0o700, 0, 0o711)]  # root's and private while the grader writes the student's files
+    assert not box.exists()
+
+
+@needs_root
+@needs_bwrap
+def test_bwrap_caps_every_writable_place_and_the_memory_of_all_processes(tmp_path, monkeypatch):
+    monkeypatch.setattr(cgroups, "MEMORY_BYTES", 3 << 29)  # 1.5 GiB rather than the default 3 GiB, to test fast
+    source = REFERENCE + r'''
+import os
+written = {}
+for place in ("/tmp", "/dev/shm", "."):
+    total = 0
+    try:
+        with open(os.path.join(place, "fill"), "wb") as f:
+            for _ in range(200):
+                f.write(bytes(1 << 20))
+                f.flush()
+                total += 1 << 20
+    except OSError:
+        pass
+    written[place] = total >> 20
+    os.unlink(os.path.join(place, "fill"))
+if max(written.values()) > 64:
+    raise SystemExit(f"BROKE OUT: wrote {written} MiB")
+'''
+    if "memory" in sandbox.Cgroup.roots():
+        source += r'''
+children = []
+for _ in range(4):  # 2.8 GiB touched in all, above the child's 1.5 GiB: not every one may finish
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(700 << 20)
+        block[::4096] = b"x" * len(block[::4096])
+        os._exit(0)
+    children.append(pid)
+finished = sum(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0 for pid in children)
+if finished == 4:
+    raise SystemExit("BROKE OUT: 2.8 GiB touched")
+'''
+    results, _ = _grade(tmp_path, source, mode="bwrap")
+    points, outputs = _by_problem(results)
+    assert points == FULL, outputs
+
+
+@needs_root
+def test_user_mode_stops_a_child_that_fills_its_folder(tmp_path):
+    source = REFERENCE + r'''
+for i in range(100):  # files of 8 MiB, each under the 64 MiB a file may hold: 800 MiB in all
+    with open(f"fill{i}", "wb") as f:
+        for _ in range(8):
+            f.write(bytes(1 << 20))
+            f.flush()
+'''
+    results, seconds = _grade(tmp_path, source, mode="user")
+    points, outputs = _by_problem(results)
+    assert points == {"1.2": 0.0, "3.2": 0.0, "4.5": 0.0}
+    assert "writing too much to disk" in outputs["1.2"]
+    assert not _slot_leftovers()
+
+
+@needs_root
+def test_a_grader_killed_with_sigkill_leaves_nothing_for_the_next_grading(tmp_path):
+    source = REFERENCE + "\nimport time\ntime.sleep(600)\n"
+    path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": source})
+    grader = subprocess.Popen([sys.executable, str(ROOT / "grade.py"), str(path), "-o", str(tmp_path / "r.json"),
+                               "--sandbox", "user"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(_uid_processes()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    grader.send_signal(signal.SIGKILL)
+    grader.wait()
+    time.sleep(0.5)
+    assert _uid_processes() and _slot_leftovers()  # the children outlive their grader, with their folders
+    sandbox.pick_mode("user")  # what every grading does first
+    assert not _slot_leftovers()
