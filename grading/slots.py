@@ -101,6 +101,11 @@ def reap_stale() -> None:
             tag = path.name.split("-")[1]
             if tag.isdigit() and int(tag) in uids:
                 stale.add(int(tag))
+            elif tag == "p":  # a process-mode child's: removable only once empty (else a grading under way)
+                try:
+                    path.rmdir()
+                except OSError:
+                    pass
     locks = _locks()
     for uid in sorted(stale):
         try:
