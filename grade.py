@@ -1,6 +1,6 @@
 """Grade a student's hw3.zip (from make_submission.sh), or a folder of loose files, into Gradescope's results.json.
 
-    python grade.py hw3.zip -o results.json               # each problem's child gets 60 s
+    python grade.py hw3.zip -o results.json               # each problem's child gets 120 s
     python grade.py hw3.zip -o results.json --timeout 20 --sandbox user
 
 Student code runs only in sandboxed children (grading/sandbox.py: bubblewrap namespaces, else a dedicated uid,
@@ -47,7 +47,8 @@ def writable_target(parser: argparse.ArgumentParser, flag: str, path: Path) -> N
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("zip", type=Path, nargs="?", help="the student's hw3.zip, or a folder of the files it would hold")
+    parser.add_argument("zip", type=Path, nargs="?",
+                        help="the student's hw3.zip, a folder of their files, or their gan.py alone")
     parser.add_argument("-o", "--out", type=Path, default=Path("results.json"), help="where to write results.json")
     parser.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT,
                         help="seconds allowed per problem (default: %(default)s)")
@@ -70,8 +71,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("the following arguments are required: zip")
     if not args.zip.exists():
         parser.error(f"{args.zip}: no such file or folder")
-    if not args.zip.is_dir() and not zipfile.is_zipfile(args.zip):
-        print(f"warning: {args.zip} is not a ZIP file; it is graded as an unreadable submission", file=sys.stderr)
+    if not args.zip.is_dir() and not zipfile.is_zipfile(args.zip) and args.zip.suffix.lower() != ".py":
+        print(f"warning: {args.zip} is neither a ZIP, a folder nor a .py file; it is graded as an unreadable "
+              "submission", file=sys.stderr)
     writable_target(parser, "-o", args.out)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, sandbox.stop)
@@ -89,17 +91,22 @@ def main(argv: list[str] | None = None) -> None:
               f"namespaces here and user mode cannot run ({sandbox.user_mode_problem()})", file=sys.stderr)
     try:
         content = grade(args.zip, args.timeout, mode, args.parallel)
-    except GradingFailed as error:
-        write_results(unfinished(f"the grading failed, not your code: {error}. Resubmit, or tell the course staff."),
-                      args.out)
-        print(f"error: the grading failed: {error}", file=sys.stderr)
+        write_results(content, args.out)
+    except Exception as error:  # noqa: BLE001 - the grading failed, never the student: no score may come of it
+        reason = str(error) if isinstance(error, GradingFailed) else f"{type(error).__name__}: {error}"
+        try:
+            write_results(unfinished(f"the grading failed, not your code ({reason}): resubmit, or tell the course "
+                                     "staff"), args.out)
+        except OSError:
+            pass
+        print(f"error: the grading failed ({reason}): grade again", file=sys.stderr)
         sys.exit(GRADING_FAILED)
-    write_results(content, args.out)
+    extra = content["extra_data"]
     print(content["output"].splitlines()[0])
+    print(f"sandbox: {extra['sandbox']}" + (f"; {'; '.join(extra['bounds'])}" if extra["bounds"] else ""))
     fatal = [n for n in content["output"].splitlines()[1:] if "not graded" in n or "cannot read" in n]
     if fatal:
         sys.exit(f"error: {fatal[-1]}")
-
 
 if __name__ == "__main__":
     main()

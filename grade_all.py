@@ -1,17 +1,19 @@
 """Grade a folder of submissions (one ZIP or folder per student, as an LMS export gives them) into grades.csv.
 
     python grade_all.py submissions/ -o graded/ --jobs 2
-    python grade_all.py canvas_export/ -o graded/ --student-pattern '^(?P<student>[a-z]+)_'
+    python grade_all.py canvas_export/ -o graded/ --lms canvas
+    python grade_all.py export/ -o graded/ --student-pattern '^(?P<student>[a-z]+)_'
 
-Writes graded/results/<student>.json (Gradescope's format) for each student and graded/grades.csv (student,
-points per problem, total, notes). Rerun the same command after a crash or a stop: students already graded are
-skipped (--regrade grades everyone again). The student is the file or folder name without .zip, or the
---student-pattern regex's ``student`` group (else its first group) found in the name.
+Writes graded/results/<student>.json (Gradescope's format) for each student and graded/grades.csv (student, name,
+late, status, points per problem, total, notes, older submissions). Rerun the same command after a crash, a stop
+or a changed submission: only what is not up to date is graded (--regrade grades everyone again, --regrade NAME...
+those students). The student is the LMS's user id with --lms, the --student-pattern regex's ``student`` group
+(else its first group), or the file or folder name without .zip. Exit status: 0 when every student is graded, 1
+when some gradings failed ("needs attention" in grades.csv: rerun to retry them) or the run was stopped.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import signal
@@ -22,7 +24,7 @@ from tqdm import tqdm
 
 from grade import _timeout, writable_target
 from grading import sandbox
-from grading.batch import Batch, BatchError, entries, write_csv
+from grading.batch import PRESETS, Batch, BatchError, entries, up_to_date, write_csv
 from grading.scoring import DEFAULT_TIMEOUT
 
 
@@ -41,18 +43,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT,
                         help="seconds allowed per problem (default: %(default)s)")
     parser.add_argument("--sandbox", choices=["auto", *sandbox.MODES], default="auto", help="as for grade.py")
-    parser.add_argument("--student-pattern", type=_pattern, help="regex that finds the student in each name")
-    parser.add_argument("--regrade", action="store_true", help="grade students that already have results again")
+    names = parser.add_mutually_exclusive_group()
+    names.add_argument("--lms", choices=sorted(PRESETS), help="the LMS whose export this is: students keyed by its "
+                                                              "user id, with their name and a late flag")
+    names.add_argument("--student-pattern", type=_pattern, help="regex that finds the student in each name")
+    parser.add_argument("--regrade", nargs="*", metavar="NAME",
+                        help="grade again: everyone (no NAME), or these students (their ids)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: expected 1 or more")
     try:
-        students = entries(args.folder, args.student_pattern)
+        students = entries(args.folder, args.student_pattern, args.lms)
     except BatchError as error:
         parser.error(str(error))
     if not students:
         parser.error(f"{args.folder}: no submissions in it")
-    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.out.exists():
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.mkdir(mode=0o700)  # results hold every student's code messages: private from the start
     writable_target(parser, "-o", args.out / "grades.csv")
     try:
         mode = sandbox.pick_mode(args.sandbox)
@@ -65,7 +73,10 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "results").mkdir(mode=0o700, exist_ok=True)
     shutil.rmtree(args.out / "pending", ignore_errors=True)  # what a killed run left unfinished
     (args.out / "pending").mkdir(mode=0o700)
-    todo = [e for e in students if args.regrade or not (args.out / "results" / f"{e.file_name}.json").is_file()]
+    if args.regrade and (unknown := set(args.regrade) - {e.student for e in students}):
+        parser.error(f"--regrade: no such student: {', '.join(sorted(unknown))}")
+    todo = [e for e in students if args.regrade == [] or e.student in (args.regrade or ())
+            or not up_to_date(e, args.out / "results" / f"{e.file_name}.json")]
     flags = ["--timeout", str(args.timeout), "--sandbox", args.sandbox, "--parallel", "1" if args.jobs > 1 else "3"]
     batch = Batch(args.out, flags, args.jobs)
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -74,12 +85,17 @@ def main(argv: list[str] | None = None) -> None:
     with tqdm(total=len(todo), unit="submission", file=sys.stderr) as progress:
         done = batch.run(todo, students, progress)
     shutil.rmtree(args.out / "pending", ignore_errors=True)
-    rows = write_csv(args.out, students)
-    print(f"{args.out / 'grades.csv'}: {rows} of {len(students)} students graded")
+    write_csv(args.out, students)
+    graded = [e for e in students if up_to_date(e, args.out / "results" / f"{e.file_name}.json")]
+    attention = [e.student for e in students if e not in graded and (args.out / "results" /
+                                                                     f"{e.file_name}.json").is_file()]
+    print(f"{args.out / 'grades.csv'}: {len(graded)} of {len(students)} students graded")
     if batch.stopping:
-        sys.exit(f"stopped after {done} gradings: rerun the same command to grade the {len(students) - rows} left")
-    if rows < len(students):
-        sys.exit(f"error: {len(students) - rows} gradings failed (see above): rerun to retry them")
+        sys.exit(f"stopped after {done} gradings: rerun the same command to grade the "
+                 f"{len(students) - len(graded)} left")
+    if attention:
+        sys.exit(f"error: the grading failed for {len(attention)} student(s), who need attention: "
+                 f"{', '.join(attention[:20])}: rerun the same command to retry them")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@
     python make_autograder.py --after-due-date 4.5 --timeout 90  # 4.5's checks shown after the due date
 
 The ZIP holds grade.py, the grading package, make_handout.py and the starter's codebase files other than gan.py
-(the submission brings its own), so the reference solution never leaves this repository. setup.sh pins torch,
-numpy and Pillow to the versions installed here, where the tests ran. The same inputs give the same bytes.
+(the submission brings its own), so the reference solution never leaves this repository, and the starter's
+requirements.txt with constraints.txt, which pins each of them to the version installed here, where the tests ran:
+the autograder can import what students can. The same inputs give the same bytes.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import argparse
 import importlib.metadata
 import json
 import math
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -40,14 +42,33 @@ def _version(package: str) -> str:
 
 def setup_script() -> str:
     text = (TEMPLATES / "setup.sh").read_text()
-    for key, package in (("@TORCH@", "torch"), ("@NUMPY@", "numpy"), ("@PILLOW@", "pillow")):
+    for key, package in (("@TORCH@", "torch"), ("@TORCHVISION@", "torchvision")):
         text = text.replace(key, _version(package))
     return text
+
+
+def requirement_names(text: str) -> list[str]:
+    """The package names of a requirements file."""
+    names = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            names.append(re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0])
+    return names
+
+
+def constraints() -> str:
+    """Each of the starter's requirements pinned to the version installed here, where the tests ran: the
+    autograder's Python then holds what students can import, at the versions they were tested with."""
+    names = requirement_names((ROOT / "requirements.txt").read_text())
+    return "".join(f"{name}=={_version(name)}\n" for name in names)
 
 
 def build(out: Path, config: dict) -> list[str]:
     """Write autograder.zip to ``out``; returns its member names."""
     members = {"setup.sh": (setup_script().encode(), 0o755),
+               "requirements.txt": ((ROOT / "requirements.txt").read_bytes(), 0o644),
+               "constraints.txt": (constraints().encode(), 0o644),
                "run_autograder": ((TEMPLATES / "run_autograder").read_bytes(), 0o755),
                CONFIG: ((json.dumps(config, indent=2, sort_keys=True) + "\n").encode(), 0o644)}
     for name in grader_files():

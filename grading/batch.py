@@ -1,10 +1,13 @@
 """Grading a whole class on one machine: a folder of submissions (an LMS export) into results and grades.csv.
 
-Each submission (a ZIP or a folder of loose files directly in the folder) is graded by its own ``grade.py``
-process, ``jobs`` at a time, each with its own sandboxed children. A student's results.json lands in
-OUT/results/<student>.json only once its grading has finished, and grades.csv is rewritten (atomically) after
-each one, so a run that is killed loses at most the gradings under way: rerun the same command and it grades
-only the students without results. SIGTERM or SIGINT stops every grading under way and leaves no process behind.
+Each submission (a ZIP, a folder of loose files or a bare .py directly in the folder) is graded by its own
+``grade.py`` process, ``jobs`` at a time, each with its own sandboxed children. A student's results.json lands in
+OUT/results/<student>.json once its grading has ended, and grades.csv is rewritten (atomically) after each one.
+A grading that failed (grade.py's exit status other than 0 and 1) is recorded as "needs attention", with no score.
+Rerun the same command and it grades only what is not up to date: students without results, gradings that
+failed, submissions that changed (their sha256 is in the results) and results of another grader version. So a
+run that is killed loses at most the gradings under way. SIGTERM or SIGINT stops every grading under way and
+leaves no process behind.
 """
 from __future__ import annotations
 
@@ -22,20 +25,38 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from grading.scoring import GRADED, grader_version, submission_hash, unfinished, write_results
 from grading.submission import RUNS
 
 GRADE = Path(__file__).resolve().parents[1] / "grade.py"
 JUNK = ("__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini")
+COLUMNS = ["student", "name", "late", "status", *RUNS, "total", "notes", "also submitted"]
 
 
 class BatchError(ValueError):
     """The folder or the flags cannot be graded as given; the message names the fix."""
 
 
+# LMS exports, by their documented file names. Canvas: name[_LATE]_<user id>_<attachment id>_<file> (a later
+# attachment has a larger id); Moodle: <Full Name>_<participant id>_assignsubmission_file_[<file>] (a folder per
+# student when downloaded in folders); Blackboard: <assignment>_<username>_attempt_<YYYY-MM-DD-HH-MM-SS>[_<file>],
+# beside an attempt receipt (.txt) that is not graded.
+PRESETS = {
+    "canvas": re.compile(r"^(?P<name>[^_]+?)_(?P<late>LATE_)?(?P<student>\d+)_(?P<order>\d+)_"),
+    "moodle": re.compile(r"^(?P<name>.+?)_(?P<student>\d+)_assign(?:submission|feedback)_"),
+    "blackboard": re.compile(r"^.+?_(?P<student>[^_]+)_attempt_(?P<order>\d{4}(?:-\d\d){5})"),
+}
+RECEIPTS = {"blackboard": (".txt",)}
+
+
 @dataclass(frozen=True)
 class Entry:
-    student: str
+    student: str  # the key: the LMS's user id with a preset, else the pattern's group or the name
     path: Path
+    name: str = ""  # the student's name as the LMS writes it
+    late: bool = False
+    order: tuple = ()  # a newer submission of the same student sorts later
+    others: tuple[str, ...] = ()  # the student's older submissions, not graded
 
     @property
     def file_name(self) -> str:
@@ -57,46 +78,82 @@ def student_of(name: str, pattern: re.Pattern | None) -> str | None:
     return match[1] if pattern.groups else match[0]
 
 
-def entries(folder: Path, pattern: re.Pattern | None = None) -> list[Entry]:
-    """The submissions in ``folder``, one per student; raises BatchError on names the pattern does not match or
-    on two submissions of one student."""
+def _entry(path: Path, pattern: re.Pattern | None) -> Entry | None:
+    student = student_of(path.name, pattern)
+    if not student:
+        return None
+    match = pattern.search(path.name) if pattern else None
+    groups = match.groupdict() if match else {}
+    order = (groups["order"],) if groups.get("order") else ()
+    order = tuple(int(o) if o.isdigit() else o for o in order) + (path.stat().st_mtime_ns,)
+    return Entry(student, path, groups.get("name") or student, bool(groups.get("late")), order)
+
+
+def entries(folder: Path, pattern: re.Pattern | None = None, lms: str | None = None) -> list[Entry]:
+    """The submissions in ``folder``, one per student: with several of one student, the newest (the LMS's order,
+    else the file's time), the others listed in ``others``; raises BatchError on names the pattern does not match.
+    ``lms`` names a preset of PRESETS, in place of a pattern."""
     if not folder.is_dir():
         raise BatchError(f"{folder}: not a folder of submissions")
-    found, unmatched, by_name = [], [], {}
+    if lms:
+        pattern = PRESETS[lms]
+    found: dict[str, list[Entry]] = {}
+    unmatched = []
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.name in JUNK:
+        if path.name.startswith(".") or path.name in JUNK or path.suffix.lower() in RECEIPTS.get(lms or "", ()):
             continue
-        student = student_of(path.name, pattern)
-        if not student:
+        entry = _entry(path, pattern)
+        if entry is None:
             unmatched.append(path.name)
-            continue
-        entry = Entry(student, path)
-        by_name.setdefault(entry.file_name, []).append(path.name)
-        found.append(entry)
+        else:
+            found.setdefault(entry.file_name, []).append(entry)
     if unmatched:
-        raise BatchError(f"--student-pattern matches no student in {len(unmatched)} name(s), e.g. "
-                         f"{', '.join(unmatched[:3])}: fix the pattern, or move those files out of {folder}")
-    clashes = [names for names in by_name.values() if len(names) > 1]
-    if clashes:
-        shown = "; ".join(" and ".join(names) for names in clashes[:3])
-        raise BatchError(f"{len(clashes)} student(s) have more than one submission ({shown}): keep one each, or "
-                         "give a --student-pattern that tells them apart")
-    return found
+        raise BatchError(f"{'--lms ' + lms if lms else '--student-pattern'} matches no student in {len(unmatched)} "
+                         f"name(s), e.g. {', '.join(unmatched[:3])}: fix the pattern, or move those files out of "
+                         f"{folder}")
+    chosen = []
+    for versions in found.values():
+        versions.sort(key=lambda e: e.order)
+        newest = versions[-1]
+        chosen.append(Entry(newest.student, newest.path, newest.name, newest.late, newest.order,
+                            tuple(e.path.name for e in versions[:-1])))
+    return sorted(chosen, key=lambda e: e.student)
 
 
-def summary(student: str, results: dict) -> dict:
-    """A grades.csv row: points per problem, total, and the first failure of each problem."""
-    row = {"student": student}
+def status(results: dict) -> str:
+    """"graded", or "needs attention" when the grading itself failed (no score)."""
+    graded = results.get("extra_data", {}).get("status") == GRADED
+    return "graded" if graded else "needs attention"
+
+
+def summary(entry: Entry, results: dict) -> dict:
+    """A grades.csv row: points per problem, total, and the first failure of each problem; for a grading that
+    failed, no points and the reason."""
+    row = {"student": entry.student, "name": entry.name, "late": "late" if entry.late else "",
+           "status": status(results), "also submitted": " ".join(entry.others)}
+    if row["status"] != "graded":
+        row.update(dict.fromkeys(RUNS, ""), total="", notes=(results.get("output", "").splitlines() or [""])[-1][:300])
+        return row
     notes: dict[str, list[str]] = {}  # first failure -> the problems it is the first failure of
     for problem in RUNS:
         tests = [t for t in results.get("tests", []) if t["number"].rsplit(".", 1)[0] == problem]
         row[problem] = f"{sum(t['score'] for t in tests):g}"
-        failed = [t for t in tests if t["status"] == "failed" and t["max_score"] > 0]
+        failed = [t for t in tests if t.get("status") == "failed" and t["max_score"] > 0]
         if failed:
             notes.setdefault((failed[0]["output"].splitlines() or [""])[0][:120], []).append(problem)
     row["total"] = f"{results.get('score', 0):g}"
     row["notes"] = " | ".join(f"{', '.join(problems)}: {note}" for note, problems in notes.items())
     return row
+
+
+def up_to_date(entry: Entry, results_path: Path) -> bool:
+    """Whether the results at ``results_path`` are a finished grading of this very submission by this grader."""
+    try:
+        extra = json.loads(results_path.read_text()).get("extra_data", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (extra.get("status") == GRADED and extra.get("grader_version") == grader_version()
+            and extra.get("submission_sha256") == submission_hash(entry.path))
 
 
 def _cell(value: str) -> str:
@@ -107,13 +164,13 @@ def _cell(value: str) -> str:
 def write_csv(out: Path, students: list[Entry]) -> int:
     """Rewrite OUT/grades.csv from the results of ``students`` graded so far; returns how many rows."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, ["student", *RUNS, "total", "notes"], lineterminator="\n")
+    writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
     writer.writeheader()
     rows = 0
     for entry in sorted(students, key=lambda e: e.student):
         path = out / "results" / f"{entry.file_name}.json"
         if path.is_file():
-            writer.writerow({k: _cell(v) for k, v in summary(entry.student, json.loads(path.read_text())).items()})
+            writer.writerow({k: _cell(v) for k, v in summary(entry, json.loads(path.read_text())).items()})
             rows += 1
     tmp = out / "grades.csv.tmp"
     tmp.write_text(buffer.getvalue())
@@ -131,27 +188,41 @@ class Batch:
         self.stopping = False
 
     def grade_one(self, entry: Entry) -> bool:
-        """Grade one submission; True once its results are in OUT/results."""
+        """Grade one submission into OUT/results; True if it was graded, False if the grading failed (its results
+        then say so, with status "grading failed", and the next run retries it) or was stopped."""
         pending = self.out / "pending" / f"{entry.file_name}.json"
         prefix = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []  # dies with us
         with self.lock:
             if self.stopping:
                 return False
-            proc = subprocess.Popen([*prefix, sys.executable, str(GRADE), str(entry.path), "-o", str(pending),
-                                     *self.flags], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            proc = subprocess.Popen([*prefix, sys.executable, str(GRADE), str(entry.path.resolve()), "-o",
+                                     str(pending), *self.flags], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                     start_new_session=True)
             self.running.add(proc)
         _, err = proc.communicate()
         with self.lock:
             self.running.discard(proc)
-        if proc.returncode not in (0, 1):  # 1: an unreadable submission, with complete results all the same
-            if not self.stopping:
-                print(f"\n{entry.path.name}: grade.py failed ({err.decode(errors='replace').strip()[-300:]})",
-                      file=sys.stderr)
+        if self.stopping:
             pending.unlink(missing_ok=True)
             return False
-        os.replace(pending, self.out / "results" / f"{entry.file_name}.json")
-        return True
+        results = self.out / "results" / f"{entry.file_name}.json"
+        try:  # 1: an unreadable submission, graded all the same; anything else, or a placeholder, is a failure
+            graded = proc.returncode in (0, 1) and json.loads(pending.read_text())["extra_data"]["status"] == GRADED
+        except (OSError, ValueError, KeyError, TypeError):
+            graded = False
+        if graded:
+            os.replace(pending, results)
+            return True
+        reason = (err.decode(errors="replace").strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        print(f"\n{entry.path.name}: the grading failed ({reason[:300]})", file=sys.stderr)
+        try:
+            failed = json.loads(pending.read_text())
+            assert failed["extra_data"]["status"] != GRADED
+        except (OSError, ValueError, KeyError, TypeError, AssertionError):
+            failed = unfinished(f"the grading failed ({reason[:300]})")
+        write_results(failed, results)
+        pending.unlink(missing_ok=True)
+        return False
 
     def stop(self, signum, frame) -> None:
         with self.lock:
@@ -163,13 +234,12 @@ class Batch:
                     pass
 
     def run(self, todo: list[Entry], everyone: list[Entry], progress) -> int:
-        """Grade ``todo``; returns how many finished."""
+        """Grade ``todo``; returns how many were graded."""
         done = 0
         with ThreadPoolExecutor(self.jobs) as pool:
             futures = [pool.submit(self.grade_one, entry) for entry in todo]
             for future in as_completed(futures):
-                if future.result():
-                    done += 1
-                    write_csv(self.out, everyone)
+                done += future.result()
+                write_csv(self.out, everyone)
                 progress.update(1)
         return done

@@ -88,6 +88,18 @@ class Cgroup:
         return ["/bin/sh", "-c", f'{joins} && shift {len(self.procs)} && exec "$@"', "sh",
                 *map(str, self.procs), *argv]
 
+    def oom_kills(self) -> int:
+        """How many of the child's processes the memory cgroup's out-of-memory killer ended."""
+        path = self.paths.get("memory")
+        for name in ("memory.events", "memory.oom_control"):  # v2, v1
+            try:
+                for line in (path / name).read_text().splitlines() if path else ():
+                    if line.startswith("oom_kill "):
+                        return int(line.split()[1])
+            except (OSError, ValueError):
+                continue
+        return 0
+
     def bounds(self) -> list[str]:
         held = []
         if "pids" in self.paths:

@@ -110,11 +110,15 @@ def _calls(probe: dict, key: str) -> list:
 # ---- Comparisons with messages ---------------------------------------------------------------------------------
 
 
-def _close(actual: Tensor, expected: Tensor, what: str, hint: str = "") -> None:
+def _close(actual: Tensor, expected: Tensor, what: str, hint: str = "",
+           mistakes: list[tuple[Tensor, str]] = ()) -> None:
     try:
         torch.testing.assert_close(actual, expected, rtol=RTOL, atol=ATOL)
     except AssertionError:
-        if not torch.isfinite(actual).all():
+        known = [h for value, h in mistakes if torch.allclose(actual, value, rtol=1e-3, atol=1e-4)]
+        if known:
+            hint = known[0]
+        elif not torch.isfinite(actual).all():
             hint = ("it is not finite: compute losses from the logits (F.softplus, F.logsigmoid or "
                     "F.binary_cross_entropy_with_logits), never log(sigmoid(h))")
         elif actual.numel() == 1 and torch.isclose(actual, expected * BATCH, rtol=1e-3):
@@ -143,8 +147,10 @@ def _close_grads(actual: list[Tensor], expected: tuple[Tensor, ...], what: str, 
 class Expected:
     """A correct solution's losses on a probe and their gradients w.r.t. D's and G's parameters."""
 
-    def __init__(self, d_loss: Tensor, g_loss: Tensor, d_params, g_params, d_loss_without_penalty=None):
+    def __init__(self, d_loss: Tensor, g_loss: Tensor, d_params, g_params, d_loss_without_penalty=None,
+                 mistakes: tuple[tuple[str, Tensor, str], ...] = ()):
         self.d_loss, self.g_loss = d_loss.detach(), g_loss.detach()
+        self.mistakes = [(loss, value.detach(), hint) for loss, value, hint in mistakes]  # known wrong values
         self.d_grads = torch.autograd.grad(d_loss, d_params, retain_graph=True)
         self.g_grads = torch.autograd.grad(g_loss, g_params)
         self.wasserstein = None
@@ -161,7 +167,11 @@ def _nonsaturating(problem: str, name: str) -> Expected:
     h_real, h_fake_d, h_fake_g = p.d(p.x_real, p.y_real), p.d(x_fake.detach(), p.y_real), p.d(x_fake, p.y_real)
     d_loss = F.softplus(-h_real).mean() + F.softplus(h_fake_d).mean()  # -log sig(h_real) - log(1 - sig(h_fake))
     g_loss = F.softplus(-h_fake_g).mean()  # -log sig(h_fake)
-    return Expected(d_loss, g_loss, list(p.d.parameters()), list(p.g.parameters()))
+    mistakes = (("g_loss", -F.softplus(h_fake_g).mean(), "this is the minimax loss E[log(1 - D(G(z)))]; the "
+                 "non-saturating G loss is -E[log D(G(z))]"),
+                ("d_loss", F.softplus(h_real).mean() + F.softplus(-h_fake_d).mean(), "real and fake are swapped: D "
+                 "should call real images real (-log D(x)) and fakes fake (-log(1 - D(G(z))))"))
+    return Expected(d_loss, g_loss, list(p.d.parameters()), list(p.g.parameters()), mistakes=mistakes)
 
 
 def _wasserstein_gp(name: str, alpha: Tensor) -> Expected:
@@ -174,8 +184,25 @@ def _wasserstein_gp(name: str, alpha: Tensor) -> Expected:
     penalty = (grad.flatten(1).norm(dim=1) - 1).square().mean()
     wasserstein = p.d(x_fake.detach()).mean() - p.d(p.x_real).mean()
     g_loss = -p.d(x_fake).mean()
+    norms = grad.flatten(1).norm(dim=1)  # (B,)
+    wrong_penalties = (  # the penalty as the catalogued mistakes compute it, each with what to look at
+        (-wasserstein + GP_LAMBDA * penalty, "the Wasserstein terms are swapped: the critic's loss is E[D(x_fake)] - "
+         "E[D(x_real)] (+ the penalty)"),
+        (wasserstein + penalty, "the penalty is weighted by 1: the handout's lambda is 10"),
+        (wasserstein + GP_LAMBDA * (grad.norm(dim=1) - 1).square().mean(), "the gradient's norm is taken over the "
+         "channel dimension only: take one L2 norm per sample over all its pixels, grad.flatten(1).norm(dim=1)"),
+        (wasserstein + GP_LAMBDA * (grad.norm() - 1).square(), "the gradient's norm is taken over the whole batch: "
+         "take one L2 norm per sample, grad.flatten(1).norm(dim=1)"),
+        (wasserstein + GP_LAMBDA * (norms / len(norms) - 1).square().mean(), "the gradient is that of the mean of "
+         "D's outputs, B times too small per sample: differentiate the sum, d(x_hat).sum()"),
+        (wasserstein + GP_LAMBDA * (norms - 1).abs().mean(), "the penalty is not squared: (||grad||_2 - 1)^2"),
+        (wasserstein + GP_LAMBDA * F.relu(1 - norms).square().mean(), "only gradient norms below 1 are penalised: "
+         "(||grad||_2 - 1)^2 punishes both sides of 1"),
+    )
+    mistakes = (*(("d_loss", value, hint) for value, hint in wrong_penalties),
+                ("g_loss", p.d(x_fake).mean(), "the sign is wrong: G's loss is -E[D(G(z))]"))
     return Expected(wasserstein + GP_LAMBDA * penalty, g_loss, list(p.d.parameters()), list(p.g.parameters()),
-                    d_loss_without_penalty=wasserstein)
+                    d_loss_without_penalty=wasserstein, mistakes=mistakes)
 
 
 # ---- Checks of the inputs a solution feeds G and D ------------------------------------------------------------
@@ -277,7 +304,12 @@ def _alpha(outputs) -> None:
     probe = _probe(outputs, "4.5", "sampling")
     first, second = _split_calls(probe, "first_d", list(zip(_calls(probe, "alpha"), _calls(probe, "off"))))
     alphas = [{**probe, "alpha": [a for a, _ in calls], "off": [o for _, o in calls]} for calls in (first, second)]
-    if _reused(*(_interpolates(p, SAMPLING_BATCH) for p in alphas)):
+    found = [_interpolates(p, SAMPLING_BATCH) for p in alphas]
+    for alpha in found[0]:
+        if alpha.std() < 1e-6:  # one value for every sample, e.g. a fixed 0.5: not a matter of reuse
+            raise AssertionError(f"every sample has the same alpha ({alpha[0].item():.3g}): draw one alpha per "
+                                 "sample, alpha ~ U[0, 1] of shape (B, 1, 1, 1)")
+    if _reused(*found):
         raise AssertionError("a second call of the function used the same alpha as the first: draw alpha with "
                              "torch.rand on every call (not once, and without reseeding)")
     for name, n in (("main", BATCH), ("sampling", SAMPLING_BATCH)):
@@ -314,7 +346,15 @@ def _loss_value(problem: str, loss: str, outputs, name: str = "main") -> None:
     for expected in candidates:
         try:
             hint = _penalty_hint(actual, expected) if loss == "d_loss" and expected.wasserstein is not None else ""
-            _close(actual, getattr(expected, loss), loss, hint)
+            mismatched = probe.get("mismatched")
+            if not hint and problem == "3.2" and isinstance(mismatched, int) and mismatched > 0:
+                hint = (f"D scored {mismatched} images under a label other than their own: score each real image "
+                        "with y_real and each fake with the labels G drew it with")
+            elif not hint and name == "extreme":
+                hint = ("at logits of a few hundred the loss must still be exact: compute it from the logits "
+                        "(F.softplus, F.logsigmoid or F.binary_cross_entropy_with_logits), not from probabilities")
+            _close(actual, getattr(expected, loss), loss, hint,
+                   [(value, h) for which, value, h in expected.mistakes if which == loss])
             return
         except AssertionError as failure:
             failures.append(str(failure))
@@ -353,6 +393,11 @@ def _loss_grads(problem: str, loss: str, outputs, name: str = "main") -> None:
         try:
             if loss == "d_loss" and expected.wasserstein is not None and all(
                     torch.allclose(a, w, rtol=RTOL, atol=ATOL) for a, w in zip(actual, expected.wasserstein_grads)):
+                value = probe.get("d_loss")
+                if isinstance(value, Tensor) and value.numel() == 1 and torch.isclose(
+                        value.float(), expected.wasserstein, rtol=RTOL, atol=ATOL):
+                    raise AssertionError("the gradient penalty is 0 here, where the critic's gradient norms are "
+                                         "below 1: (||grad D(x_hat)||_2 - 1)^2 punishes norms on both sides of 1")
                 raise AssertionError("the gradient penalty sends no gradient to D's parameters: take the gradient "
                                      "with torch.autograd.grad(..., create_graph=True)")
             _close_grads(actual, expected.d_grads if loss == "d_loss" else expected.g_grads, loss, net, hint)

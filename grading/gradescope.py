@@ -16,22 +16,12 @@ import os
 import signal
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 from grading import sandbox, scoring
 
 CONFIG = "autograder_config.json"
-DEFAULTS = {"timeout": 120.0, "parallel": 1, "sandbox": "auto", "after_due_date": []}
-
-
-def find_submission(folder: Path) -> Path:
-    """The upload to grade: the one ZIP among the files if no gan.py was uploaded loose, else the folder."""
-    files = [p for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []
-    zips = [p for p in files if p.is_file() and zipfile.is_zipfile(p)]
-    if len(zips) == 1 and not any(p.name == "gan.py" for p in folder.rglob("gan.py")):
-        return zips[0]
-    return folder
+DEFAULTS = {"timeout": scoring.DEFAULT_TIMEOUT, "parallel": 1, "sandbox": "auto", "after_due_date": []}
 
 
 def load_config(source: Path) -> dict:
@@ -46,11 +36,23 @@ def load_config(source: Path) -> dict:
 
 def with_visibility(content: dict, after_due_date: list[str]) -> dict:
     """results.json as Gradescope shows it: plain text only, each problem's checks visible now or after the due
-    date, the grader's own stdout hidden."""
+    date, the grader's own stdout hidden. Before the due date no text a student sees tells the points or
+    messages of hidden checks: the score line counts only the visible ones."""
+    visible = []
     for test in content["tests"]:
         problem = test["number"].rsplit(".", 1)[0]
         test["visibility"] = "after_due_date" if problem in after_due_date else "visible"
         test["output_format"] = "text"
+        if problem not in after_due_date:
+            visible.append(test)
+    lines = content["output"].splitlines()
+    if after_due_date and lines and lines[0].startswith("Score "):
+        score = sum(t["score"] for t in visible)
+        top = sum(t["max_score"] for t in visible)
+        shown = ", ".join(sorted(after_due_date))
+        lines[0] = (f"Score on the checks shown now: {score:g} / {top:g} (the checks of {shown} are shown after "
+                    "the due date).")
+        content["output"] = "\n".join(lines)
     content.update(output_format="text", visibility="visible", stdout_visibility="hidden")
     return content
 
@@ -78,15 +80,17 @@ def main() -> None:
         mode = config["sandbox"]
         if mode == "auto":  # never the process mode here: student code would run as root beside the grader
             mode = "bwrap" if sandbox.bubblewrap_version() else "user"
-        content = scoring.grade(find_submission(root / "submission"), float(config["timeout"]), mode,
-                                int(config["parallel"]))
-    except Exception as error:  # noqa: BLE001 - whatever breaks, the student gets a complete, failing result
-        content = scoring.unfinished(f"the autograder failed ({type(error).__name__}: {error}); please tell "
-                                     "your instructor")
-        print(f"run_autograder: {type(error).__name__}: {error}", file=sys.stderr)
+        content = scoring.grade(root / "submission", float(config["timeout"]), mode, int(config["parallel"]))
+    except Exception as error:  # noqa: BLE001 - whatever breaks, the student gets a complete result, and no score
+        reason = str(error) if isinstance(error, scoring.GradingFailed) else f"{type(error).__name__}: {error}"
+        content = scoring.unfinished(f"the grading failed, not your code ({reason}): please resubmit, or tell the "
+                                     "course staff if it fails again")
+        print(f"run_autograder: {reason}", file=sys.stderr)
     content["execution_time"] = round(time.monotonic() - start, 1)
     scoring.write_results(with_visibility(content, config["after_due_date"]), out)
     print(content["output"])
+    extra = content.get("extra_data", {})
+    print(f"status: {extra.get('status')}; sandbox: {extra.get('sandbox')}; bounds: {extra.get('bounds')}")
 
 
 if __name__ == "__main__":

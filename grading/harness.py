@@ -3,12 +3,13 @@
     python -I grading/harness.py SANDBOX/codebase/gan.py PROBLEM RESULT_FD CPU_SECONDS [MAX_PROCESSES]
 
 grading/sandbox.py starts it in a fresh session with a scrubbed environment; ``-I`` keeps PYTHONPATH, user site-packages
-and the working directory off sys.path. This script lowers its own resource limits, imports the student's file
-as ``codebase.gan`` (its package root SANDBOX goes on sys.path, so ``from codebase import network`` and
-``from .network import ...`` find the starter's copy),
-then loads probes.py by path, not as part of a package: the checks and their expected values are never imported
-here. Whatever the student's code does in this process, the grader only reads what comes through the pipe
-RESULT_FD, in wire.py's format (data with size caps, never a pickle) behind a line that gives its length.
+and the working directory off sys.path. This script lowers its own resource limits, loads probes.py by path (not
+as part of a package: the checks and their expected values are never imported here) and notes torch's global
+settings, then imports the student's file as ``codebase.gan`` (its package root SANDBOX goes on sys.path, so
+``from codebase import network`` and ``from .network import ...`` find the starter's copy) and runs the probes,
+which set those settings back before each call. Whatever the student's code does in this process, the grader
+only reads what comes through the pipe RESULT_FD, in wire.py's format (data with size caps, never a pickle)
+behind a line that gives its length.
 An exception at import is left to Python: it prints the traceback, which grade.py shows, and exits with 1.
 """
 import importlib.util
@@ -21,10 +22,12 @@ MEMORY_BYTES = 6 << 30  # address space; importing torch alone maps about 3 GB
 FILE_BYTES = 64 << 20  # largest file the child may write (its result goes through a pipe)
 
 
-def _limit(kind: int, value: int) -> None:
+def _limit(kind: int, value: int, grace: int = 0) -> None:
+    """Soft limit ``value``, hard limit ``grace`` above it (RLIMIT_CPU: SIGXCPU at the soft limit, so that the
+    grader can tell the child's CPU limit from a SIGKILL it did not send)."""
     hard = resource.getrlimit(kind)[1]
-    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-    resource.setrlimit(kind, (value, value))
+    soft = value if hard == resource.RLIM_INFINITY else min(value, hard)
+    resource.setrlimit(kind, (soft, soft + grace if hard == resource.RLIM_INFINITY else min(soft + grace, hard)))
 
 
 def _load(name: str, path):
@@ -39,7 +42,7 @@ def main() -> None:
     gan_path, problem, result_fd, cpu_seconds, *max_processes = sys.argv[1:]
     result = os.fdopen(int(result_fd), "wb")
     _limit(resource.RLIMIT_CORE, 0)
-    _limit(resource.RLIMIT_CPU, int(cpu_seconds))
+    _limit(resource.RLIMIT_CPU, int(cpu_seconds), grace=5)
     _limit(resource.RLIMIT_AS, MEMORY_BYTES)
     _limit(resource.RLIMIT_FSIZE, FILE_BYTES)
     if max_processes:  # user mode: the uid is this child's alone, so the limit counts only its own processes
@@ -47,18 +50,25 @@ def main() -> None:
     sys.path.insert(0, str(Path(gan_path).resolve().parents[1]))
     os.chdir(Path(gan_path).resolve().parents[1])  # the child's own folder (chroot leaves it at the jail's root)
 
+    import faulthandler
     import importlib
+    import signal
 
-    # As the run scripts import it: codebase.gan inside the starter's package, so that both
-    # `from codebase.network import ...` and `from .network import ...` work. The student's import-time code runs
-    # here, before this script imports torch.
-    student = importlib.import_module("codebase.gan")
-    probes = _load("grading_probes", Path(__file__).with_name("probes.py"))
-    wire = _load("grading_wire", Path(__file__).with_name("wire.py"))
     import torch
 
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # at the time limit the grader asks where the code is
+
+    # torch's global settings as training starts them, before the student's import-time code may change them
+    # (the probes set them back before each call): the default dtype, device, grad mode, ...
+    probes = _load("grading_probes", Path(__file__).with_name("probes.py"))
+    state = probes.torch_state()
+    # As the run scripts import it: codebase.gan inside the starter's package, so that both
+    # `from codebase.network import ...` and `from .network import ...` work.
+    student = importlib.import_module("codebase.gan")
+    wire = _load("grading_wire", Path(__file__).with_name("wire.py"))
     torch.set_num_threads(1)
-    data = wire.encode(probes.run(student, problem))
+    outputs = probes.run(student, problem, state)
+    data = wire.encode(outputs)
     result.write(wire.frame(data))
     result.flush()
     sys.stdout.flush()

@@ -106,6 +106,7 @@ class ProbeCritic(nn.Module):
         self.scale, self.segment = scale, segment
         self.calls: list[tuple[Tensor, Tensor]] = []
         self._pending: dict[int, tuple[Tensor, Tensor]] = {}
+        self.mismatched = 0  # conditional: samples scored under a label other than the one their image carries
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         if self.segment is not None and len(self.calls) < MAX_CALLS:
@@ -120,6 +121,10 @@ class ProbeCritic(nn.Module):
             raise TypeError("the conditional discriminator takes labels: d(x, y)")
         code = x.flatten(1)[:, :NUM_CLASSES].detach()
         matches = code.gather(1, y.long().view(-1, 1)).squeeze(1) > 0  # (n,)
+        try:
+            self.mismatched += int((~matches).sum())
+        except RuntimeError:  # inside torch.func's transforms a count cannot be read out
+            pass
         return h + LABEL_PENALTY * (~matches).to(h.dtype)
 
     @torch.no_grad()
@@ -194,8 +199,51 @@ def build(problem: str, name: str) -> Probe:
     return Probe(ProbeGenerator(fake, conditional), ProbeCritic(seed, conditional, scale, segment), x_real, y_real)
 
 
-def run(module: ModuleType, problem: str) -> dict:
-    """Outputs of every probe of ``problem`` on ``module``: {probe name: {...}}, or {"error": message}.
+# ---- torch's global state, which a gan.py may change at import or in a call ------------------------------------
+
+_GUARDED = (("torch", torch, "randn"), ("torch", torch, "rand"), ("torch", torch, "randint"),
+            ("torch", torch, "zeros"), ("torch.autograd", torch.autograd, "grad"),
+            ("torch.Tensor", torch.Tensor, "backward"), ("torch.nn.Module", nn.Module, "__call__"))
+
+
+def torch_state() -> dict:
+    """torch's global settings that change what the probes build or compute, and the functions they call."""
+    state = {"default dtype": torch.get_default_dtype(), "grad mode": torch.is_grad_enabled(),
+             "deterministic algorithms": torch.are_deterministic_algorithms_enabled(),
+             "anomaly detection": torch.is_anomaly_enabled()}
+    if hasattr(torch, "get_default_device"):  # torch 2.3 and later
+        state["default device"] = torch.get_default_device()
+    for owner, obj, name in _GUARDED:
+        state[f"{owner}.{name}"] = getattr(obj, name)
+    return state
+
+
+_SETTERS = {"default dtype": torch.set_default_dtype, "grad mode": torch.set_grad_enabled,
+            "deterministic algorithms": torch.use_deterministic_algorithms,
+            "anomaly detection": torch.autograd.set_detect_anomaly,
+            "default device": getattr(torch, "set_default_device", None)}
+
+
+def restore(saved: dict) -> list[str]:
+    """Set torch's global settings back to ``saved`` (from torch_state); a note for each that had changed. A
+    replaced torch function is not put back (the student's code may rely on it): it is only reported."""
+    notes = []
+    for key, value in torch_state().items():
+        if key not in saved or value is saved[key] or value == saved[key]:
+            continue
+        if _SETTERS.get(key):
+            _SETTERS[key](saved[key])
+            notes.append(f"gan.py changed torch's {key} (to {value}); the probes ran with {saved[key]}, torch's "
+                         "own setting")
+        else:
+            notes.append(f"gan.py replaced {key}: the probes may not measure what they should")
+    return notes
+
+
+def run(module: ModuleType, problem: str, state: dict | None = None) -> dict:
+    """Outputs of every probe of ``problem`` on ``module``: {probe name: {...}, "notes": [...]}, or
+    {"error": message}. Before each probe torch's global settings are set back to ``state`` (torch_state() before
+    the student's module was imported), and "notes" says what had changed.
 
     A probe's dict holds "d_loss", "g_loss" (scalars), "d_grads" (d_loss's gradients w.r.t. D's parameters),
     "g_grads" (g_loss's w.r.t. G's), "z" and "y" (what G got), "alpha" and "off" (where D's inputs lay, 4.5),
@@ -205,7 +253,12 @@ def run(module: ModuleType, problem: str) -> dict:
     function = getattr(module, FUNCTIONS[problem], None)
     if not callable(function):
         return {"error": f"gan.py has no function {FUNCTIONS[problem]}"}
-    return {name: _run_probe(function, build(problem, name), name != "sampling") for name in PROBES[problem]}
+    outputs: dict = {"notes": []}
+    for name in PROBES[problem]:
+        if state is not None:
+            outputs["notes"] += [n for n in restore(state) if n not in outputs["notes"]]
+        outputs[name] = _run_probe(function, build(problem, name), name != "sampling")
+    return outputs
 
 
 def _run_probe(function, probe: Probe, with_grads: bool) -> dict:
@@ -229,6 +282,7 @@ def _run_probe(function, probe: Probe, with_grads: bool) -> dict:
     out["y"] = [y for _, y in g.calls]
     out["alpha"] = [alpha for alpha, _ in d.calls]
     out["off"] = [off for _, off in d.calls]
+    out["mismatched"] = d.mismatched
     return out
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grading import cleanup, jail
-from grading.cgroups import MAX_PIDS, MEMORY_BYTES, Cgroup  # noqa: F401 - MEMORY_BYTES: part of the API
+from grading.cgroups import MAX_PIDS, Cgroup
 from grading.slots import (FIRST_UID, LIVE_UIDS, UID_SLOTS, NoSlot, box_folder, child_box,  # noqa: F401
                            reap_stale, uid_slot)
 
@@ -51,6 +51,7 @@ class Finished:
     output: str
     result: bytes | None = None  # what the child sent through its result pipe; None if over the cap
     over_budget: str = ""  # a budget the child broke, and was killed for
+    oom_killed: bool = False  # the memory cgroup's out-of-memory killer ended one of its processes
     bounds: list[str] = field(default_factory=list)  # what held the child, for the results
 
 
@@ -167,6 +168,10 @@ def run_child(argv: list[str], cwd: Path, timeout: float, tag: str = "p", disk: 
             wait = min(0.05, deadline - time.monotonic())
             if wait <= 0:
                 timed_out = True
+                _dump_stacks(proc.pid)
+                until = time.monotonic() + 1.0  # the stacks, written to the output
+                while open_fds and time.monotonic() < until:
+                    read(0.05)
                 break
             if open_fds:
                 read(wait)
@@ -183,7 +188,7 @@ def run_child(argv: list[str], cwd: Path, timeout: float, tag: str = "p", disk: 
             pass
         proc.wait()
         _LIVE_GROUPS.discard(proc.pid)
-        bounds = cgroup.bounds()
+        bounds, oom_killed = cgroup.bounds(), cgroup.oom_kills() > 0
         try:
             cgroup.kill()
         finally:
@@ -198,7 +203,30 @@ def run_child(argv: list[str], cwd: Path, timeout: float, tag: str = "p", disk: 
     if dropped > 0:
         text += f"\n[... {dropped} bytes of output dropped ...]\n"
     return Finished(proc.returncode, timed_out, text + tail.decode(errors="replace"),
-                    None if result_over else bytes(result), over_budget, bounds)
+                    result=None if result_over else bytes(result), over_budget=over_budget, bounds=bounds,
+                    oom_killed=oom_killed)
+
+
+def _dump_stacks(root: int) -> None:
+    """Ask every Python process under ``root`` to print its threads' stacks (harness.py registers faulthandler
+    on SIGUSR1), so that a time limit says where the code was."""
+    parents = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    parents[int(entry.name)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    for pid in parents:
+        ancestor, depth = pid, 0
+        while ancestor in parents and ancestor != root and depth < 64:
+            ancestor, depth = parents[ancestor], depth + 1
+        try:
+            if ancestor == root and pid != root and open(f"/proc/{pid}/comm").read().startswith("python"):
+                os.kill(pid, signal.SIGUSR1)
+        except OSError:
+            pass
 
 
 def folder_over_budget(folder: Path, max_entries: int = 10_000) -> str:

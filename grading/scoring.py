@@ -10,6 +10,7 @@ instead: no score may come of it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -18,12 +19,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from grading import cleanup, sandbox
+from grading import cgroups, cleanup, sandbox
 from grading.submission import GAN, RUNS, check_grid, read_submission
 from make_handout import STARTER, starter_files
 
 GRID_POINTS = 0.0
-DEFAULT_TIMEOUT = 60.0
+DEFAULT_TIMEOUT = 120.0  # seconds per problem, in grade.py, grade_all.py and on Gradescope alike
+GRADED, GRADING_FAILED = "graded", "grading failed"  # extra_data.status: a score, or none (grade again)
+HERE = Path(__file__).resolve().parent
 
 
 def _starter_package() -> dict[str, bytes]:
@@ -53,7 +56,7 @@ def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", para
         with ThreadPoolExecutor(max(1, min(parallel, len(RUNS)))) as pool:
             futures = {p: pool.submit(run_problem, p, package, timeout, mode) for p in RUNS}
             raw = {p: future.result() for p, future in futures.items()}
-        failed = [f"{p}: {r.message}" for p, r in raw.items() if isinstance(r, GradingFailed)]
+        failed = [f"{p}: {r}" for p, r in raw.items() if isinstance(r, GradingFailed)]
         if failed:
             raise GradingFailed("; ".join(failed))
         bounds = next((r[1] for r in raw.values() if isinstance(r, tuple)), [])
@@ -61,16 +64,22 @@ def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", para
     elif sub.fatal:
         outcomes = dict.fromkeys(RUNS, sub.fatal)
     else:
-        found = sorted(n for n in sub.members) + [n.split("'")[1] for n in sub.notes if n.startswith("ignored")]
+        found = sub.listed
         seen = f" (found: {', '.join(found[:10])}{', ...' if len(found) > 10 else ''})" if found else " (it is empty)"
         outcomes = dict.fromkeys(RUNS, f"{GAN}: {source}" if source else
-                                 f"no {GAN} in the submission{seen}: expected {GAN}, at the top or under one folder")
-    grids = {p: sub.fatal or check_grid(sub.grid(run), run) for p, run in RUNS.items()}
-    notes = sub.notes + ([sub.fatal] if sub.fatal else []) + [f"student code ran in sandbox mode: "
-                                                               f"{sandbox.describe(mode)}"]
-    if bounds:
-        notes.append("bounds of each child: " + "; ".join(bounds))
-    return results(outcomes, grids, notes, time.monotonic() - start)
+                                 f"no gan.py in the {sub.where}{seen}: expected {GAN}, as make_submission.sh packs it")
+    grids = {p: sub.fatal or check_grid(sub.grid(run), run, sub.where) for p, run in RUNS.items()}
+    notes = sub.notes + ([sub.fatal] if sub.fatal else [])
+    changed: dict[str, list[str]] = {}  # what the student's code changed of torch's global settings
+    for problem, outcome in outcomes.items():
+        if isinstance(outcome, dict) and isinstance(outcome.get("notes"), list):
+            for note in outcome["notes"][:10]:
+                if isinstance(note, str):
+                    changed.setdefault(note[:300], []).append(problem)
+    notes += [f"{', '.join(problems)}: {note}" for note, problems in changed.items()]
+    content = results(outcomes, grids, notes, time.monotonic() - start)
+    content["extra_data"].update(sandbox=sandbox.describe(mode), bounds=bounds, submission_sha256=submission_hash(path))
+    return content
 
 
 def run_problem(problem: str, package: dict[str, bytes], timeout: float, mode: str = "bwrap"
@@ -89,8 +98,8 @@ def run_problem(problem: str, package: dict[str, bytes], timeout: float, mode: s
     except (OSError, cleanup.CleanupFailed) as error:
         return GradingFailed(f"the sandbox failed ({error})")
     if finished.timed_out:
-        return _with_output(f"stopped at the time limit of {timeout:g} s (an endless loop, or waiting forever?)",
-                            finished)
+        return _with_output(f"stopped at the time limit of {timeout:g} s (an endless loop, or waiting forever?); "
+                            "where it was is at the end of its output", finished)
     if finished.over_budget:
         return _with_output(f"stopped for writing too much to disk ({finished.over_budget})", finished)
     if finished.result is None:
@@ -103,6 +112,14 @@ def run_problem(problem: str, package: dict[str, bytes], timeout: float, mode: s
     code = finished.returncode
     if mode == "bwrap" and 128 < code < 128 + 65:  # bubblewrap's init reports a signal as 128 + its number
         code = 128 - code
+    if finished.oom_killed:
+        return _with_output(f"stopped: its processes used more than {cgroups.MEMORY_BYTES >> 30} GiB of memory "
+                            "together", finished)
+    if -code == signal.SIGXCPU:
+        return _with_output(f"stopped at the CPU-time limit of {cpu_seconds} s (all its threads count)", finished)
+    if -code in _EXTERNAL:  # neither the time limit, a budget, a memory limit nor the CPU limit (SIGXCPU)
+        return GradingFailed(f"problem {problem}'s child was killed by {_signal_name(-code)}, which the grader did "
+                             "not send (the machine's out-of-memory killer, or another process?)")
     how = f"was killed by signal {_signal_name(-code)}" if code < 0 else f"exited with status {code}"
     return _with_output(f"the grading process {how} before reporting (a crash, an error at import, or a "
                         "sys.exit / os._exit in gan.py?)", finished)
@@ -125,6 +142,9 @@ def decode(raw: bytes | str) -> dict | str:
     except Exception as error:  # noqa: BLE001 - anything malformed the child wrote
         return f"the grading process left unreadable results ({type(error).__name__})"
     return outputs if isinstance(outputs, dict) else "the grading process returned malformed results"
+
+
+_EXTERNAL = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
 def _signal_name(number: int) -> str:
@@ -161,17 +181,59 @@ def results(outcomes: dict[str, dict | str], grids: dict[str, str | None], notes
     score = sum(test["score"] for test in tests)
     top = sum(test["max_score"] for test in tests)
     return {"score": score, "execution_time": round(seconds, 1), "visibility": "visible",
-            "output": printable("\n".join([f"Score {score:g} / {top:g}."] + notes)), "tests": tests}
+            "output": printable("\n".join([f"Score {score:g} / {top:g}."] + notes)), "tests": tests,
+            "extra_data": {"status": GRADED, "grader_version": grader_version()}}
 
 
-def unfinished(reason: str = "grading did not finish") -> dict:
-    """Complete results with 0 points on every check, each saying ``reason``."""
-    return results(dict.fromkeys(RUNS, reason), dict.fromkeys(RUNS, reason), [reason], 0.0)
+def unfinished(reason: str = "the grading did not finish") -> dict:
+    """Complete results of a grading that failed (status GRADING_FAILED, no score for the student's code): every
+    check says ``reason``."""
+    content = results(dict.fromkeys(RUNS, reason), dict.fromkeys(RUNS, reason), [reason], 0.0)
+    content["extra_data"]["status"] = GRADING_FAILED
+    return content
+
+
+def grader_version() -> str:
+    """A hash of the grader's code (grading/*.py and grade.py): results from another grader are regraded."""
+    digest = hashlib.sha256()
+    for path in sorted(HERE.glob("*.py")) + [HERE.parent / "grade.py"]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def submission_hash(path: Path) -> str:
+    """sha256 of the submission's bytes (of a folder: of its files' names and contents, symbolic links as links)."""
+    digest = hashlib.sha256()
+    path = Path(path)
+    if not path.is_dir():
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    for root, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            digest.update(os.path.relpath(full, path).encode() + b"\0")
+            if os.path.islink(full):
+                digest.update(b"link:" + os.readlink(full).encode())
+            elif os.path.isfile(full):
+                with open(full, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+            digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def _test(number: str, name: str, points: float, message: str | None, passed: str = "passed") -> dict:
-    return {"name": name, "number": number, "score": 0.0 if message else float(points), "max_score": float(points),
-            "status": "failed" if message else "passed", "output": printable(message or passed)}
+    """A check's entry; one worth 0 points is information, with no passed or failed status."""
+    test = {"name": name, "number": number, "score": 0.0 if message else float(points), "max_score": float(points),
+            "output": printable(message or passed)}
+    if points:
+        test["status"] = "failed" if message else "passed"
+    else:
+        test["name"] += " (information, 0 points)"
+    return test
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")

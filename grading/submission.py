@@ -1,9 +1,13 @@
-"""Reading a submission: the allowlisted files of a student's ZIP, or of a folder of loose files, in memory.
+"""Reading a submission wherever an honest student put the work, in memory: the one ``gan.py`` and each run's
+final sample grid ``out_<run>/fake_<step>.png``.
 
-Only ``codebase/gan.py`` and ``out_<run>/fake_<step>.png`` are used, with caps on the member count and sizes;
-symbolic links, encrypted, duplicate, absolute and ``..`` members are rejected, and nothing is written to disk.
-Honest layouts are read as meant: one enclosing folder (``hw3/codebase/gan.py``), Windows backslash separators,
-and OS junk (``__MACOSX/``, ``.DS_Store``) skipped. ``check_grid`` judges a run's final sample grid.
+A submission is a ZIP, a folder of loose files (Gradescope unpacks an upload into one), or a bare ``.py`` file
+(an LMS export renames an uploaded gan.py, e.g. ``lee_10070_50070_gan.py``). Inside it the work may lie at any
+depth (``hw3_starter/hw3/codebase/gan.py``, a whole work folder with checkpoints) and in ZIPs one level down (a
+folder holding ``hw3.zip``, a ZIP of ``hw3.zip``). Names are listed without reading anything (up to MAX_LISTED);
+only what is graded is read, each under its size cap, and nothing is written to disk. Several copies of one
+``gan.py`` are fine; two different ones are refused, naming both. Symbolic links, encrypted, duplicate, absolute
+and ``..`` members are never read. ``check_grid`` judges a run's final sample grid.
 """
 from __future__ import annotations
 
@@ -13,25 +17,31 @@ import re
 import stat
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from PIL import Image
 
 GAN = "codebase/gan.py"
 RUNS = {"1.2": "out_nonsaturating", "3.2": "out_nonsaturating_conditional", "4.5": "out_wasserstein_gp"}
 _GRID = re.compile(r"(out_\w+)/fake_(\d{1,9})\.png")
+_GRID_ANYWHERE = re.compile(r"(?:^|.*/)((out_\w+)/fake_(\d{1,9})\.png)")
 GRID_PIXELS = (28, 2048)  # smallest and largest sane width or height
-MAX_ZIP_BYTES = 32 << 20
-MAX_MEMBERS = 64
+MAX_ZIP_BYTES = 1 << 30  # an upload may hold checkpoints and data: only the graded members are read
+MAX_INNER_ZIP_BYTES = 64 << 20  # a ZIP inside the submission is read into memory to look inside
+MAX_LISTED = 20_000  # names listed, over every level
 MAX_GAN_BYTES = 512 << 10
 MAX_PNG_BYTES = 8 << 20
+JUNK = ("__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini")
 
 
 @dataclass
 class Submission:
-    members: dict[str, bytes | str] = field(default_factory=dict)  # allowlisted name -> content, or why rejected
-    notes: list[str] = field(default_factory=list)  # about the ZIP as a whole and members outside the allowlist
+    members: dict[str, bytes | str] = field(default_factory=dict)  # GAN and grid names -> content, or why rejected
+    notes: list[str] = field(default_factory=list)  # about the submission as a whole
     fatal: str | None = None  # why nothing of the submission was graded
+    where: str = "submission"  # what the messages call it
+    listed: list[str] = field(default_factory=list)  # the first names found, for a message when gan.py is missing
 
     def grid(self, run: str) -> tuple[str, bytes | str] | None:
         """(name, content or rejection) of the run's final grid, the one with the highest step."""
@@ -42,128 +52,138 @@ class Submission:
         return name, self.members[name]
 
 
+@dataclass
+class _File:
+    name: str  # its path in the submission, "/"-separated; "inner.zip!/path" inside a ZIP within it
+    read: Callable[[int], bytes | str]  # content up to a cap, or why it cannot be read
+    problem: str = ""  # why it must never be read (a symbolic link, an unsafe name, ...)
+
+
+class _TooMany(Exception):
+    pass
+
+
 def _is_junk(name: str) -> bool:
     """Files that archivers and operating systems add on their own (macOS resource forks, Finder and Explorer
     metadata): never graded, never reported."""
     parts = name.split("/")
-    return parts[0] == "__MACOSX" or parts[-1] in (".DS_Store", "Thumbs.db", "desktop.ini") or \
-        parts[-1].startswith("._")
-
-
-def _common_prefix(names: list[str]) -> str:
-    """The folder the submission sits in when it was zipped with its folder ("hw3/codebase/gan.py", as the starter
-    unzips and as macOS's Compress writes): the one prefix before codebase/gan.py, or "" if there is none."""
-    if GAN in names:
-        return ""
-    prefixes = {n[: -len(GAN)] for n in names if n.endswith("/" + GAN)}
-    if len(prefixes) != 1:
-        return ""
-    prefix = prefixes.pop()
-    return prefix if prefix.count("/") == 1 else ""
+    return parts[0] == "__MACOSX" or parts[-1] in JUNK or parts[-1].startswith("._")
 
 
 def read_submission(path: Path) -> Submission:
-    """The allowlisted members of the ZIP (or folder of loose files) at ``path``; reading never writes to disk.
-
-    Windows backslash separators are read as folders, one enclosing folder is looked through, and OS junk
-    (``__MACOSX/``, ``.DS_Store``) is skipped."""
-    if Path(path).is_dir():
-        return read_folder(Path(path))
-    sub = Submission()
+    """The graded files of the submission at ``path``: a ZIP, a folder, or a bare .py file."""
+    path = Path(path)
+    sub = Submission(where="ZIP" if path.is_file() and zipfile.is_zipfile(path) else "submission")
     try:
-        size = os.stat(path).st_size
-        if size > MAX_ZIP_BYTES:
+        if path.is_dir():
+            _pick(_list_folder(path), sub)
+        elif path.suffix.lower() == ".py" and path.is_file():
+            _pick([_File("gan.py", lambda cap: _read_path(path, cap))], sub)
+            sub.notes.append(f"graded {path.name} as {GAN}")
+        elif (size := os.stat(path).st_size) > MAX_ZIP_BYTES:
             sub.fatal = f"the ZIP is {size} bytes, over the {MAX_ZIP_BYTES} byte limit: not graded"
-            return sub
-        with zipfile.ZipFile(path) as zf:
-            infos = [i for i in zf.infolist() if not _is_junk(i.filename.replace("\\", "/"))]
-            if len(infos) > MAX_MEMBERS:
-                sub.fatal = (f"the ZIP has {len(infos)} files and folders, over the limit of {MAX_MEMBERS}: not "
-                             f"graded. Build it with make_submission.sh, which holds only what is graded")
-                return sub
-            prefix = _common_prefix([i.filename.replace("\\", "/") for i in infos])
-            counts: dict[str, int] = {}
-            for info in infos:
-                counts[info.filename] = counts.get(info.filename, 0) + 1
-            for info in infos:
-                _read_member(zf, info, counts[info.filename], sub, prefix)
+        else:
+            with zipfile.ZipFile(path) as zf:
+                _pick(_list_zip(zf, "", 0), sub)
+    except _TooMany:
+        sub.fatal = f"the submission holds over {MAX_LISTED} files: not graded. Build it with make_submission.sh"
     except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, EOFError) as error:
         sub.fatal = f"cannot read the submission as a ZIP ({type(error).__name__}: {error})"
     return sub
 
 
-def read_folder(folder: Path) -> Submission:
-    """The allowlisted files of a folder of loose files (Gradescope unpacks an uploaded ZIP into one), with the
-    same caps as a ZIP; symbolic links and special files are rejected."""
-    sub = Submission()
-    names = []
-    for root, dirs, files in os.walk(folder):  # os.walk does not follow symbolic links to folders
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
-            rel = os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
-            if not _is_junk(rel):
-                names.append(rel)
-        if len(names) > MAX_MEMBERS:
-            sub.fatal = f"the submission has over {MAX_MEMBERS} files, over the limit: not graded"
-            return sub
-    prefix = _common_prefix(names)
-    for rel in names:
-        name = rel[len(prefix):] if prefix and rel.startswith(prefix) else rel
-        allowed = name == GAN or bool(_GRID.fullmatch(name))
-        path = folder / rel
-        if not allowed:
-            sub.notes.append(f"ignored {rel!r}: only {GAN} and out_<run>/fake_<step>.png are graded")
+def _pick(files: list[_File], sub: Submission) -> None:
+    sub.listed = sorted(f.name for f in files)[:11]
+    _pick_gan(files, sub)
+    _pick_grids(files, sub)
+
+
+# ---- Listing -------------------------------------------------------------------------------------------------
+
+
+def _list_folder(folder: Path) -> list[_File]:
+    found: list[_File] = []
+    for root, dirs, names in os.walk(folder):  # os.walk does not follow symbolic links to folders
+        dirs[:] = [d for d in dirs if not _is_junk(d)]
+        for name in names + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            path = Path(root, name)
+            rel = path.relative_to(folder).as_posix()
+            if _is_junk(rel):
+                continue
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+                found.append(_File(rel, _never, "a symbolic link" if stat.S_ISLNK(info.st_mode) else
+                                   "not a regular file"))
+            elif name.lower().endswith(".zip") and info.st_size <= MAX_INNER_ZIP_BYTES and zipfile.is_zipfile(path):
+                found.extend(_inner_zip(_read_path(path, MAX_INNER_ZIP_BYTES), rel, len(found)))
+            else:
+                found.append(_File(rel, lambda cap, path=path: _read_path(path, cap)))
+            if len(found) > MAX_LISTED:
+                raise _TooMany
+    return found
+
+
+def _list_zip(zf: zipfile.ZipFile, prefix: str, listed: int, nested: bool = False) -> list[_File]:
+    """The members of an open ZIP, named ``prefix`` + their name; ZIPs in it are looked into once (not deeper)."""
+    infos = zf.infolist()
+    if listed + len(infos) > MAX_LISTED:
+        raise _TooMany
+    counts: dict[str, int] = {}
+    for info in infos:
+        counts[info.filename] = counts.get(info.filename, 0) + 1
+    found: list[_File] = []
+    for info in infos:
+        raw = info.filename
+        name = raw.replace("\\", "/")
+        if name.endswith("/") or _is_junk(name):
             continue
-        info = os.lstat(path)
-        cap = MAX_GAN_BYTES if name == GAN else MAX_PNG_BYTES
-        if not stat.S_ISREG(info.st_mode):
-            reason = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
-        elif info.st_size > cap:
-            reason = f"{info.st_size} bytes, over the {cap} byte limit"
-        else:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            with os.fdopen(fd, "rb") as f:
-                sub.members[name] = f.read(cap + 1)[: cap + 1]
-            continue
-        sub.members[name] = f"rejected: {reason}"
-        sub.notes.append(f"rejected {rel!r}: {reason}")
-    return sub
+        kind = (info.external_attr >> 16) & 0o170000
+        problem = ""
+        if raw.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", raw) or ".." in name.split("/") or "\0" in raw:
+            problem = "unsafe name (absolute, or with ..)"
+        elif counts[raw] > 1:
+            problem = f"appears {counts[raw]} times"
+        elif kind == stat.S_IFLNK:
+            problem = "a symbolic link"
+        elif kind not in (0, stat.S_IFREG):
+            problem = "not a regular file"
+        elif info.flag_bits & 0x1:
+            problem = "encrypted"
+        if not problem and not nested and name.lower().endswith(".zip") and info.file_size <= MAX_INNER_ZIP_BYTES:
+            data = _read_member(zf, info, MAX_INNER_ZIP_BYTES)
+            if isinstance(data, bytes) and zipfile.is_zipfile(io.BytesIO(data)):
+                found.extend(_inner_zip(data, prefix + name, listed + len(found)))
+                continue
+        found.append(_File(prefix + name, lambda cap, info=info: _read_member(zf, info, cap), problem))
+    return found
 
 
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, count: int, sub: Submission, prefix: str = "") -> None:
-    raw = info.filename
-    name = raw.replace("\\", "/")
-    if prefix and name.startswith(prefix):
-        name = name[len(prefix):]
-    allowed = name == GAN or bool(_GRID.fullmatch(name))
-    if name.endswith("/") and not allowed:
-        return  # a folder entry
-    parts = name.split("/")
-    kind = (info.external_attr >> 16) & 0o170000
-    if raw.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", raw) or ".." in parts or "\0" in raw:
-        reason = "unsafe name (absolute, or with ..)"
-    elif count > 1:
-        reason = f"appears {count} times"
-    elif kind == stat.S_IFLNK:
-        reason = "a symbolic link"
-    elif kind not in (0, stat.S_IFREG):
-        reason = "not a regular file"
-    elif info.flag_bits & 0x1:
-        reason = "encrypted"
-    elif not allowed:
-        sub.notes.append(f"ignored {name!r}: only {GAN} and out_<run>/fake_<step>.png are graded")
-        return
-    else:
-        cap = MAX_GAN_BYTES if name == GAN else MAX_PNG_BYTES
-        reason = _content(zf, info, cap)
-    if isinstance(reason, bytes):
-        sub.members[name] = reason
-        return
-    if allowed:
-        sub.members[name] = f"rejected: {reason}"
-    sub.notes.append(f"rejected {name!r}: {reason}")
+def _inner_zip(data: bytes | str, name: str, listed: int) -> list[_File]:
+    if isinstance(data, str):
+        return [_File(name, _never, data)]
+    try:
+        return _list_zip(zipfile.ZipFile(io.BytesIO(data)), f"{name}!/", listed, nested=True)
+    except (zipfile.BadZipFile, ValueError, RuntimeError, EOFError) as error:
+        return [_File(name, _never, f"unreadable ZIP ({type(error).__name__})")]
 
 
-def _content(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes | str:
+def _never(cap: int) -> str:
+    return "not read"
+
+
+def _read_path(path: Path, cap: int) -> bytes | str:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return "not a regular file"
+            data = f.read(cap + 1)
+    except OSError as error:
+        return f"unreadable ({error.strerror})"
+    return data if len(data) <= cap else f"over the {cap} byte limit"
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes | str:
     """The member's bytes, decompressing at most cap + 1 of them, or why they cannot be read."""
     if info.file_size > cap:
         return f"{info.file_size} bytes uncompressed, over the {cap} byte limit"
@@ -175,10 +195,55 @@ def _content(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes | st
     return data if len(data) <= cap else f"over the {cap} byte limit once decompressed"
 
 
-def check_grid(entry: tuple[str, bytes | str] | None, run: str) -> str | None:
+# ---- Choosing what is graded -----------------------------------------------------------------------------------
+
+
+def _pick_gan(files: list[_File], sub: Submission) -> None:
+    """The one gan.py: every file of that name, at any depth; copies with the same content count once."""
+    candidates = [f for f in files if PurePosixPath(f.name.split("!/")[-1]).name == "gan.py"]
+    if not candidates:
+        return
+    contents: dict[bytes, list[str]] = {}
+    rejected = []
+    for candidate in candidates:
+        content = candidate.problem or candidate.read(MAX_GAN_BYTES)
+        if isinstance(content, bytes):
+            contents.setdefault(content, []).append(candidate.name)
+        else:
+            rejected.append(f"{candidate.name} ({content})")
+    if len(contents) == 1:
+        (content, names), = contents.items()
+        sub.members[GAN] = content
+        if not names[0].endswith(GAN):
+            sub.notes.append(f"graded {names[0]} as {GAN}")
+    elif len(contents) > 1:
+        first, second = (names[0] for names in list(contents.values())[:2])
+        sub.members[GAN] = (f"rejected: two different gan.py files, {first} and {second}: submit one "
+                            f"(make_submission.sh packs {GAN})")
+    else:
+        sub.members[GAN] = f"rejected: {rejected[0]}"
+    for reason in rejected if contents else []:
+        sub.notes.append(f"not graded: {reason}")
+
+
+def _pick_grids(files: list[_File], sub: Submission) -> None:
+    """Each run's final grid (highest step), wherever its out_<run>/ folder lies; only those are read."""
+    final: dict[str, tuple[int, str, _File]] = {}
+    for f in files:
+        match = _GRID_ANYWHERE.fullmatch(f.name.split("!/")[-1])
+        if match:
+            run, step = match[2], int(match[3])
+            if run not in final or step > final[run][0]:
+                final[run] = (step, match[1], f)
+    for run, (_, name, f) in final.items():
+        content = f.problem or f.read(MAX_PNG_BYTES)
+        sub.members[name] = content if isinstance(content, bytes) else f"rejected: {content}"
+
+
+def check_grid(entry: tuple[str, bytes | str] | None, run: str, where: str = "submission") -> str | None:
     """None if the grid is a valid PNG of sane size, else what is wrong with it."""
     if entry is None:
-        return f"no sample grid: expected {run}/fake_<step>.png in the ZIP"
+        return f"no sample grid: expected {run}/fake_<step>.png in the {where}"
     name, data = entry
     if isinstance(data, str):
         return f"{name}: {data}"

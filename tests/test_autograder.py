@@ -1,5 +1,6 @@
 """autograder.zip and a stand-in for Gradescope: a temporary root laid out as /autograder, run_autograder run as
 Gradescope runs it, results.json read back."""
+import importlib.metadata
 import io
 import json
 import os
@@ -75,7 +76,7 @@ def _run(root: Path, prefix: list[str] = (), **env) -> tuple[dict, float]:
 
 def _assert_complete(results: dict) -> None:
     assert TOP_FIELDS <= set(results) and results["tests"]
-    assert all(TEST_FIELDS <= set(test) for test in results["tests"])
+    assert all(TEST_FIELDS - ({"status"} if not test["max_score"] else set()) <= set(test) for test in results["tests"])
     assert results["output_format"] == "text" and all(t["output_format"] == "text" for t in results["tests"])
 
 
@@ -94,16 +95,38 @@ def test_the_zip_holds_what_grading_needs_and_no_solution(autograder_zip, tmp_pa
     assert again.read_bytes() == autograder_zip.read_bytes()  # deterministic
 
 
-@pytest.mark.parametrize("as_zip", [False, True], ids=["loose_files", "zip_upload"])
-def test_the_reference_scores_full_marks_uploaded_either_way(tmp_path, autograder_zip, as_zip):
-    config = {"parallel": 3} if as_zip else {}  # the default, one problem at a time, once
-    root = _root(tmp_path, autograder_zip, {f"hw3/{k}": v for k, v in _files(REFERENCE).items()}, as_zip, **config)
+@pytest.mark.parametrize("upload", ["gan.py alone", "hw3.zip inside a ZIP, beside gan.py"])
+def test_the_reference_scores_full_marks_however_it_was_uploaded(tmp_path, autograder_zip, upload):
+    if upload == "gan.py alone":  # Gradescope's file picker, or drag and drop: a flat gan.py
+        root = _root(tmp_path, autograder_zip, {"gan.py": REFERENCE.encode()})  # the default: one problem at a time
+    else:
+        inner = io.BytesIO()
+        with zipfile.ZipFile(inner, "w") as zf:
+            for name, content in _files(REFERENCE).items():
+                zf.writestr(f"hw3/{name}", content)
+        root = _root(tmp_path, autograder_zip, {"gan.py": REFERENCE.encode(), "outer/hw3.zip": inner.getvalue()},
+                     parallel=3)
     results, seconds = _run(root)
     _assert_complete(results)
     assert results["score"] == 35, results["output"]
     after = {t["number"].rsplit(".", 1)[0] for t in results["tests"] if t["visibility"] == "after_due_date"}
     assert after == {"4.5"} and results["stdout_visibility"] == "hidden"
+    # Before the due date no text a student sees tells 4.5's points: the score line counts the visible checks.
+    assert results["output"].startswith("Score on the checks shown now: 20 / 20 (the checks of 4.5 are shown")
+    assert "sandbox" not in results["output"]
     assert not os.stat(root / "source").st_mode & 0o077  # private to root before student code ran
+
+
+def test_the_autograder_installs_what_students_can_import(autograder_zip):
+    with zipfile.ZipFile(autograder_zip) as zf:
+        setup, requirements = zf.read("setup.sh").decode(), zf.read("requirements.txt").decode()
+        pins = dict(line.split("==") for line in zf.read("constraints.txt").decode().split())
+    assert requirements == (ROOT / "requirements.txt").read_text()  # the starter's own
+    names = make_autograder.requirement_names(requirements)
+    assert {"torch", "torchvision", "matplotlib", "tqdm", "torchmetrics"} <= set(names) == set(pins)
+    assert all(pins[name] == importlib.metadata.version(name).split("+")[0] for name in names)
+    assert '-r "$(dirname "$0")/requirements.txt" -c "$(dirname "$0")/constraints.txt"' in setup
+    assert f"torchvision=={pins['torchvision']}" in setup  # from the same index as torch
 
 
 def test_the_starter_scores_zero_with_a_message(tmp_path, autograder_zip):
@@ -123,6 +146,7 @@ def test_a_hanging_submission_gets_complete_results_well_before_the_limit(tmp_pa
     text = (root / "results" / "results.json").read_text()
     assert '<b>}"' in results["tests"][0]["output"] and "\x1b" not in text and "\\u001b" not in text
     assert all("time limit of 5 s" in t["output"] for t in results["tests"] if t["max_score"] > 0)
+    assert 'gan.py", line' in results["tests"][0]["output"]  # where the code was at the limit
 
 
 def test_results_are_complete_when_the_grader_cannot_start(tmp_path, autograder_zip):
@@ -132,7 +156,8 @@ def test_results_are_complete_when_the_grader_cannot_start(tmp_path, autograder_
     (root / "results" / "results.json").unlink()
     results, _ = _run(root, GRADER_SANDBOX="no-such-mode")  # the grader starts, then fails
     _assert_complete(results)
-    assert results["score"] == 0 and "the autograder failed" in results["output"]
+    assert results["score"] == 0 and "the grading failed, not your code" in results["output"]
+    assert results["extra_data"]["status"] == "grading failed"
 
 
 def test_in_user_mode_student_code_reads_no_source_and_writes_no_results(autograder_zip, request):
@@ -164,4 +189,18 @@ except OSError:
     results, _ = _run(root, prefix, GRADER_SANDBOX="user")
     _assert_complete(results)
     assert results["score"] == 35, [t["output"] for t in results["tests"] if t["status"] == "failed"][:1]
-    assert "sandbox mode: user" in results["output"] and not (root / "results" / "evil.json").exists()
+    assert results["extra_data"]["sandbox"].startswith("user") and not (root / "results" / "evil.json").exists()
+
+
+def test_one_time_limit_by_default_everywhere(capsys):
+    import grade
+    import grade_all
+    from grading import gradescope, scoring
+
+    defaults = set()
+    for main in (grade.main, grade_all.main):
+        with pytest.raises(SystemExit):
+            main(["--help"])
+        defaults.add(re.search(r"per problem \(default: ([\d.]+)\)", capsys.readouterr().out)[1])
+    assert defaults == {f"{scoring.DEFAULT_TIMEOUT}"} and gradescope.DEFAULTS["timeout"] == scoring.DEFAULT_TIMEOUT
+    assert make_autograder.DEFAULTS["timeout"] == scoring.DEFAULT_TIMEOUT == 120

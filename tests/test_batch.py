@@ -62,9 +62,9 @@ def test_students_come_from_names_or_a_pattern(tmp_path):
     with pytest.raises(BatchError, match="matches no student.*notes.txt"):
         entries(folder, re.compile(PATTERN))
     (folder / "notes.txt").unlink()
-    (folder / "alice_999_late.zip").write_text("")
-    with pytest.raises(BatchError, match="alice_101_hw3.zip and alice_999_late.zip"):
-        entries(folder, re.compile(PATTERN))
+    (folder / "alice_999_late.zip").write_text("")  # written after the first: the newest is graded
+    alice = next(e for e in entries(folder, re.compile(PATTERN)) if e.student == "alice")
+    assert alice.path.name == "alice_999_late.zip" and alice.others == ("alice_101_hw3.zip",)
 
 
 def _grades(path: Path) -> list[dict]:
@@ -111,14 +111,14 @@ def test_a_killed_run_resumes_to_the_grades_of_grading_each_alone(tmp_path):
                                    stderr=subprocess.DEVNULL) for entry in students]
     for proc in alone_runs:
         proc.wait(timeout=300)
-    alone = [summary(e.student, json.loads((tmp_path / f"alone-{e.file_name}.json").read_text())) for e in students]
+    alone = [summary(e, json.loads((tmp_path / f"alone-{e.file_name}.json").read_text())) for e in students]
     alone.sort(key=lambda row: row["student"])
-    alone[0]["student"] = "'=dave"  # a spreadsheet must not read a student's name as a formula
+    alone[0]["student"] = alone[0]["name"] = "'=dave"  # a spreadsheet must not read a student's name as a formula
     assert rows == alone
     totals = {row["student"]: row["total"] for row in rows}
     assert totals == {"'=dave": "0", "alice": "35", "bob": "29", "carol": "0", "erin": "0"}
     assert "g_loss" in rows[2]["notes"] and "cannot read the submission as a ZIP" in rows[3]["notes"]
-    assert rows[0]["notes"].startswith("1.2, 3.2, 4.5: no codebase/gan.py")
+    assert rows[0]["notes"].startswith("1.2, 3.2, 4.5: no gan.py in the")
 
 
 def test_user_mode_refuses_a_class_folder_other_users_can_read(tmp_path, monkeypatch, capsys):
@@ -138,3 +138,91 @@ def test_user_mode_refuses_a_class_folder_other_users_can_read(tmp_path, monkeyp
         assert not sandbox.others_can_read(folder) and sandbox.others_can_read(shared)
     finally:
         shutil.rmtree(shared)
+
+
+# ---- LMS exports, statuses, and what a rerun grades -------------------------------------------------------------
+
+
+def _zip_of(path: Path, files: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for member, content in files.items():
+            zf.writestr(member, content)
+    return path
+
+
+def test_lms_presets_key_students_by_their_user_id_and_grade_the_newest(tmp_path):
+    canvas = tmp_path / "canvas"
+    canvas.mkdir()
+    for name in ("nguyenan_101_9001_hw3.zip", "nguyenan_101_9000_hw3.zip", "nguyenbao_LATE_102_9002_gan.py",
+                 "-lee_103_9003_hw3-1.zip"):
+        (canvas / name).write_bytes(b"x")
+    students = {e.student: e for e in entries(canvas, lms="canvas")}
+    assert sorted(students) == ["101", "102", "103"]  # two Nguyens, apart
+    assert students["101"].path.name == "nguyenan_101_9001_hw3.zip"
+    assert students["101"].others == ("nguyenan_101_9000_hw3.zip",) and students["101"].name == "nguyenan"
+    assert students["102"].late and not students["101"].late
+    moodle = tmp_path / "moodle"
+    (moodle / "An Nguyen_5501_assignsubmission_file_").mkdir(parents=True)
+    (moodle / "Bao Nguyen_5502_assignsubmission_file_hw3.zip").write_bytes(b"x")
+    assert [(e.student, e.name) for e in entries(moodle, lms="moodle")] == [("5501", "An Nguyen"),
+                                                                            ("5502", "Bao Nguyen")]
+    blackboard = tmp_path / "blackboard"
+    blackboard.mkdir()
+    for name in ("HW3_anguyen_attempt_2026-03-01-10-00-00_hw3.zip", "HW3_anguyen_attempt_2026-03-02-09-00-00_hw3.zip",
+                 "HW3_anguyen_attempt_2026-03-02-09-00-00.txt", "HW3_bnguyen_attempt_2026-03-01-11-00-00_gan.py"):
+        (blackboard / name).write_bytes(b"x")
+    students = {e.student: e for e in entries(blackboard, lms="blackboard")}
+    assert sorted(students) == ["anguyen", "bnguyen"]  # the attempt receipts are not submissions
+    assert students["anguyen"].path.name == "HW3_anguyen_attempt_2026-03-02-09-00-00_hw3.zip"
+    with pytest.raises(BatchError, match="--lms canvas matches no student"):
+        entries(moodle, lms="canvas")
+
+
+def test_failed_gradings_need_attention_and_a_rerun_completes_them(tmp_path, monkeypatch, capsys):
+    """A child killed from outside and a crash of grade.py itself: listed, never scored, retried; a changed
+    submission is regraded; the rest equals grading each alone."""
+    import grade_all
+    from grading import batch
+
+    marker = tmp_path / "faults-on"
+    marker.write_text("")
+    folder = tmp_path / "class"
+    folder.mkdir()
+    killed = REFERENCE + f"\nimport os, signal\nif os.path.exists({str(marker)!r}):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+    _zip_of(folder / "ann_201_1_hw3.zip", _files(REFERENCE))
+    _zip_of(folder / "ben_202_2_hw3.zip", _files(killed))  # its child dies of a signal the grader did not send
+    (folder / "-cat_203_3_gan.py").write_text(REFERENCE)  # a bare gan.py whose name starts with "-"
+    crashing = tmp_path / "grade_wrapper.py"  # grade.py, killed itself while it grades dan
+    crashing.write_text(f"""import os, runpy, signal, sys
+if "dan_204" in " ".join(sys.argv) and os.path.exists({str(marker)!r}):
+    os.kill(os.getpid(), signal.SIGKILL)
+sys.argv[0] = {str(ROOT / 'grade.py')!r}
+sys.path.insert(0, {str(ROOT)!r})
+runpy.run_path(sys.argv[0], run_name="__main__")
+""")
+    _zip_of(folder / "dan_204_4_hw3.zip", _files(REFERENCE))
+    monkeypatch.setattr(batch, "GRADE", crashing)
+    monkeypatch.chdir(folder)
+    out = tmp_path / "graded"
+    command = [".", "-o", str(out), "--lms", "canvas", "--sandbox", "process", "--jobs", "2"]
+    with pytest.raises(SystemExit) as e:
+        grade_all.main(command)
+    assert e.value.code and "need attention: 202, 204" in str(e.value.code)
+    assert not out.stat().st_mode & 0o077  # -o made private from the start
+    rows = {row["student"]: row for row in _grades(out / "grades.csv")}
+    assert rows["202"]["status"] == rows["204"]["status"] == "needs attention"
+    assert rows["202"]["total"] == rows["204"]["total"] == ""  # never a score
+    assert rows["201"]["total"] == rows["203"]["total"] == "35" and rows["203"]["name"] == "'-cat"
+    marker.unlink()  # the faults are over
+    (folder / "ann_201_1_hw3.zip").unlink()
+    _zip_of(folder / "ann_201_1_hw3.zip", _files(REFERENCE.replace("F.softplus(-d(x_fake)).mean()",
+                                                                    "-F.softplus(d(x_fake)).mean()", 1)))
+    capsys.readouterr()
+    grade_all.main(command)  # exits 0: everyone graded
+    assert "1 already graded, 3 to grade" in capsys.readouterr().out  # 202, 204, and 201's changed submission
+    rows = {row["student"]: row for row in _grades(out / "grades.csv")}
+    assert {s: r["total"] for s, r in rows.items()} == {"201": "29", "202": "35", "203": "35", "204": "35"}
+    assert all(r["status"] == "graded" for r in rows.values())
+    capsys.readouterr()
+    grade_all.main([*command, "--regrade", "203"])
+    assert "3 already graded, 1 to grade" in capsys.readouterr().out

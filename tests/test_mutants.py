@@ -18,8 +18,9 @@ def _failures(path, name: str, problem: str) -> dict[str, str]:
             if message}
 
 
-def test_catalogue_has_a_dozen_distinct_mutants():
+def test_catalogue_has_a_dozen_distinct_mutants_each_with_its_message():
     assert len({m.slug for m in mutants.MUTANTS}) == len(mutants.MUTANTS) >= 12
+    assert all(m.says for m in mutants.MUTANTS)
 
 
 @pytest.mark.parametrize("mutant", mutants.MUTANTS, ids=lambda m: m.slug)
@@ -30,6 +31,7 @@ def test_mutant_fails_its_check(mutant, tmp_path):
     assert check in {c.name for c in checks.PROBLEMS[problem].checks}
     failures = _failures(path, f"mutant_{mutant.slug}", problem)
     assert check in failures, f"{mutant.name!r} passed {mutant.caught_by}"
+    assert mutant.says in failures[check], f"{mutant.name!r}: {failures[check]!r} does not say {mutant.says!r}"
 
 
 @pytest.mark.parametrize("path", CORRECT, ids=lambda p: p.name)

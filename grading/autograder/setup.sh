@@ -14,14 +14,18 @@ for version in 3.12 3.11; do  # torch @TORCH@ needs Python 3.11 or later; 22.04 
 done
 "${PYTHON:?no Python 3.11 or 3.12 could be installed}" -m venv /opt/grader-venv
 PIP=(/opt/grader-venv/bin/pip install -q --no-cache-dir)
-# The CPU-only build: about half the memory of a CUDA build (Gradescope allows 768 MB).
-if ! "${PIP[@]}" --retries 1 --timeout 30 --index-url https://download.pytorch.org/whl/cpu "torch==@TORCH@"; then
+# The CPU-only builds: about half the memory of a CUDA build (Gradescope allows 768 MB).
+if ! "${PIP[@]}" --retries 1 --timeout 30 --index-url https://download.pytorch.org/whl/cpu "torch==@TORCH@" \
+    "torchvision==@TORCHVISION@"; then
   echo "setup: PyTorch's CPU-only index is out of reach; installing torch @TORCH@ from the default index instead" \
     "(on Linux a CUDA build: it grades alike, with more memory)" >&2
-  "${PIP[@]}" "torch==@TORCH@"
+  "${PIP[@]}" "torch==@TORCH@" "torchvision==@TORCHVISION@"
 fi
-"${PIP[@]}" "numpy==@NUMPY@" "pillow==@PILLOW@"
+# Everything the starter's requirements.txt gives students (matplotlib, tqdm, torchmetrics, ...), as tested here:
+# a leftover import in gan.py works here as it did on the student's machine.
+"${PIP[@]}" -r "$(dirname "$0")/requirements.txt" -c "$(dirname "$0")/constraints.txt"
 chmod -R go+rX /opt/grader-venv
-/opt/grader-venv/bin/python -c 'import torch, numpy, PIL; print("setup: torch", torch.__version__)'
+/opt/grader-venv/bin/python -c 'import torch, torchvision, numpy, PIL, matplotlib, tqdm, torchmetrics
+print("setup: torch", torch.__version__)'
 # User mode's jail (hard links of the system's libraries and this Python, nothing else of the host): built once here.
 /opt/grader-venv/bin/python "$(dirname "$0")/grade.py" --prepare
