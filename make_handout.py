@@ -1,17 +1,19 @@
 """Build the student starter ZIP from the solution.
 
     python make_handout.py                      # writes hw3_starter.zip, which unzips into hw3/
-    python make_handout.py -o dist/starter.zip
+    python make_handout.py -o dist/starter.zip --hints full
 
 The starter holds the files in STARTER -- what a student needs to train, sample, check and submit -- and nothing
 of the grading suite. In its Python files, each solution region
 
-    # BEGIN SOLUTION: <hint for the student>
+    # BEGIN SOLUTION: <full hint: how to write it>
+    # HANDOUT: <handout hint: the formulas in the handout's notation, the shapes, what to return>
     ...solution code...
     # END SOLUTION
 
-becomes ``raise NotImplementedError("<function>: <hint>")`` at the region's indentation. The ZIP is
-deterministic: the same sources give the same bytes.
+becomes ``raise NotImplementedError("<function>: <hint>")`` at the region's indentation, with the hint the course
+chooses (``--hints none|handout|full``, default handout). The ZIP is deterministic: the same sources give the
+same bytes.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ STARTER = (
     "codebase/__init__.py", "codebase/gan.py", "codebase/network.py", "codebase/data.py", "codebase/train.py",
     # Sample-quality metrics: training ends by writing metrics.json, and students can compare runs.
     "codebase/metrics.py", "codebase/classifier.py", "codebase/assets/fmnist_classifier.pt", "evaluate.py",
-    "codebase/checkpoint.py",
+    "codebase/checkpoint.py", "codebase/diagnostics.py",
     "tests/test_losses.py",  # the public checks a student runs before submitting
 )
 SOURCES = {"README.md": "docs/starter_README.md"}  # starter files whose content comes from another file
@@ -36,23 +38,35 @@ _END = re.compile(r"^[ \t]*# END SOLUTION[ \t]*$")
 _DEF = re.compile(r"^(?P<indent>[ \t]*)(?:async[ \t]+)?def[ \t]+(?P<name>\w+)")
 
 
-def stub_solutions(source: str, path: str = "<source>") -> str:
-    """``source`` with every solution region replaced by a NotImplementedError stub that carries its hint."""
+HINTS = ("none", "handout", "full")
+_HANDOUT = re.compile(r"^[ \t]*# HANDOUT:[ \t]*(?P<hint>.*?)[ \t]*$")
+
+
+def stub_solutions(source: str, path: str = "<source>", hints: str = "handout") -> str:
+    """``source`` with every solution region replaced by a NotImplementedError stub that carries a hint:
+    ``full`` the BEGIN line's (how to write it), ``handout`` the region's ``# HANDOUT:`` line (what the handout
+    states: the formulas in its notation, the shapes, what to return), ``none`` no hint."""
+    if hints not in HINTS:
+        raise ValueError(f"hints must be one of {', '.join(HINTS)}, got {hints!r}")
     out: list[str] = []
     begin = None  # line number of the open region's BEGIN
     for number, line in enumerate(source.splitlines(keepends=True), 1):
         if _END.match(line):
             if begin is None:
                 raise ValueError(f"{path}:{number}: END SOLUTION without BEGIN SOLUTION")
+            chosen = {"full": full, "handout": handout, "none": None}[hints] or "write this part"
+            out.append(f"{indent}raise NotImplementedError({f'{function}: {chosen}'!r})\n")
             begin = None
         elif match := _BEGIN.match(line):
             if begin is not None:
                 raise ValueError(f"{path}:{number}: BEGIN SOLUTION inside the region opened at line {begin}")
             begin, indent = number, match["indent"]
             function = _enclosing_function(out, len(indent))
-            hint = match["hint"] or "write this part"
-            out.append(f"{indent}raise NotImplementedError({f'{function}: {hint}'!r})\n")
-        elif begin is None:
+            full, handout = match["hint"], None
+        elif begin is not None:
+            if (found := _HANDOUT.match(line)) and handout is None:
+                handout = found["hint"]
+        else:
             out.append(line)
     if begin is not None:
         raise ValueError(f"{path}:{begin}: BEGIN SOLUTION is never closed")
@@ -67,7 +81,8 @@ def _enclosing_function(lines: list[str], indent: int) -> str:
     return "this part"
 
 
-def starter_files(root: Path = ROOT, names: tuple[str, ...] | list[str] = STARTER) -> dict[str, tuple[bytes, int]]:
+def starter_files(root: Path = ROOT, names: tuple[str, ...] | list[str] = STARTER, hints: str = "handout"
+                  ) -> dict[str, tuple[bytes, int]]:
     """{path: (content, permission bits)} for the starter's files ``names``, with their solutions stubbed."""
     files = {}
     missing = [name for name in names if not (root / SOURCES.get(name, name)).is_file()]
@@ -77,19 +92,19 @@ def starter_files(root: Path = ROOT, names: tuple[str, ...] | list[str] = STARTE
         path = root / SOURCES.get(name, name)
         content = path.read_bytes()
         if name.endswith(".py"):
-            content = stub_solutions(content.decode(), name).encode()
+            content = stub_solutions(content.decode(), name, hints).encode()
         elif b"# BEGIN SOLUTION" in content or b"# END SOLUTION" in content:
             raise ValueError(f"{name}: solution markers are only understood in Python files")
         files[name] = (content, 0o755 if path.stat().st_mode & 0o111 else 0o644)
     return files
 
 
-def build(out: Path, root: Path = ROOT) -> list[str]:
-    """Write the starter ZIP to ``out``; returns the member names."""
+def build(out: Path, root: Path = ROOT, hints: str = "handout") -> list[str]:
+    """Write the starter ZIP to ``out``, its stubs with ``hints``; returns the member names."""
     out.parent.mkdir(parents=True, exist_ok=True)
     names = []
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, (content, mode) in sorted(starter_files(root).items()):
+        for name, (content, mode) in sorted(starter_files(root, hints=hints).items()):
             info = zipfile.ZipInfo(f"{TOP}/{name}", date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = (0o100000 | mode) << 16  # regular file with its permission bits
             info.compress_type = zipfile.ZIP_DEFLATED
@@ -101,8 +116,11 @@ def build(out: Path, root: Path = ROOT) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--out", type=Path, default=Path("hw3_starter.zip"), help="ZIP to write")
+    parser.add_argument("--hints", choices=HINTS, default="handout",
+                        help="what each stub says: handout (default) the handout's formulas, shapes and what to "
+                             "return; full also how to write it (and the classic mistakes to avoid); none nothing")
     args = parser.parse_args(argv)
-    names = build(args.out)
+    names = build(args.out, hints=args.hints)
     print(f"wrote {args.out} ({len(names)} files)")
 
 

@@ -36,6 +36,7 @@ def loss_nonsaturating(g: nn.Module, d: nn.Module, x_real: Tensor, *, device: to
         (d_loss, g_loss): two scalar tensors, each averaged over the batch.
     """
     # BEGIN SOLUTION: draw z ~ N(0, I) of shape (B, g.dim_z) and average each term over the batch, from the logits with F.softplus or F.logsigmoid (never log(sigmoid(h)), which is -inf for large |h|)
+    # HANDOUT: L_D = -E_x[log D(x)] - E_z[log(1 - D(G(z)))] and L_G = -E_z[log D(G(z))], with z ~ N(0, I) of shape (B, g.dim_z) and D(x) = sigmoid(d(x)); return (d_loss, g_loss), two scalars
     z = torch.randn(x_real.shape[0], g.dim_z, device=device)  # (B, dim_z)
     x_fake = g(z)  # (B, 1, 28, 28)
     d_loss = F.softplus(-d(x_real)).mean() + F.softplus(d(x_fake.detach())).mean()  # -log D(x) - log(1 - D(G(z)))
@@ -54,6 +55,7 @@ def loss_minimax(g: nn.Module, d: nn.Module, x_real: Tensor, *, device: torch.de
     the fakes (h -> -inf), which is why 1.2 replaces it.
     """
     # BEGIN SOLUTION: as loss_nonsaturating, with g_loss = mean of log(1 - sigmoid(h_fake)) = -softplus(h_fake)
+    # HANDOUT: L_D as in 1.2 and L_G = E_z[log(1 - D(G(z)))]; return (d_loss, g_loss), two scalars
     z = torch.randn(x_real.shape[0], g.dim_z, device=device)  # (B, dim_z)
     x_fake = g(z)  # (B, 1, 28, 28)
     d_loss = F.softplus(-d(x_real)).mean() + F.softplus(d(x_fake.detach())).mean()  # -log D(x) - log(1 - D(G(z)))
@@ -78,6 +80,7 @@ def conditional_loss_nonsaturating(g: nn.Module, d: nn.Module, x_real: Tensor, y
         (d_loss, g_loss): two scalar tensors, each averaged over the batch.
     """
     # BEGIN SOLUTION: as loss_nonsaturating, with labels everywhere: score each real image under its own label, and draw each fake with labels y (y_real, or uniform draws) that d then scores it under
+    # HANDOUT: L_D = -E_(x,y)[log D(x, y)] - E_(z,y)[log(1 - D(G(z, y), y))] and L_G = -E_(z,y)[log D(G(z, y), y)], with z ~ N(0, I) of shape (B, g.dim_z) and D(x, y) = sigmoid(d(x, y)); return (d_loss, g_loss), two scalars
     y_fake = y_real  # the fakes' labels: distributed as the data's
     z = torch.randn(x_real.shape[0], g.dim_z, device=device)  # (B, dim_z)
     x_fake = g(z, y_fake)  # (B, 1, 28, 28)
@@ -94,10 +97,11 @@ def loss_wasserstein_gp(g: nn.Module, d: nn.Module, x_real: Tensor, *, device: t
 
     L_D = E_z[D(G(z))] - E_x[D(x)] + lambda E[(||grad_x D(x_hat)||_2 - 1)^2],    L_G = -E_z[D(G(z))]
 
-    where x_hat = alpha x + (1 - alpha) G(z), with one alpha ~ U[0, 1] per sample, and the norm runs over all
-    pixels of each sample. Same arguments and returns as ``loss_nonsaturating``.
+    where x_hat = alpha x_1 + (1 - alpha) x_2, with x_1 = G(z) a fake, x_2 = x a real image and alpha ~ U[0, 1],
+    for each sample. Same arguments and returns as ``loss_nonsaturating``.
     """
     # BEGIN SOLUTION: one alpha ~ U[0, 1] per sample, shape (B, 1, 1, 1); take the gradient of d at x_hat with torch.autograd.grad(..., create_graph=True) so that the penalty reaches D's parameters; a norm per sample over all its pixels
+    # HANDOUT: L_D = E_z[D(G(z))] - E_x[D(x)] + lambda E[(||grad D(x_hat)||_2 - 1)^2] with lambda = 10 and x_hat = alpha x_1 + (1 - alpha) x_2, x_1 = G(z), x_2 = x, alpha ~ U[0, 1]; L_G = -E_z[D(G(z))]; return (d_loss, g_loss), two scalars
     z = torch.randn(x_real.shape[0], g.dim_z, device=device)  # (B, dim_z)
     x_fake = g(z)  # (B, 1, 28, 28)
     alpha = torch.rand(x_real.shape[0], 1, 1, 1, dtype=x_real.dtype, device=device)  # (B, 1, 1, 1)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from codebase import gan
+from codebase import diagnostics, gan
 from codebase.checkpoint import (NUM_CLASSES, Config, TrainingError, amp_dtype, build_models, load_checkpoint,
                                  pick_device, rng_state, save_checkpoint, set_rng_state)
 from codebase.data import load_fashion_mnist, to_unit_range
@@ -100,9 +100,11 @@ def make_parser(description: str, loss_types: list[str] | None) -> argparse.Argu
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out_dir")
     p.add_argument("--overwrite", action="store_true", help="start again even if --out_dir holds a run")
     p.add_argument("--no_metrics", dest="metrics", action="store_false",
-                   help="skip metrics.json at the end (FID/KID of 10,000 samples; see README)")
+                   help="skip metrics.json at the end (FID/KID of 10,000 samples; "
+                        "see the README's \"Measuring sample quality\" section)")
     p.add_argument("--amp", action="store_true",
-                   help="bf16 autocast where the CPU (AVX512-BF16, AMX) or GPU has native bf16; see README first")
+                   help="bf16 autocast where the CPU (AVX512-BF16, AMX) or GPU has native bf16; "
+                        "see the README's \"Speed\" section first")
     p.add_argument("--ema", type=_ema_decay, default=0.99,
                    help="decay of the moving average of G's weights that draws the grids and metrics; "
                         "0 shows G itself (default: %(default)s)")
@@ -129,12 +131,16 @@ def class_ordered_reals(images: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return images[torch.stack([torch.as_tensor(i) for i in idx])]
 
 
-def save_grid_image(x: torch.Tensor, path: Path) -> None:
-    """Save 100 images in [-1, 1] as a 10x10 grid. torchvision loads here, on first use: importing it costs about
-    a second of start-up before the first step."""
-    from torchvision.utils import save_image
+def save_grid_image(x: torch.Tensor, path: Path, view: Path | None = None) -> None:
+    """Save 100 images in [-1, 1] as a 10x10 grid, and at ``view`` the same grid 3x larger (each pixel a 3x3
+    block), to look at without zooming. torchvision loads here, on first use: importing it costs about a second
+    of start-up before the first step."""
+    from torchvision.utils import make_grid, save_image
 
-    save_image(x, path, nrow=10, normalize=True, value_range=(-1, 1))
+    grid = make_grid(x.float(), nrow=10, normalize=True, value_range=(-1, 1))  # (3, 302, 302) in [0, 1]
+    save_image(grid, path)
+    if view is not None:
+        save_image(grid.repeat_interleave(3, dim=1).repeat_interleave(3, dim=2), view)  # (3, 906, 906)
 
 
 def smooth(values: list[float], window: int) -> list[float]:
@@ -296,8 +302,9 @@ def _preflight(name: str, loss_fn: LossFn, g: nn.Module, d: nn.Module, x_real: t
 
 
 # Every file a run writes into its folder; a fresh run removes them all first, so nothing stale is left beside it.
+VIEW = "latest_x3.png"  # the latest grid, 3x larger, for a person to look at (the grader reads fake_<step>.png)
 OUTPUTS = ("checkpoint.pt", "checkpoint.pt.tmp", "config.json", "losses.csv", "losses.png", "metrics.json",
-           "real.png", "fake_*.png")
+           "real.png", "fake_*.png", VIEW)
 
 
 def _clear_outputs(out: Path, names=OUTPUTS) -> None:
@@ -378,7 +385,8 @@ def train(cfg: Config) -> dict:
         _clear_outputs(out)
     elif step < total:  # scores of an earlier, shorter target would look current until this run ends
         _clear_outputs(out, ["metrics.json"])
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    # The settings, and the step the run ends at: make_submission.sh tells a finished run's grids from an unfinished one's.
+    (out / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "total_steps": total}, indent=2) + "\n")
 
     # Fixed grid noise from its own generator, so grids never disturb the training RNG.
     grid_z = torch.randn(100, cfg.dim_z, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
@@ -397,13 +405,15 @@ def train(cfg: Config) -> dict:
         with torch.no_grad():
             x = g_show(grid_z, grid_y)  # (100, 1, 28, 28)
         g_show.train()
-        save_grid_image(x, out / f"fake_{step:04d}.png")
+        save_grid_image(x, out / f"fake_{step:04d}.png", out / VIEW)
         nonlocal reals
         if reals is not None:  # once per process, with the first grid (keeps torchvision out of start-up)
             save_grid_image(to_unit_range(reals), out / "real.png")
             reals = None
 
     g_show = g if g_ema is None else g_ema
+    gan = diagnostics.kind(cfg.loss_type, cfg.conditional)
+    monitor = diagnostics.Monitor(gan)
     perm_epoch, perm = -1, None
     with _StopRequest() as stop, log_file, tqdm(total=total, initial=step, desc=out.name, unit="step") as bar:
         while step < total and not stop.requested:
@@ -423,6 +433,8 @@ def train(cfg: Config) -> dict:
             step += 1
             d_val, g_val = d_loss.item(), g_loss.item()
             log.writerow([step, epoch, f"{d_val:.6g}", f"{g_val:.6g}"])
+            if warning := monitor.feed(d_val, g_val):
+                tqdm.write(f"warning at step {step}: {warning}")
             bar.set_postfix(d_loss=f"{d_val:.3f}", g_loss=f"{g_val:.3f}", refresh=False)
             bar.update()
             if step % GRID_EVERY == 0 or step == total or stop.requested:
@@ -433,7 +445,11 @@ def train(cfg: Config) -> dict:
     if cfg.metrics and step >= total:
         from codebase.metrics import write_metrics  # imported here: torchmetrics loads only when needed
 
-        write_metrics(out, g_show, device, cfg.data_dir)
+        metrics = write_metrics(out, g_show, device, cfg.data_dir)
+        defaults = Config(loss_type=cfg.loss_type, conditional=cfg.conditional, num_epochs=1)
+        same = all(getattr(cfg, k) == getattr(defaults, k) for k in ("num_epochs", "batch_size", "lr", "dim_z", "ema"))
+        if metrics and (sentence := diagnostics.verdict(gan, metrics, same)):
+            print(f"warning: {sentence}")
     return {"step": step, "total": total, "interrupted": step < total, "out_dir": str(out)}
 
 

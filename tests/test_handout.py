@@ -50,7 +50,7 @@ def starter(tmp_path_factory):
 
 def test_stubs_replace_each_region_and_keep_everything_else():
     namespace = {}
-    exec(make_handout.stub_solutions(SOURCE), namespace)
+    exec(make_handout.stub_solutions(SOURCE, hints="full"), namespace)
     assert namespace["kept"]() == 1
     with pytest.raises(NotImplementedError, match=r"^forward: multiply by two$"):
         namespace["Model"]().forward(1)
@@ -180,3 +180,84 @@ def test_pytest_with_gan_option_reports_the_stubs_and_zero_points(starter, pytes
     result.assert_outcomes(passed=1, failed=cases)  # the test of the points table passes
     result.stdout.fnmatch_lines(["*raised NotImplementedError: loss_nonsaturating: *",
                                  "grading points for *: 1.2: 0/10, 3.2: 0/10, 4.5: 0/15; total 0/35"])
+
+
+@pytest.mark.parametrize("variant", ["uniform fake labels from g.num_classes", "variant_concat_gan.py"])
+def test_starter_public_tests_accept_other_correct_answers(starter, variant):
+    _, folder = starter
+    if variant.endswith(".py"):
+        source = (ROOT / "tests" / "grading" / variant).read_text()
+    else:  # the stub's own hint invites uniform draws; the real conditional generator has num_classes
+        source = (ROOT / "codebase" / "gan.py").read_text().replace(
+            "y_fake = y_real", "y_fake = torch.randint(0, g.num_classes, y_real.shape, device=device)", 1)
+        assert "g.num_classes" in source
+    program = f"""
+import importlib.util, sys
+import codebase
+spec = importlib.util.spec_from_file_location("codebase.gan", {str(folder / 'variant.py')!r})
+module = importlib.util.module_from_spec(spec)
+sys.modules["codebase.gan"] = codebase.gan = module
+spec.loader.exec_module(module)
+import pytest
+sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "tests/test_losses.py"]))
+"""
+    (folder / "variant.py").write_text(source)
+    try:
+        done = subprocess.run([sys.executable, "-c", program], cwd=folder, capture_output=True, text=True, timeout=120)
+    finally:
+        (folder / "variant.py").unlink()
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_a_fake_network_names_what_the_students_code_asked_for():
+    from tests.test_losses import FirstPixel, FixedG
+
+    g, d = FixedG([0.0]), FirstPixel()
+    assert (g.dim_z, g.num_classes, d.num_classes) == (8, 10, 10)
+    with pytest.raises(AttributeError, match="asked the test's FixedG for 'n_classes'.*g.num_classes"):
+        g.n_classes
+
+
+@pytest.mark.parametrize("hints", make_handout.HINTS)
+def test_hints_are_chosen_by_the_course_and_the_default_never_says_how(hints):
+    stubbed = make_handout.stub_solutions((ROOT / "codebase" / "gan.py").read_text(), "gan.py", hints)
+    said = " ".join(ast.literal_eval(t) for t in re.findall(r"raise NotImplementedError\((.*)\)", stubbed))
+    how = ("create_graph", "torch.autograd.grad", "F.softplus", "(B, 1, 1, 1)", "never log(sigmoid")
+    if hints == "full":
+        assert all(word in said for word in how)
+    else:
+        assert not any(word in said for word in how), said
+    if hints == "handout":  # what the handout states: its formulas, the shapes, what to return
+        assert "x_hat = alpha x_1 + (1 - alpha) x_2" in said and "lambda = 10" in said and "(B, g.dim_z)" in said
+        assert said.count("return (d_loss, g_loss)") == 4
+    if hints == "none":
+        assert said.count("write this part") == 4
+    assert "HANDOUT" not in stubbed and "SOLUTION" not in stubbed
+
+
+def test_the_starter_readme_lists_every_check_with_its_points():
+    text = (ROOT / "docs" / "starter_README.md").read_text()
+    rows = re.findall(r"^\| (?:(\d\.\d) `\w+`)? \| ([^|*]+?) \| (\d+) \|$", text, flags=re.M)
+    listed, problem = [], None
+    for number, name, points in rows:
+        problem = number or problem
+        listed.append((problem, name, float(points)))
+    assert listed == [(n, c.name, c.points) for n, p in checks.PROBLEMS.items() for c in p.checks]
+
+
+def test_every_readme_section_a_message_names_exists():
+    """Help texts and messages name README sections; each must exist in the README shipped beside the code."""
+    pointer = re.compile(r"""README's \\?"([^"\\]+)\\?" section""")
+    readmes = {"repository": (ROOT / "README.md").read_text(),
+               "starter": (ROOT / "docs" / "starter_README.md").read_text()}
+    sources = {p.relative_to(ROOT).as_posix(): p.read_text() for p in ROOT.glob("**/*.py") if ".git" not in p.parts}
+    sources.update({name: (ROOT / name).read_text() for name in ("make_submission.sh", "setup.sh")})
+    found = 0
+    for name, source in sources.items():
+        for section in pointer.findall(source):
+            found += 1
+            shipped = ["repository"] + (["starter"] if name in make_handout.STARTER else [])
+            for readme in shipped:
+                assert re.search(rf"^#+ {re.escape(section)}$", readmes[readme], flags=re.M), \
+                    f"{name} points to the {readme} README's {section!r} section, which does not exist"
+    assert found >= 2

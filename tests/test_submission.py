@@ -70,3 +70,18 @@ def test_help_explains_and_builds_nothing(tmp_path):
     root = _project_copy(tmp_path)
     proc = subprocess.run(["bash", "make_submission.sh", "--help"], cwd=root, capture_output=True, text=True)
     assert proc.returncode == 0 and "hw3.zip" in proc.stdout and not (root / "hw3.zip").exists()
+
+
+def test_a_grid_of_an_unfinished_run_is_packed_and_named(tmp_path):
+    root = _project_copy(tmp_path)
+    for run, last in (("out_nonsaturating", 937), ("out_wasserstein_gp", 800)):
+        (root / run).mkdir()
+        (root / run / f"fake_{last:04d}.png").write_bytes(b"png")
+        (root / run / "config.json").write_text('{"num_epochs": 1, "total_steps": 937}')
+    proc = _run(root)
+    assert proc.returncode == 0, proc.stderr
+    assert ("out_wasserstein_gp/fake_0800.png is from an unfinished run (step 800 of 937); packed all the same. "
+            "Finish the run with: python run_gan.py --loss_type wasserstein_gp --resume") in proc.stderr
+    assert "out_nonsaturating/fake_0937.png is from" not in proc.stderr
+    with zipfile.ZipFile(root / "hw3.zip") as z:
+        assert "out_wasserstein_gp/fake_0800.png" in z.namelist()

@@ -1,5 +1,6 @@
 """End-to-end runs of the training loop on tiny synthetic IDX data: outputs, resume, interruption, NaN, bad flags."""
 import csv
+import json
 import math
 import os
 import signal
@@ -48,6 +49,10 @@ def test_one_epoch_writes_every_output(data_dir, tmp_path):
     for name in ("real.png", "losses.png", "config.json"):
         assert (out / name).is_file()
     assert Image.open(out / "fake_0064.png").size == (302, 302)  # 10 x 28 + 11 x 2 padding
+    assert Image.open(out / "latest_x3.png").size == (906, 906)  # the same grid, 3x larger, to look at
+    latest = Image.open(out / "fake_0064.png").convert("RGB").resize((906, 906), Image.NEAREST)
+    assert latest.tobytes() == Image.open(out / "latest_x3.png").convert("RGB").tobytes()
+    assert json.loads((out / "config.json").read_text())["total_steps"] == 64
     with open(out / "losses.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == list(range(1, 65))
