@@ -50,6 +50,7 @@ def stub_solutions(source: str, path: str = "<source>", hints: str = "handout") 
         raise ValueError(f"hints must be one of {', '.join(HINTS)}, got {hints!r}")
     out: list[str] = []
     begin = None  # line number of the open region's BEGIN
+    indent = function = full = handout = ""  # of the open region
     for number, line in enumerate(source.splitlines(keepends=True), 1):
         if _END.match(line):
             if begin is None:
@@ -62,9 +63,9 @@ def stub_solutions(source: str, path: str = "<source>", hints: str = "handout") 
                 raise ValueError(f"{path}:{number}: BEGIN SOLUTION inside the region opened at line {begin}")
             begin, indent = number, match["indent"]
             function = _enclosing_function(out, len(indent))
-            full, handout = match["hint"], None
+            full, handout = match["hint"], ""
         elif begin is not None:
-            if (found := _HANDOUT.match(line)) and handout is None:
+            if (found := _HANDOUT.match(line)) and not handout:
                 handout = found["hint"]
         else:
             out.append(line)

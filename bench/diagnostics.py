@@ -2,8 +2,8 @@
 catalogued mistakes (tests/grading/mutants.py), one epoch each with the default settings, then the warnings each
 run raises and its FID against the reference's range.
 
-    python bench/diagnostics.py --out /tmp/diagnostics          # trains what is missing (about 25 epochs), then the table
-    python bench/diagnostics.py --out /tmp/diagnostics --table  # the table of the runs already there
+    python bench/diagnostics.py --out /tmp/diag          # trains what is missing (about 25 epochs), then the table
+    python bench/diagnostics.py --out /tmp/diag --table  # the table of the runs already there
 
 Each run trains in a copy of the project whose codebase/gan.py is the reference or one mutant. Runs already in
 --out are kept, so an interrupted calibration continues where it stopped.

@@ -48,7 +48,8 @@ def test_the_reference_ranges_are_the_readmes():
     table = (ROOT / "README.md").read_text().split("### Results after one epoch")[1]
     fid = dict(re.findall(r"^\| (non-saturating|WGAN-GP|conditional \(non-saturating\)) \| [\d.]+ \| [\d.]+ "
                           r"\(([\d.]+–[\d.]+)\)", table, flags=re.M))
-    names = {"nonsaturating": "non-saturating", "wasserstein_gp": "WGAN-GP", "conditional": "conditional (non-saturating)"}
+    names = {"nonsaturating": "non-saturating", "wasserstein_gp": "WGAN-GP",
+             "conditional": "conditional (non-saturating)"}
     for gan, ((low, high), _) in diagnostics.REFERENCE.items():
         assert fid[names[gan]] == f"{low:.2f}–{high:.2f}"
     accuracy = re.search(r"\| ([\d.]+) \(([\d.]+)–([\d.]+)\), before", table)
