@@ -562,8 +562,9 @@ def test_process_mode_still_grades_where_namespaces_are_forbidden(tmp_path):
 
 
 @pytest.mark.skipif(not sandbox.Cgroup.root(), reason="no writable pids cgroup here")
-@pytest.mark.parametrize("mode", ["process", "user", pytest.param("bwrap", marks=needs_bwrap)])
+@pytest.mark.parametrize("mode", ["process", "user", "user-docker", pytest.param("bwrap", marks=needs_bwrap)])
 def test_a_fork_bomb_stops_at_the_process_cap(tmp_path, mode):
+    """In every mode; user-docker is user mode without cgroups, as in Docker: RLIMIT_NPROC of its uid holds."""
     source = REFERENCE + """
 import os, time
 made = 0
@@ -578,8 +579,9 @@ for _ in range(400):
 print(f"made {made} processes")
 raise SystemExit(1)
 """
-    if mode == "user":
-        results, seconds = _grade_user_mode(tmp_path, source, timeout=30)
+    if mode.startswith("user"):
+        env = {"GRADE_CGROUPS": "off"} if mode == "user-docker" else {}
+        results, seconds = _grade_user_mode(tmp_path, source, timeout=30, env=env)
     else:
         results, seconds = _grade(tmp_path, source, timeout=30, mode=mode)
     _, outputs = _by_problem(results)
