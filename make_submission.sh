@@ -35,7 +35,8 @@ for run, command in RUNS.items():
             total = None
         if total is not None and max(steps) < total:
             print(f"make_submission: {files[-1]} is from an unfinished run (step {max(steps)} of {total}); packed "
-                  f"all the same. Finish the run with: {command} --resume", file=sys.stderr)
+                  f"all the same. Finish the run with: {command} --resume (or, if you changed codebase/gan.py "
+                  f"since, train it again with: {command} --overwrite)", file=sys.stderr)
     else:
         print(f"make_submission: no sample grid in {run}/ (left out). Create it with: {command}", file=sys.stderr)
 with zipfile.ZipFile("hw3.zip.tmp", "w", zipfile.ZIP_DEFLATED) as z:

@@ -19,10 +19,10 @@ WINDOW = 50  # steps whose median loss is judged: single steps of a healthy GAN 
 # critic's loss stays within +-10; a non-saturating D's loss above 0.7 and G's below 3.
 LIMITS = {
     "wasserstein_gp": lambda d, g: (
-        f"the critic's loss (median {d:.3g} over the last {WINDOW} steps) is far beyond the +-10 correct runs "
-        "stay within: check the gradient penalty (that it reaches D's parameters, and lambda = 10) and the signs "
+        f"the critic's loss (median {d:.3g} over the last {WINDOW} steps) is far beyond the +-10 that correct "
+        "runs stay within: check the gradient penalty (that it reaches D's parameters, and lambda = 10) and the signs "
         "of the Wasserstein terms" if abs(d) > 50 else
-        f"G's loss (median {g:.3g} over the last {WINDOW} steps) is far beyond the +-20 correct runs stay within: "
+        f"G's loss (median {g:.3g} over the last {WINDOW} steps) is far beyond the +-20 that correct runs stay within: "
         "check the signs of d_loss and g_loss" if abs(g) > 100 else None),
     "nonsaturating": lambda d, g: (
         f"D wins outright: its loss (median {d:.3g}) fell near 0 while G's (median {g:.3g}) climbs; correct runs keep "

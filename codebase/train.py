@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import errno
 import csv
 import dataclasses
+import errno
+import hashlib
 import json
 import math
 import signal
@@ -368,6 +369,10 @@ def train(cfg: Config) -> dict:
     _preflight(name, loss_fn, g, d, to_unit_range(images[:2]).to(device),
                labels[:2].to(device) if cfg.conditional else None, device)
     step = 0
+    gan_digest = hashlib.sha256(Path(gan.__file__).read_bytes()).hexdigest()  # the code the losses come from
+    if state is not None and state.get("gan_sha256") not in (None, gan_digest) and state["step"] < total:
+        print(f"note: codebase/gan.py changed since {out} was trained: its weights so far come from the old code. "
+              f"To train with the new code from the start, use --overwrite instead of --resume.")
     if state is not None:
         for module, key in ((g, "g"), (d, "d"), (g_opt, "g_opt"), (d_opt, "d_opt"), (g_ema, "g_ema")):
             if module is not None:
@@ -397,7 +402,7 @@ def train(cfg: Config) -> dict:
     def checkpoint():
         save_checkpoint(ckpt_path, {"g": g.state_dict(), "d": d.state_dict(), "g_opt": g_opt.state_dict(),
                                     "d_opt": d_opt.state_dict(), "step": step, "rng": rng_state(),
-                                    "config": dataclasses.asdict(cfg),
+                                    "config": dataclasses.asdict(cfg), "gan_sha256": gan_digest,
                                     **({"g_ema": g_ema.state_dict()} if g_ema is not None else {})})
 
     def save_grid():
@@ -412,8 +417,8 @@ def train(cfg: Config) -> dict:
             reals = None
 
     g_show = g if g_ema is None else g_ema
-    gan = diagnostics.kind(cfg.loss_type, cfg.conditional)
-    monitor = diagnostics.Monitor(gan)
+    gan_kind = diagnostics.kind(cfg.loss_type, cfg.conditional)
+    monitor = diagnostics.Monitor(gan_kind)
     perm_epoch, perm = -1, None
     with _StopRequest() as stop, log_file, tqdm(total=total, initial=step, desc=out.name, unit="step") as bar:
         while step < total and not stop.requested:
@@ -448,7 +453,7 @@ def train(cfg: Config) -> dict:
         metrics = write_metrics(out, g_show, device, cfg.data_dir)
         defaults = Config(loss_type=cfg.loss_type, conditional=cfg.conditional, num_epochs=1)
         same = all(getattr(cfg, k) == getattr(defaults, k) for k in ("num_epochs", "batch_size", "lr", "dim_z", "ema"))
-        if metrics and (sentence := diagnostics.verdict(gan, metrics, same)):
+        if metrics and (sentence := diagnostics.verdict(gan_kind, metrics, same)):
             print(f"warning: {sentence}")
     return {"step": step, "total": total, "interrupted": step < total, "out_dir": str(out)}
 

@@ -187,10 +187,22 @@ def test_wasserstein_gp_value_with_a_linear_critic(norm):
     critic_fake, critic_real = (d.w * g.x).sum().item() / 3, (d.w * x_real).sum().item() / 3
     assert d_loss.item() == pytest.approx(critic_fake - critic_real + 10 * (norm - 1) ** 2, rel=1e-6)
     assert g_loss.item() == pytest.approx(-critic_fake, rel=1e-6)
-    # The penalty must reach D's parameters (create_graph=True): d/dw 10 (||w|| - 1)^2 = 20 (||w|| - 1) w / ||w||.
-    (grad,) = torch.autograd.grad(d_loss, [d.w])
-    expected = (g.x.mean(0) - x_real.mean(0)) + 20 * (norm - 1) * d.w.detach() / norm
-    torch.testing.assert_close(grad, expected)
+
+
+@pytest.mark.parametrize("norm", [3.0, 0.25])
+def test_gradient_penalty_reaches_the_critics_parameters(norm):
+    # Training steps D on d_loss's gradient w.r.t. D's parameters, so the penalty must be part of that gradient:
+    # d/dw [E[D(G(z))] - E[D(x)]] = mean fake - mean real, and d/dw 10 (||w|| - 1)^2 = 20 (||w|| - 1) w / ||w||.
+    g, d = FixedG(FAKE), LinearCritic(norm)
+    x_real = images(REAL)
+    d_loss, _ = call("loss_wasserstein_gp", g, d, x_real)
+    (grad,) = torch.autograd.grad(d_loss, [d.w], allow_unused=True)
+    wasserstein = g.x.mean(0) - x_real.mean(0)
+    assert grad is not None, "d_loss sends no gradient to D's parameters"
+    assert not torch.allclose(grad, wasserstein), ("the gradient penalty sends no gradient to D's parameters: "
+                                                   "d_loss's gradient w.r.t. D's weights lacks the penalty's term")
+    torch.testing.assert_close(grad, wasserstein + 20 * (norm - 1) * d.w.detach() / norm,
+                               msg=lambda m: "d_loss's gradient w.r.t. D's weights is wrong\n" + m)
 
 
 def test_gradient_penalty_norm_is_per_sample_over_all_pixels():

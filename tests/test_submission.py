@@ -81,7 +81,9 @@ def test_a_grid_of_an_unfinished_run_is_packed_and_named(tmp_path):
     proc = _run(root)
     assert proc.returncode == 0, proc.stderr
     assert ("out_wasserstein_gp/fake_0800.png is from an unfinished run (step 800 of 937); packed all the same. "
-            "Finish the run with: python run_gan.py --loss_type wasserstein_gp --resume") in proc.stderr
+            "Finish the run with: python run_gan.py --loss_type wasserstein_gp --resume (or, if you changed "
+            "codebase/gan.py since, train it again with: python run_gan.py --loss_type wasserstein_gp --overwrite)"
+            ) in proc.stderr
     assert "out_nonsaturating/fake_0937.png is from" not in proc.stderr
     with zipfile.ZipFile(root / "hw3.zip") as z:
         assert "out_wasserstein_gp/fake_0800.png" in z.namelist()

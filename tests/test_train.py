@@ -255,3 +255,17 @@ def test_conditional_grid_columns_are_classes(data_dir):
     grid = class_ordered_reals(images, labels)  # (100, 28, 28), row-major 10 x 10
     lookup = {images[i].numpy().tobytes(): int(labels[i]) for i in range(len(images))}
     assert [lookup[grid[i].numpy().tobytes()] for i in range(100)] == [i % 10 for i in range(100)]
+
+
+def test_resuming_after_gan_py_changed_says_the_weights_come_from_the_old_code(data_dir, tmp_path, monkeypatch,
+                                                                                 capsys):
+    train(_config(data_dir, tmp_path / "run", batch_size=16))
+    capsys.readouterr()
+    train(_config(data_dir, tmp_path / "run", batch_size=16, num_epochs=2, resume=True))
+    assert "changed since" not in capsys.readouterr().out  # the same code: nothing to say
+    edited = tmp_path / "gan.py"  # the student fixed a loss after training with the old one
+    edited.write_text(Path(gan.__file__).read_text() + "\n# fixed\n")
+    monkeypatch.setattr(gan, "__file__", str(edited))
+    train(_config(data_dir, tmp_path / "run", batch_size=16, num_epochs=3, resume=True))
+    out = capsys.readouterr().out
+    assert "codebase/gan.py changed since" in out and "use --overwrite instead of --resume" in out
