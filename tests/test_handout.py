@@ -261,3 +261,8 @@ def test_every_readme_section_a_message_names_exists():
                 assert re.search(rf"^#+ {re.escape(section)}$", readmes[readme], flags=re.M), \
                     f"{name} points to the {readme} README's {section!r} section, which does not exist"
     assert found >= 2
+
+
+def test_the_starter_readme_has_no_placeholder_left(starter):
+    _, folder = starter
+    assert not re.search(r"@[A-Z]+@", (folder / "README.md").read_text())
