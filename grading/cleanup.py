@@ -111,11 +111,8 @@ def _walk(top: int, uid: int, owned: bool) -> int:
                 if not stack:
                     return left
                 name, parent_id, was_owned, parent_kept = stack.pop()
-                up = os.open("..", _OPEN_DIR, dir_fd=fd)
-                os.close(fd)
-                fd = up
-                info = os.fstat(fd)
-                if (info.st_dev, info.st_ino) != parent_id:
+                fd, same = _go_up(fd, parent_id)
+                if not same:
                     raise CleanupFailed("a folder moved during the cleanup")
                 if owned:
                     try:
@@ -159,6 +156,15 @@ def _walk(top: int, uid: int, owned: bool) -> int:
                 kept.add(name)  # a world-writable folder it cannot enter
     finally:
         os.close(fd)
+
+
+def _go_up(fd: int, parent_id: tuple[int, int]) -> tuple[int, bool]:
+    """(the open parent of the open folder ``fd``, which is closed; whether it is the folder ``parent_id`` we
+    came from)."""
+    up = os.open("..", _OPEN_DIR, dir_fd=fd)
+    os.close(fd)
+    info = os.fstat(up)
+    return up, (info.st_dev, info.st_ino) == parent_id
 
 
 def _next_entry(fd: int, kept: set[str], uid: int, owned: bool):
@@ -238,11 +244,8 @@ def usage(folder: str, max_entries: int) -> tuple[int, int]:
             if not stack:
                 break
             parent_id, done = stack.pop()
-            up = os.open("..", _OPEN_DIR, dir_fd=fd)
-            os.close(fd)
-            fd = up
-            info = os.fstat(fd)
-            if (info.st_dev, info.st_ino) != parent_id:
+            fd, same = _go_up(fd, parent_id)
+            if not same:
                 break
     finally:
         os.close(fd)
