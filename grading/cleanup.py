@@ -81,6 +81,19 @@ def remove_as(uid: int, folders: tuple[str, ...] = (), shared: tuple[str, ...] =
         raise CleanupFailed(f"files or IPC objects of uid {uid} could not be removed")
 
 
+def remove_tree(folder: str) -> int:
+    """Remove ``folder`` and everything in it, as this process's own user (process mode's folders, which only
+    this user writes to); the number of entries that stayed."""
+    left = _empty(folder, os.geteuid())
+    try:
+        os.rmdir(folder)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        left += 1
+    return left
+
+
 def _empty(folder: str, uid: int) -> int:
     """Remove everything inside ``folder``; the number of entries that stayed."""
     try:

@@ -126,11 +126,14 @@ def child_box(mode: str, files: dict[str, bytes]):
     moment it exists. In bwrap mode as root and in user mode, under a uid slot; the folder and all the child
     left are removed afterwards (CleanupFailed if they cannot be)."""
     slots = mode == "user" or (mode == "bwrap" and os.geteuid() == 0)
-    if not slots:
-        with tempfile.TemporaryDirectory(prefix="grade-") as work:  # mode 700 from its creation
-            box = Path(work)
+    if not slots:  # the grader's own user: a temporary folder, mode 700 from its creation
+        box = Path(tempfile.mkdtemp(prefix="grade-"))
+        try:
             _write_box(box, files, with_grader=mode == "bwrap")
             yield box, None
+        finally:
+            if cleanup.remove_tree(str(box)):
+                raise cleanup.CleanupFailed(f"{box} could not be removed")
         return
     with uid_slot() as uid:
         box = box_folder(uid)

@@ -344,3 +344,23 @@ def test_a_grader_killed_with_sigkill_leaves_nothing_for_the_next_grading(tmp_pa
     assert _uid_processes() and _slot_leftovers()  # the children outlive their grader, with their folders
     sandbox.pick_mode("user")  # what every grading does first
     assert not _slot_leftovers()
+
+
+def test_process_mode_removes_a_folder_tree_deeper_than_pythons_recursion_limit(tmp_path, monkeypatch):
+    made = []
+    source = REFERENCE + r'''
+import os
+fd = os.open(".", os.O_RDONLY)
+for _ in range(1500):
+    os.mkdir("d", dir_fd=fd)
+    deeper = os.open("d", os.O_RDONLY, dir_fd=fd)
+    os.close(fd)
+    fd = deeper
+'''
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the children's folders, where this test can see them
+    create = slots.tempfile.mkdtemp
+    monkeypatch.setattr(slots.tempfile, "mkdtemp", lambda **kw: made.append(create(**kw)) or made[-1])
+    results, _ = _grade(tmp_path, source, mode="process")
+    assert _by_problem(results)[0] == FULL
+    boxes = [p for p in made if p.startswith(str(tmp_path))]  # (cgroups are made with mkdtemp too)
+    assert len(boxes) == 3 and not any(os.path.exists(p) for p in boxes)
