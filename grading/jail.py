@@ -3,7 +3,8 @@ source of this Python's files (bubblewrap mode, where the Python lies in a folde
 
 It holds hard links, so it costs seconds and almost no disk: the system's libraries (/usr/lib*), setpriv, this
 Python's prefixes (packages included), a copy of ld.so.cache and /proc/cpuinfo, the device nodes Python uses,
-and ``work/``, where each child's folder is made. Every set-uid or set-gid file is left out. Nothing else of the
+and ``work/``, where each child's folder is made. Every set-uid or set-gid file, and every file others may write,
+is left out; no folder in it is writable by others. Nothing else of the
 host (home folders, courses, other gradings, /proc) exists in it. It is built once per Python and set of
 installed packages, by root, under STATE (``python grade.py --prepare`` at set-up time; otherwise at the first
 grading), and rebuilt when the packages change.
@@ -39,8 +40,8 @@ def sources() -> list[Path]:
 
 
 def _fingerprint() -> str:
-    """Changes when this Python or its installed packages change (a package install touches site-packages)."""
-    parts = [sys.version, *map(str, sources())]
+    """Changes when this Python, its installed packages (an install touches site-packages) or this file change."""
+    parts = [sys.version, *map(str, sources()), hashlib.sha256(Path(__file__).read_bytes()).hexdigest()]
     for key in ("purelib", "platlib"):
         path = Path(sysconfig.get_paths()[key])
         if path.is_dir():
@@ -95,7 +96,7 @@ def prepare() -> Path:
         for top in ("bin", "lib", "lib64", "lib32", "sbin"):
             if os.path.islink(f"/{top}") and (building / os.readlink(f"/{top}")).exists():
                 os.symlink(os.readlink(f"/{top}"), building / top)
-        _drop_setuid(building)
+        _drop_unsafe(building)
         for name, target in (("etc/ld.so.cache", "/etc/ld.so.cache"), ("proc/cpuinfo", "/proc/cpuinfo")):
             _mkdirs(building, (building / name).parent)
             try:
@@ -124,9 +125,16 @@ def _mkdirs(root: Path, folder: Path) -> None:
             parent.mkdir(mode=0o755)
 
 
-def _drop_setuid(root: Path) -> None:
-    for folder, _, files in os.walk(root):
+def _drop_unsafe(root: Path) -> None:
+    """Nothing in the jail may raise privileges or carry anything from one child to the next: set-uid and set-gid
+    files and files others may write are left out (they are hard links: changing their mode would change the
+    host's), and no folder (a copy) stays writable by others."""
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            info = os.lstat(os.path.join(folder, name))
+            if stat.S_ISDIR(info.st_mode) and info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                os.chmod(os.path.join(folder, name), stat.S_IMODE(info.st_mode) & ~0o022)
         for name in files:
             info = os.lstat(os.path.join(folder, name))
-            if stat.S_ISREG(info.st_mode) and info.st_mode & (stat.S_ISUID | stat.S_ISGID):
+            if stat.S_ISREG(info.st_mode) and info.st_mode & (stat.S_ISUID | stat.S_ISGID | stat.S_IWGRP | stat.S_IWOTH):
                 os.unlink(os.path.join(folder, name))

@@ -364,3 +364,18 @@ for _ in range(1500):
     assert _by_problem(results)[0] == FULL
     boxes = [p for p in made if p.startswith(str(tmp_path))]  # (cgroups are made with mkdtemp too)
     assert len(boxes) == 3 and not any(os.path.exists(p) for p in boxes)
+
+
+@needs_root
+def test_the_jail_holds_nothing_that_raises_privileges_or_that_a_child_could_leave_for_the_next():
+    root = jail.prepare()
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            info = os.lstat(os.path.join(folder, name))
+            if stat.S_ISLNK(info.st_mode) or stat.S_ISCHR(info.st_mode):  # links, and /dev's null, zero, random
+                continue
+            assert not info.st_mode & (stat.S_ISUID | stat.S_ISGID | 0o022), os.path.join(folder, name)
+            assert info.st_uid == 0 or folder.startswith(str(root / "work")), os.path.join(folder, name)
+    names = {p.name for p in root.iterdir()}
+    assert not names & {"home", "tmp", "var", "srv", "mnt", "media", "sys", "run"}
+    assert [p.name for p in (root / "proc").iterdir()] == ["cpuinfo"]  # a copy: no process of the host is visible
