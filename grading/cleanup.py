@@ -127,32 +127,19 @@ def _walk(top: int, uid: int, owned: bool) -> int:
                 fd, same = _go_up(fd, parent_id)
                 if not same:
                     raise CleanupFailed("a folder moved during the cleanup")
-                if owned:
-                    try:
-                        os.rmdir(name, dir_fd=fd)
-                    except OSError:
-                        parent_kept.add(name)
-                        left += 1
-                else:
+                if not (owned and _removed(name, fd, folder=True)):
                     parent_kept.add(name)
+                    left += owned
                 owned, kept = was_owned, parent_kept
                 continue
             name, info = entry
             mine = owned or info.st_uid == uid
             if stat.S_ISDIR(info.st_mode) and (mine or info.st_mode & 0o002):
-                try:
-                    child = os.open(name, _OPEN_DIR, dir_fd=fd)
-                except OSError:
-                    try:
-                        if mine:  # a folder of its own that it made unreadable
-                            os.chmod(name, 0o700, dir_fd=fd, follow_symlinks=False)
-                            child = os.open(name, _OPEN_DIR, dir_fd=fd)
-                        else:
-                            raise
-                    except OSError:
-                        kept.add(name)
-                        left += mine
-                        continue
+                child = _enter(name, fd, mine)
+                if child is None:
+                    kept.add(name)
+                    left += mine
+                    continue
                 here = os.fstat(fd)
                 stack.append((name, (here.st_dev, here.st_ino), owned, kept))
                 if mine and stat.S_IMODE(os.fstat(child).st_mode) & 0o700 != 0o700:
@@ -160,15 +147,37 @@ def _walk(top: int, uid: int, owned: bool) -> int:
                 os.close(fd)
                 fd, owned, kept = child, mine, set()
             elif mine:
-                try:
-                    os.unlink(name, dir_fd=fd)
-                except OSError:
+                if not _removed(name, fd, folder=False):
                     kept.add(name)
                     left += 1
             else:
                 kept.add(name)  # a world-writable folder it cannot enter
     finally:
         os.close(fd)
+
+
+def _enter(name: str, fd: int, mine: bool) -> int | None:
+    """The open folder ``name`` of the open folder ``fd`` (one of the uid's own that it made unreadable is made
+    readable first), or None if it cannot be entered."""
+    try:
+        return os.open(name, _OPEN_DIR, dir_fd=fd)
+    except OSError:
+        if not mine:
+            return None
+    try:
+        os.chmod(name, 0o700, dir_fd=fd, follow_symlinks=False)
+        return os.open(name, _OPEN_DIR, dir_fd=fd)
+    except OSError:
+        return None
+
+
+def _removed(name: str, fd: int, folder: bool) -> bool:
+    """Whether the entry ``name`` of the open folder ``fd`` (an empty folder, or anything else) was removed."""
+    try:
+        (os.rmdir if folder else os.unlink)(name, dir_fd=fd)
+        return True
+    except OSError:
+        return False
 
 
 def _go_up(fd: int, parent_id: tuple[int, int]) -> tuple[int, bool]:
