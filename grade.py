@@ -59,16 +59,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parallel", type=int, choices=[1, 2, 3], default=3,
                         help="problems graded at once (default: %(default)s; 1 where memory is tight: each child "
                              "imports torch)")
+    parser.add_argument("--grid-points", type=float, default=0.0, metavar="POINTS",
+                        help="points for each sample grid the classifier judges healthy (default: 0, information)")
+    parser.add_argument("--keep", type=Path, metavar="FOLDER",
+                        help="also write the student's gan.py and final grids there (grade_all.py's class report)")
     parser.add_argument("--prepare", action="store_true",
-                        help="only build the jail of user mode (root; setup.sh does it once) and say what it built")
+                        help="only build the jail of user mode (root; setup.sh does it once), load what the grid "
+                             "checks need, and say what was built")
     args = parser.parse_args(argv)
     if args.prepare:
         problem = sandbox.prepare_jail()
         print(f"grade.py: the jail is not built ({problem}); user mode runs without it" if problem else
               f"grade.py: the jail is ready: {sandbox.jail.ready()}")
+        from grading import grids
+
+        try:
+            grids.prepare()
+            print("grade.py: the grid checks are ready")
+        except grids.GridsUnavailable as error:
+            print(f"grade.py: the grids cannot be judged here ({error}); they are reported as not judged")
         return
     if args.zip is None:
         parser.error("the following arguments are required: zip")
+    if not (args.grid_points >= 0 and math.isfinite(args.grid_points)):
+        parser.error(f"--grid-points {args.grid_points:g}: expected 0 or more")
     if not args.zip.exists():
         parser.error(f"{args.zip}: no such file or folder")
     if not args.zip.is_dir() and not zipfile.is_zipfile(args.zip) and args.zip.suffix.lower() != ".py":
@@ -90,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"warning: student code runs unsandboxed, as this user (process mode): bubblewrap cannot create "
               f"namespaces here and user mode cannot run ({sandbox.user_mode_problem()})", file=sys.stderr)
     try:
-        content = grade(args.zip, args.timeout, mode, args.parallel)
+        content = grade(args.zip, args.timeout, mode, args.parallel, args.grid_points, args.keep)
         write_results(content, args.out)
     except Exception as error:  # noqa: BLE001 - the grading failed, never the student: no score may come of it
         reason = str(error) if isinstance(error, GradingFailed) else f"{type(error).__name__}: {error}"

@@ -33,7 +33,7 @@ def grader_files() -> list[str]:
     """What grading needs of this repository, relative to its root: never codebase/gan.py."""
     codebase = [n for n in STARTER if n.startswith("codebase/") and n.endswith(".py") and n != "codebase/gan.py"]
     grading = sorted(f"grading/{p.name}" for p in (ROOT / "grading").glob("*.py"))
-    return ["grade.py", "make_handout.py", *grading, *codebase]
+    return ["grade.py", "make_handout.py", *grading, *codebase, "codebase/assets/fmnist_classifier.pt"]
 
 
 def _version(package: str) -> str:
@@ -95,13 +95,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sandbox", choices=["auto", "bwrap", "user"], default="auto",
                         help="how student code is isolated (default auto: bubblewrap where namespaces work, "
                              "else a dedicated uid)")
+    parser.add_argument("--grid-points", type=float, default=0, metavar="POINTS",
+                        help="points for each sample grid the classifier judges healthy (default: 0, shown as "
+                             "information); needs Fashion-MNIST in the image, which setup.sh fetches")
     parser.add_argument("--parallel", type=int, choices=[1, 2, 3], default=DEFAULTS["parallel"],
                         help="problems graded at once (default %(default)s: fits Gradescope's 768 MB)")
     args = parser.parse_args(argv)
+    if not (args.grid_points >= 0 and math.isfinite(args.grid_points)):
+        parser.error(f"--grid-points {args.grid_points:g}: expected 0 or more")
     if not args.out.parent.is_dir():
         parser.error(f"-o {args.out}: the folder {args.out.parent} does not exist")
     config = {"timeout": args.timeout, "after_due_date": sorted(set(args.after_due_date)), "sandbox": args.sandbox,
-              "parallel": args.parallel}
+              "parallel": args.parallel, "grid_points": args.grid_points}
     worst = args.timeout * math.ceil(len(PROBLEMS) / args.parallel) + 60  # and about a minute to start
     if worst > GRADESCOPE_TIMEOUT:
         print(f"warning: a submission that hangs may take {worst:g} s, over Gradescope's default limit of "

@@ -21,7 +21,7 @@ from pathlib import Path
 from grading import sandbox, scoring
 
 CONFIG = "autograder_config.json"
-DEFAULTS = {"timeout": scoring.DEFAULT_TIMEOUT, "parallel": 1, "sandbox": "auto", "after_due_date": []}
+DEFAULTS = {"timeout": scoring.DEFAULT_TIMEOUT, "parallel": 1, "sandbox": "auto", "after_due_date": [], "grid_points": 0}
 
 
 def load_config(source: Path) -> dict:
@@ -80,7 +80,8 @@ def main() -> None:
         mode = config["sandbox"]
         if mode == "auto":  # never the process mode here: student code would run as root beside the grader
             mode = "bwrap" if sandbox.bubblewrap_version() else "user"
-        content = scoring.grade(root / "submission", float(config["timeout"]), mode, int(config["parallel"]))
+        content = scoring.grade(root / "submission", float(config["timeout"]), mode, int(config["parallel"]),
+                                float(config["grid_points"]))
     except Exception as error:  # noqa: BLE001 - whatever breaks, the student gets a complete result, and no score
         reason = str(error) if isinstance(error, scoring.GradingFailed) else f"{type(error).__name__}: {error}"
         content = scoring.unfinished(f"the grading failed, not your code ({reason}): please resubmit, or tell the "

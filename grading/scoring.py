@@ -1,7 +1,9 @@
 """Grading one submission: run each problem's probes in a sandboxed child, score the outputs, build results.json.
 
 The loss problems are scored by the checks of checks.py (1.2: 10, 3.2: 10, 4.5: 15 points); each run's final
-sample grid, out_<run>/fake_<step>.png, is checked to be a valid PNG of sane size (0 points, shown to the student).
+sample grid, out_<run>/fake_<step>.png, is checked to be a valid PNG of sane size and judged by the classifier
+(grading/grids.py; information, 0 points, unless the course gives it ``grid_points``). The grids' scores, and
+flags for a human (samples that are real images), go to extra_data.
 Only gan.py touches the disk, under a fixed name in a fresh folder per problem beside the starter's other codebase
 files; the children return raw probe outputs in wire.py's format and every expected value is computed here.
 Whatever the student's code does, the results are complete: the affected part gets 0 points and a message, the
@@ -11,6 +13,7 @@ instead: no score may come of it.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -40,10 +43,12 @@ class GradingFailed(RuntimeError):
     score may come of it; the message says what failed."""
 
 
-def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", parallel: int = 3) -> dict:
+def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", parallel: int = 3,
+          grid_points: float = 0.0, keep: Path | None = None) -> dict:
     """The results.json content for the ZIP (or folder of loose files) at ``path``; ``parallel`` problems run at
-    once (1 where memory or CPU is scarce: each child imports torch). Raises GradingFailed if the grading itself
-    failed."""
+    once (1 where memory or CPU is scarce: each child imports torch); each healthy grid earns ``grid_points``.
+    ``keep``: a folder where the student's gan.py and final grids are written, for the class report. Raises
+    GradingFailed if the grading itself failed."""
     mode = sandbox.pick_mode(mode)
     sandbox.become_subreaper()
     start = time.monotonic()
@@ -69,6 +74,9 @@ def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", para
         outcomes = dict.fromkeys(RUNS, f"{GAN}: {source}" if source else
                                  f"no gan.py in the {sub.where}{seen}: expected {GAN}, as make_submission.sh packs it")
     grids = {p: sub.fatal or check_grid(sub.grid(run), run, sub.where) for p, run in RUNS.items()}
+    judged = judge_grids(sub, grids, grid_points)
+    if keep is not None:
+        keep_work(sub, grids, keep)
     notes = sub.notes + ([sub.fatal] if sub.fatal else [])
     changed: dict[str, list[str]] = {}  # what the student's code changed of torch's global settings
     for problem, outcome in outcomes.items():
@@ -77,9 +85,46 @@ def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", para
                 if isinstance(note, str):
                     changed.setdefault(note[:300], []).append(problem)
     notes += [f"{', '.join(problems)}: {note}" for note, problems in changed.items()]
-    content = results(outcomes, grids, notes, time.monotonic() - start)
-    content["extra_data"].update(sandbox=sandbox.describe(mode), bounds=bounds, submission_sha256=submission_hash(path))
+    content = results(outcomes, grids, notes, time.monotonic() - start, judged, grid_points)
+    flags = [f"{p}: {s['copies']} of the 100 samples are real Fashion-MNIST images (or mirrored ones), not drawn by "
+             "a generator" for p, s in judged.items() if isinstance(s, dict) and s["copies"]]
+    content["extra_data"].update(sandbox=sandbox.describe(mode), bounds=bounds, submission_sha256=submission_hash(path),
+                                 grids={p: s for p, s in judged.items() if isinstance(s, dict)}, flags=flags)
     return content
+
+
+def judge_grids(sub, grids: dict[str, str | None], grid_points: float) -> dict[str, dict | str]:
+    """Each valid grid's scores (grading/grids.py), else why it was not judged. Raises GradingFailed when the
+    grids carry points and the grading machine cannot judge them."""
+    from grading import grids as judge  # torch: imported once the children are done
+
+    judged: dict[str, dict | str] = {}
+    for problem, run in RUNS.items():
+        if grids[problem]:
+            judged[problem] = "not judged: there is no valid grid"
+            continue
+        try:
+            judged[problem] = judge.judge(sub.grid(run)[1], conditional=problem == "3.2")
+        except judge.GridError as error:
+            judged[problem] = f"not judged: {sub.grid(run)[0]} is {error}"
+        except judge.GridsUnavailable as error:
+            if grid_points:
+                raise GradingFailed(f"the grids cannot be judged here: {error}") from None
+            judged[problem] = f"not judged on this grading machine ({error})"
+    return judged
+
+
+def keep_work(sub, grids: dict[str, str | None], folder: Path) -> None:
+    """The student's gan.py and each valid final grid (re-encoded, greyscale) in ``folder``, for the class report."""
+    from PIL import Image
+
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if isinstance(sub.members.get(GAN), bytes):
+        (folder / "gan.py").write_bytes(sub.members[GAN])
+    for problem, run in RUNS.items():
+        if not grids[problem]:
+            with Image.open(io.BytesIO(sub.grid(run)[1]), formats=["PNG"]) as image:
+                image.convert("L").save(folder / f"{problem}.png", optimize=True)
 
 
 def run_problem(problem: str, package: dict[str, bytes], timeout: float, mode: str = "bwrap"
@@ -159,9 +204,9 @@ def _with_output(message: str, finished: sandbox.Finished) -> str:
     return f"{message}\n--- output of gan.py ---\n{output}" if output else message
 
 
-def results(outcomes: dict[str, dict | str], grids: dict[str, str | None], notes: list[str],
-            seconds: float) -> dict:
-    """Gradescope's results.json from each problem's probe outputs (or failure) and each grid's verdict."""
+def results(outcomes: dict[str, dict | str], grids: dict[str, str | None], notes: list[str], seconds: float,
+            judged: dict[str, dict | str] | None = None, grid_points: float = 0.0) -> dict:
+    """Gradescope's results.json from each problem's probe outputs (or failure), each grid's verdict and scores."""
     from grading import checks  # torch, imported once the children are done: they need the memory more
 
     tests = []
@@ -178,11 +223,21 @@ def results(outcomes: dict[str, dict | str], grids: dict[str, str | None], notes
         run = RUNS[number]
         tests.append(_test(f"{number}.{len(verdicts) + 1}", f"{number} sample grid {run}/fake_<step>.png",
                            GRID_POINTS, grids[number], passed="a valid PNG of sane size"))
+        scores = (judged or {}).get(number, grids[number] or "not judged")
+        said = _describe(scores) if isinstance(scores, dict) else scores
+        tests.append(_test(f"{number}.{len(verdicts) + 2}", f"{number} sample grid judged by the classifier",
+                           grid_points, None if isinstance(scores, dict) and scores["healthy"] else said, passed=said))
     score = sum(test["score"] for test in tests)
     top = sum(test["max_score"] for test in tests)
     return {"score": score, "execution_time": round(seconds, 1), "visibility": "visible",
             "output": printable("\n".join([f"Score {score:g} / {top:g}."] + notes)), "tests": tests,
             "extra_data": {"status": GRADED, "grader_version": grader_version()}}
+
+
+def _describe(scores: dict) -> str:
+    from grading.grids import describe  # torch
+
+    return describe(scores)
 
 
 def unfinished(reason: str = "the grading did not finish") -> dict:

@@ -24,6 +24,12 @@ fi
 # Everything the starter's requirements.txt gives students (matplotlib, tqdm, torchmetrics, ...), as tested here:
 # a leftover import in gan.py works here as it did on the student's machine.
 "${PIP[@]}" -r "$(dirname "$0")/requirements.txt" -c "$(dirname "$0")/constraints.txt"
+# The grid checks compare samples with Fashion-MNIST: the distribution's package where it has one, else a download.
+if ! apt-get install -y -qq --no-install-recommends dataset-fashion-mnist; then
+  /opt/grader-venv/bin/python -c 'from torchvision.datasets import FashionMNIST
+for train in (True, False): FashionMNIST("/opt/grader-data", train=train, download=True)' ||
+    echo "setup: Fashion-MNIST could not be fetched; the sample grids are reported as not judged" >&2
+fi
 chmod -R go+rX /opt/grader-venv
 /opt/grader-venv/bin/python -c 'import torch, torchvision, numpy, PIL, matplotlib, tqdm, torchmetrics
 print("setup: torch", torch.__version__)'

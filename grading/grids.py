@@ -1,0 +1,159 @@
+"""The sample grids judged automatically, by the project's Fashion-MNIST classifier (codebase/classifier.py).
+
+A grid is cut into its 100 images (the 10x10 layout ``save_grid_image`` writes: 302x302 pixels, 28x28 images with
+2-pixel gaps) and scored:
+
+- ``realism``: the fraction of the 100 images that lie among real clothing in the classifier's feature space
+  (inside the ball around one of the 10,000 test images that reaches its 3rd-nearest neighbour among them: the
+  "precision" of Kynkaeaenniemi et al., 2019);
+- ``classes``: how many classes the images spread over (exp of the entropy of the predicted classes, 1 to 10);
+- ``accuracy`` (3.2): the fraction of images classified as their column's class (column c is drawn for class c);
+- ``copies``: the images within COPY_DISTANCE (root-mean-square pixel distance, pixels in [0, 1]) of a training or
+  test image or its mirror image: a grid of real images rather than samples, for a human to look at.
+
+The bounds of a healthy grid (HEALTHY) are below every one-epoch reference grid measured (docs/grading.md shows
+the calibration, bench/grids.py measures it). Scores need the classifier's weights and Fashion-MNIST on the grading
+machine; without them ``GridsUnavailable`` says what is missing.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from codebase.classifier import ClassifierError, load_classifier
+from codebase.data import CLASSES, DEBIAN_DIR, DataError, load_fashion_mnist, to_unit_range
+
+SIDE, GAP, ROWS = 28, 2, 10
+PIXELS = ROWS * (SIDE + GAP) + GAP  # 302
+COPY_DISTANCE = 0.03  # the closest one-epoch sample to a real image measured was 0.063 away; copies are 0
+NEIGHBOURS = 3  # realism: the radius around each real image reaches its 3rd-nearest real neighbour
+HEALTHY = {"realism": 0.45, "classes": 6.0, "accuracy": 0.50}  # lower bounds; one-epoch reference grids: 0.55+, 9+, 0.87+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class GridsUnavailable(RuntimeError):
+    """The grading machine lacks what the grid checks need (classifier weights, Fashion-MNIST); says what."""
+
+
+class GridError(ValueError):
+    """A grid that is not in the run scripts' 10x10 layout."""
+
+
+def cut(data: bytes) -> torch.Tensor:
+    """The 100 images (uint8, (100, 28, 28), row by row) of a PNG grid in the run scripts' layout."""
+    with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+        if image.size != (PIXELS, PIXELS):
+            raise GridError(f"{image.size[0]}x{image.size[1]} pixels, not the {PIXELS}x{PIXELS} grid of 10x10 "
+                            "samples the run scripts save")
+        pixels = np.asarray(image.convert("L"), dtype=np.uint8)
+    starts = [GAP + (SIDE + GAP) * i for i in range(ROWS)]
+    return torch.from_numpy(np.stack([pixels[r:r + SIDE, c:c + SIDE] for r in starts for c in starts]))
+
+
+def _data_dirs() -> list[Path]:
+    named = os.environ.get("FASHION_MNIST_DIR")
+    return [Path(named)] if named else [DEBIAN_DIR, Path("/opt/grader-data/FashionMNIST/raw"), ROOT / "data",
+                                        ROOT / "data" / "FashionMNIST" / "raw"]
+
+
+@lru_cache(maxsize=1)
+def _reference() -> dict:
+    """The classifier, every real image (train and test, uint8) and the real neighbourhoods, cached on disk."""
+    from codebase.metrics import cache_dir, fingerprint  # torchmetrics: only once a grid is judged
+
+    try:
+        classifier = load_classifier()
+    except ClassifierError as error:
+        raise GridsUnavailable(str(error)) from None
+    reals, problems = None, []
+    for folder in _data_dirs():
+        try:
+            splits = [load_fashion_mnist(split, folder, download=False) for split in ("train", "test")]
+            reals = splits
+            break
+        except DataError as error:
+            problems.append(str(error).split(".")[0])
+    if reals is None:
+        raise GridsUnavailable("Fashion-MNIST is not on the grading machine (apt-get install dataset-fashion-mnist, "
+                               f"or set FASHION_MNIST_DIR): {problems[0] if problems else 'no folder to search'}")
+    (train, _), (test, _) = reals
+    digest = hashlib.sha256(fingerprint(classifier).encode() + test.numpy().tobytes())
+    path = cache_dir() / f"grid_reference_{digest.hexdigest()[:16]}.pt"
+    try:
+        cached = torch.load(path, map_location="cpu", weights_only=True)
+        features, radii = cached["features"], cached["radii"]
+    except Exception:  # noqa: BLE001 - absent or damaged: computed again
+        with torch.no_grad():
+            features = torch.cat([classifier.features(to_unit_range(test[i:i + 500]))
+                                  for i in range(0, len(test), 500)])
+        radii = torch.cdist(features, features).kthvalue(NEIGHBOURS + 1, dim=1).values  # the first is itself
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            torch.save({"features": features, "radii": radii}, tmp)
+            os.replace(tmp, path)
+        except OSError:  # a cache that cannot be written is skipped
+            pass
+    return {"classifier": classifier, "reals": torch.cat([train, test]), "features": features, "radii": radii}
+
+
+def prepare() -> None:
+    """Load (and cache) what the checks need, so that the first grading does not pay for it; raises
+    GridsUnavailable."""
+    _reference()
+
+
+def nearest_real(images: torch.Tensor, reals: torch.Tensor, chunk: int = 10_000) -> torch.Tensor:
+    """Root-mean-square pixel distance (pixels in [0, 1]) from each image (N, 28, 28) uint8 to the nearest of
+    ``reals`` (M, 28, 28) uint8 or its mirror image: (N,)."""
+    queries = torch.cat([images, images.flip(-1)]).flatten(1).float() / 255  # mirroring the query mirrors the real
+    best = torch.full((len(queries),), math.inf)
+    q2 = (queries ** 2).sum(1, keepdim=True)
+    for i in range(0, len(reals), chunk):
+        r = reals[i:i + chunk].flatten(1).float() / 255
+        d2 = q2 + (r ** 2).sum(1) - 2 * queries @ r.T
+        best = torch.minimum(best, d2.min(1).values)
+    best = best.clamp_min(0).sqrt() / SIDE
+    return torch.minimum(best[:len(images)], best[len(images):])
+
+
+def judge(data: bytes, conditional: bool) -> dict:
+    """The scores of one PNG grid: realism, classes, copies (and accuracy, per column too, when
+    ``conditional``), and ``healthy``: whether they all reach HEALTHY. Raises GridError, GridsUnavailable."""
+    images = cut(data)
+    ref = _reference()
+    with torch.no_grad():
+        h = ref["classifier"].features(to_unit_range(images))
+        predicted = ref["classifier"].head(h).argmax(1)
+    realism = (torch.cdist(h, ref["features"]) <= ref["radii"]).any(1).double().mean().item()
+    shares = torch.bincount(predicted, minlength=len(CLASSES)).double() / len(predicted)
+    shares = shares[shares > 0]
+    scores = {"realism": round(realism, 3), "classes": round(math.exp(-(shares * shares.log()).sum().item()), 2),
+              "copies": int((nearest_real(images, ref["reals"]) < COPY_DISTANCE).sum())}
+    if conditional:
+        hits = (predicted == torch.arange(ROWS).repeat(ROWS)).view(ROWS, ROWS).double()  # [row, column]
+        scores["columns"] = [round(v, 2) for v in hits.mean(0).tolist()]
+        scores["accuracy"] = round(hits.mean().item(), 3)
+    scores["healthy"] = all(scores[k] >= low for k, low in HEALTHY.items() if k in scores)
+    return scores
+
+
+def describe(scores: dict) -> str:
+    """One line for the student and the TA."""
+    parts = [f"{scores['realism']:.0%} of the samples look like real clothing to the classifier",
+             f"they spread over {scores['classes']:.1f} of 10 classes"]
+    if "accuracy" in scores:
+        parts.append(f"{scores['accuracy']:.0%} show their column's class")
+    low = {"realism": f"{HEALTHY['realism']:.0%}", "classes": f"{HEALTHY['classes']:g}",
+           "accuracy": f"{HEALTHY['accuracy']:.0%}"}
+    bounds = ", ".join(f"{k} {v}" for k, v in low.items() if k in scores)
+    verdict = "healthy" if scores["healthy"] else "below what a healthy one-epoch grid reaches"
+    return f"{'; '.join(parts)}: {verdict} (at least: {bounds})"
