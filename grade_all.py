@@ -4,8 +4,10 @@
     python grade_all.py canvas_export/ -o graded/ --lms canvas
     python grade_all.py export/ -o graded/ --student-pattern '^(?P<student>[a-z]+)_'
 
-Writes graded/results/<student>.json (Gradescope's format) for each student and graded/grades.csv (student, name,
-late, status, points per problem, total, notes, older submissions). Rerun the same command after a crash, a stop
+Writes graded/results/<student>.json (Gradescope's format) for each student, graded/grades.csv (student, name,
+late, status, points per problem, total, notes, flags for a human, older submissions), graded/report.html (the
+class at a glance, every student's grids; ``python class_report.py graded/`` rebuilds it) and, with --lms, the
+gradebook file to import into that LMS. Rerun the same command after a crash, a stop
 or a changed submission: only what is not up to date is graded (--regrade grades everyone again, --regrade NAME...
 those students). The student is the LMS's user id with --lms, the --student-pattern regex's ``student`` group
 (else its first group), or the file or folder name without .zip. Exit status: 0 when every student is graded, 1
@@ -24,7 +26,9 @@ from tqdm import tqdm
 
 from grade import _timeout, writable_target
 from grading import sandbox
+from grading import report
 from grading.batch import PRESETS, Batch, BatchError, entries, up_to_date, write_csv
+from grading.gradebook import DEFAULT_COLUMN
 from grading.scoring import DEFAULT_TIMEOUT
 
 
@@ -47,6 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     names.add_argument("--lms", choices=sorted(PRESETS), help="the LMS whose export this is: students keyed by its "
                                                               "user id, with their name and a late flag")
     names.add_argument("--student-pattern", type=_pattern, help="regex that finds the student in each name")
+    parser.add_argument("--column", default=DEFAULT_COLUMN,
+                        help="the assignment's column in the LMS gradebook file (default: %(default)s; Canvas: "
+                             "'Title (assignment id)', Blackboard: 'Title |column id' to update an existing one)")
     parser.add_argument("--regrade", nargs="*", metavar="NAME",
                         help="grade again: everyone (no NAME), or these students (their ids)")
     args = parser.parse_args(argv)
@@ -71,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"user mode: other users can read {shared[0]}, so one student's code could read the others' "
                      f"submissions or results: chmod 700 {shared[0]}")
     (args.out / "results").mkdir(mode=0o700, exist_ok=True)
+    (args.out / "work").mkdir(mode=0o700, exist_ok=True)
+    report.save_class(args.out, students, args.lms, args.column)
     shutil.rmtree(args.out / "pending", ignore_errors=True)  # what a killed run left unfinished
     (args.out / "pending").mkdir(mode=0o700)
     if args.regrade and (unknown := set(args.regrade) - {e.student for e in students}):
@@ -86,6 +95,10 @@ def main(argv: list[str] | None = None) -> None:
         done = batch.run(todo, students, progress)
     shutil.rmtree(args.out / "pending", ignore_errors=True)
     write_csv(args.out, students)
+    if not batch.stopping:
+        built = report.build(args.out)
+        book = f" and {built['gradebook']}" if built["gradebook"] else ""
+        print(f"{built['report']}{book} written; {built['flagged']} student(s) flagged for a human")
     graded = [e for e in students if up_to_date(e, args.out / "results" / f"{e.file_name}.json")]
     attention = [e.student for e in students if e not in graded and (args.out / "results" /
                                                                      f"{e.file_name}.json").is_file()]

@@ -30,7 +30,7 @@ from grading.submission import RUNS
 
 GRADE = Path(__file__).resolve().parents[1] / "grade.py"
 JUNK = ("__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini")
-COLUMNS = ["student", "name", "late", "status", *RUNS, "total", "notes", "also submitted"]
+COLUMNS = ["student", "name", "late", "status", *RUNS, "total", "notes", "flags", "also submitted"]
 
 
 class BatchError(ValueError):
@@ -161,8 +161,9 @@ def _cell(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def write_csv(out: Path, students: list[Entry]) -> int:
-    """Rewrite OUT/grades.csv from the results of ``students`` graded so far; returns how many rows."""
+def write_csv(out: Path, students: list[Entry], flags: dict[str, list[str]] | None = None) -> int:
+    """Rewrite OUT/grades.csv from the results of ``students`` graded so far, with ``flags`` for a human (by
+    student; else those of each results file alone); returns how many rows."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -170,7 +171,14 @@ def write_csv(out: Path, students: list[Entry]) -> int:
     for entry in sorted(students, key=lambda e: e.student):
         path = out / "results" / f"{entry.file_name}.json"
         if path.is_file():
-            writer.writerow({k: _cell(v) for k, v in summary(entry, json.loads(path.read_text())).items()})
+            results = json.loads(path.read_text())
+            row = summary(entry, results)
+            if flags is not None:
+                mine = flags.get(entry.student, [])
+            else:
+                mine = results.get("extra_data", {}).get("flags", []) if row["status"] == "graded" else []
+            row["flags"] = " | ".join(str(f)[:300] for f in mine[:10])
+            writer.writerow({k: _cell(v) for k, v in row.items()})
             rows += 1
     tmp = out / "grades.csv.tmp"
     tmp.write_text(buffer.getvalue())
@@ -191,12 +199,13 @@ class Batch:
         """Grade one submission into OUT/results; True if it was graded, False if the grading failed (its results
         then say so, with status "grading failed", and the next run retries it) or was stopped."""
         pending = self.out / "pending" / f"{entry.file_name}.json"
+        work = self.out / "pending" / f"{entry.file_name}.work"  # gan.py and grids, for the class report
         prefix = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []  # dies with us
         with self.lock:
             if self.stopping:
                 return False
             proc = subprocess.Popen([*prefix, sys.executable, str(GRADE), str(entry.path.resolve()), "-o",
-                                     str(pending), *self.flags], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     str(pending), "--keep", str(work), *self.flags], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                     start_new_session=True)
             self.running.add(proc)
         _, err = proc.communicate()
@@ -204,6 +213,7 @@ class Batch:
             self.running.discard(proc)
         if self.stopping:
             pending.unlink(missing_ok=True)
+            shutil.rmtree(work, ignore_errors=True)
             return False
         results = self.out / "results" / f"{entry.file_name}.json"
         try:  # 1: an unreadable submission, graded all the same; anything else, or a placeholder, is a failure
@@ -211,6 +221,10 @@ class Batch:
         except (OSError, ValueError, KeyError, TypeError):
             graded = False
         if graded:
+            kept = self.out / "work" / entry.file_name
+            shutil.rmtree(kept, ignore_errors=True)
+            if work.is_dir():
+                os.replace(work, kept)
             os.replace(pending, results)
             return True
         reason = (err.decode(errors="replace").strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
@@ -222,6 +236,7 @@ class Batch:
             failed = unfinished(f"the grading failed ({reason[:300]})")
         write_results(failed, results)
         pending.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
         return False
 
     def stop(self, signum, frame) -> None:

@@ -1,0 +1,137 @@
+"""grading/grids.py and grading/similarity.py: sample grids judged by the classifier, and near-identical work."""
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from codebase.data import load_fashion_mnist
+from codebase.train import save_grid_image
+from grading import grids, similarity
+from make_handout import starter_files
+from tests.conftest import ROOT
+
+
+def _png(images: torch.Tensor, tmp_path: Path) -> bytes:
+    """uint8 (100, 28, 28) saved exactly as the run scripts save a grid."""
+    path = tmp_path / "grid.png"
+    save_grid_image(images.unsqueeze(1).float() / 127.5 - 1, path)
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def test_set():
+    images, labels = load_fashion_mnist("test")
+    return images, labels
+
+
+def test_a_grid_is_cut_into_the_images_it_was_saved_from(tmp_path):
+    images = torch.randint(0, 256, (100, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(grids.cut(_png(images, tmp_path)), images)
+    other = io.BytesIO()
+    Image.new("L", (280, 280)).save(other, "PNG")
+    with pytest.raises(grids.GridError, match="280x280 pixels, not the 302x302 grid"):
+        grids.cut(other.getvalue())
+
+
+def test_nearest_real_matches_a_brute_force_search():
+    g = torch.Generator().manual_seed(1)
+    reals = torch.randint(0, 256, (300, 28, 28), dtype=torch.uint8, generator=g)
+    images = torch.cat([reals[:3], reals[3:5].flip(-1), torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8,
+                                                                         generator=g)])
+    a, r = images.numpy().astype(np.float64) / 255, reals.numpy().astype(np.float64) / 255
+    expected = [min(np.sqrt(((x - y) ** 2).mean()), np.sqrt(((x[:, ::-1] - y) ** 2).mean())) for x in a for y in r]
+    expected = np.array(expected).reshape(len(a), len(r)).min(1)
+    found = grids.nearest_real(images, reals, chunk=64).numpy()
+    assert np.allclose(found, expected, atol=1e-4)
+    assert (found[:5] < 1e-3).all() and (found[5:] > 0.2).all()
+
+
+def test_real_images_look_real_and_noise_blank_and_one_class_do_not(tmp_path, test_set):
+    images, labels = test_set
+    real = grids.judge(_png(images[:100], tmp_path), conditional=False)
+    assert real["realism"] >= 0.7 and real["classes"] >= 8 and real["healthy"]
+    g = torch.Generator().manual_seed(0)
+    noise = grids.judge(_png(torch.randint(0, 256, (100, 28, 28), dtype=torch.uint8, generator=g), tmp_path), False)
+    blank = grids.judge(_png(torch.zeros(100, 28, 28, dtype=torch.uint8), tmp_path), False)
+    shirts = grids.judge(_png(images[labels == 0][:100], tmp_path), False)  # real, but one class only
+    for scores in (noise, blank, shirts):
+        assert not scores["healthy"] and scores["copies"] in (0, 100), scores
+    assert noise["realism"] < grids.HEALTHY["realism"] and blank["realism"] == 0
+    assert shirts["classes"] < 2
+
+
+def test_column_accuracy_counts_the_images_that_show_their_columns_class(tmp_path, test_set):
+    images, labels = test_set
+    by_class = [images[labels == c][:10] for c in range(10)]
+    columns = torch.stack(by_class, 1).reshape(100, 28, 28)  # row r, column c: the r-th image of class c
+    right = grids.judge(_png(columns, tmp_path), conditional=True)
+    assert right["accuracy"] >= 0.8 and right["healthy"] and len(right["columns"]) == 10
+    shifted = torch.stack(by_class[1:] + by_class[:1], 1).reshape(100, 28, 28)  # column c shows class c + 1
+    wrong = grids.judge(_png(shifted, tmp_path), conditional=True)
+    assert wrong["accuracy"] <= 0.2 and not wrong["healthy"]
+    assert "accuracy" not in grids.judge(_png(columns, tmp_path), conditional=False)
+
+
+def test_training_images_are_counted_as_copies_even_mirrored_and_pasted(tmp_path, test_set):
+    train, _ = load_fashion_mnist("train")
+    g = torch.Generator().manual_seed(2)
+    noise = torch.randint(0, 256, (100, 28, 28), dtype=torch.uint8, generator=g)
+    assert grids.judge(_png(train[:100], tmp_path), False)["copies"] == 100  # real.png copied
+    pasted = noise.clone()
+    pasted[:7] = train[1000:1007]
+    pasted[7:10] = test_set[0][:3].flip(-1)
+    assert grids.judge(_png(pasted, tmp_path), False)["copies"] == 10
+    assert grids.judge(_png(noise, tmp_path), False)["copies"] == 0
+
+
+def test_describe_says_the_scores_and_the_verdict():
+    said = grids.describe({"realism": 0.7, "classes": 9.9, "accuracy": 0.3, "copies": 0, "healthy": False})
+    assert "70% of the samples" in said and "9.9 of 10 classes" in said and "30% show their column's class" in said
+    assert "below what a healthy one-epoch grid reaches" in said and "copies" not in said
+
+
+# ---- similarity ------------------------------------------------------------------------------------------------
+
+REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
+STARTER = starter_files(names=["codebase/gan.py"])["codebase/gan.py"][0].decode()
+VARIANTS = {p.stem: p.read_text() for p in (ROOT / "tests" / "grading").glob("variant_*.py")}
+
+
+def _disguised(source: str) -> str:
+    """A copy as a student hides it: names changed, comments and docstrings gone, layout changed."""
+    for old, new in (("x_fake", "imgs_gen"), ("d_loss", "loss_of_d"), ("g_loss", "loss_of_g"), ("alpha", "t"),
+                     ("x_real", "batch"), ("z", "noise")):
+        source = re.sub(rf"\b{old}\b", new, source)
+    source = re.sub(r"#[^\n]*", "", source)
+    source = re.sub(r'"""[\s\S]*?"""', '""', source)
+    return source.replace("    ", "\t").replace("\n\n", "\n\n\n")
+
+
+def test_renamed_and_reformatted_copies_pair_and_independent_solutions_do_not():
+    assert len(VARIANTS) >= 4
+    sources = {"ref": REFERENCE, "ref_copy": _disguised(REFERENCE), **VARIANTS,
+               "variant_copy": _disguised(VARIANTS["variant_gan"]), "stub": STARTER, "stub2": STARTER}
+    pairs = similarity.similar_code(sources, STARTER)
+    assert {(a, b) for a, b, _ in pairs} == {("ref", "ref_copy"), ("variant_copy", "variant_gan")}
+    assert all(share > 0.9 for *_, share in pairs)
+
+
+def test_tokens_drop_comments_docstrings_and_names_but_keep_the_api():
+    a = similarity.tokens('def f(x):\n    """doc"""\n    # note\n    return F.logsigmoid(x).mean()\n')
+    b = similarity.tokens("def g(y):\n  return F.logsigmoid(y).mean()")
+    assert a == b == ["def", "V", "(", "V", ")", ":", "return", "V", ".", "logsigmoid", "(", "V", ")", ".", "mean",
+                      "(", ")"]
+    assert similarity.tokens("def (((\n'") != []  # what does not tokenise is still compared
+
+
+def test_grids_pair_when_nearly_identical():
+    g = np.random.default_rng(0)
+    a = g.integers(0, 256, (302, 302), dtype=np.uint8)
+    b = a.copy()
+    b[2:30, 2:30] = 0  # one image of 100 changed
+    c = g.integers(0, 256, (302, 302), dtype=np.uint8)
+    assert [(x, y) for x, y, _ in similarity.similar_grids({"a": a, "b": b, "c": c})] == [("a", "b")]
