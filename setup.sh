@@ -2,7 +2,8 @@
 # Set-up for a fresh machine: the Python requirements, then Fashion-MNIST from Debian's package where apt-get exists.
 # Without apt-get (macOS, Windows, non-Debian Linux) the run scripts download the data with torchvision instead.
 #   bash setup.sh            # students: enough to train, sample and check
-#   bash setup.sh --grader   # also bubblewrap, the grader's sandbox (instructors, and this repository's tests)
+#   bash setup.sh --grader   # also bubblewrap, the grader's sandbox, and chromium, to open the class report in a
+#                            # browser (instructors, and this repository's tests)
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -20,6 +21,7 @@ DATA=/usr/share/datasets/fashion-mnist
 PACKAGES=""
 [ -f "$DATA/train-images-idx3-ubyte.gz" ] || PACKAGES="dataset-fashion-mnist"
 if [ "$GRADER" = 1 ] && ! command -v bwrap >/dev/null 2>&1; then PACKAGES="$PACKAGES bubblewrap"; fi
+if [ "$GRADER" = 1 ] && ! command -v chromium >/dev/null 2>&1; then PACKAGES="$PACKAGES chromium"; fi
 
 if [ -z "$PACKAGES" ]; then
   echo "setup: Fashion-MNIST found in $DATA"

@@ -9,6 +9,7 @@ Inputs are images in [-1, 1], (B, 1, 28, 28): the range of the generators and of
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -57,6 +58,12 @@ class Classifier(nn.Module):
 
 
 # ---- Weights file ----------------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where computed features of real images are kept: $GAN_METRICS_CACHE, else ~/.cache/fmnist-gan-metrics."""
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fmnist-gan-metrics"
+    return Path(os.environ.get("GAN_METRICS_CACHE") or default)
 
 
 def load_classifier(path: str | Path | None = None, device: torch.device | str = "cpu") -> Classifier:

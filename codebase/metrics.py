@@ -29,7 +29,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from torchvision.transforms.functional import gaussian_blur
 
 from codebase.checkpoint import Config, TrainingError, build_models, load_checkpoint
-from codebase.classifier import Classifier, ClassifierError, load_classifier
+from codebase.classifier import Classifier, ClassifierError, cache_dir, load_classifier
 from codebase.data import CLASSES, DataError, load_fashion_mnist, to_unit_range
 
 DEFAULT_N = 10_000  # generated samples per evaluation, as many as there are test images
@@ -85,11 +85,6 @@ def fingerprint(classifier: nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-def cache_dir() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fmnist-gan-metrics"
-    return Path(os.environ.get("GAN_METRICS_CACHE") or default)
 
 
 def real_features(classifier: Classifier, data_dir: str | None = None, use_cache: bool = True) -> Tensor:

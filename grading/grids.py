@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from codebase.classifier import ClassifierError, load_classifier
+from codebase.classifier import WEIGHTS_PATH, ClassifierError, cache_dir, load_classifier
 from codebase.data import CLASSES, DEBIAN_DIR, DataError, load_fashion_mnist, to_unit_range
 
 SIDE, GAP, ROWS = 28, 2, 10
@@ -67,8 +67,6 @@ def _data_dirs() -> list[Path]:
 @lru_cache(maxsize=1)
 def _reference() -> dict:
     """The classifier, every real image (train and test, uint8) and the real neighbourhoods, cached on disk."""
-    from codebase.metrics import cache_dir, fingerprint  # torchmetrics: only once a grid is judged
-
     try:
         classifier = load_classifier()
     except ClassifierError as error:
@@ -85,16 +83,17 @@ def _reference() -> dict:
         raise GridsUnavailable("Fashion-MNIST is not on the grading machine (apt-get install dataset-fashion-mnist, "
                                f"or set FASHION_MNIST_DIR): {problems[0] if problems else 'no folder to search'}")
     (train, _), (test, _) = reals
-    digest = hashlib.sha256(fingerprint(classifier).encode() + test.numpy().tobytes())
+    digest = hashlib.sha256(WEIGHTS_PATH.read_bytes() + test.numpy().tobytes())
     path = cache_dir() / f"grid_reference_{digest.hexdigest()[:16]}.pt"
     try:
         cached = torch.load(path, map_location="cpu", weights_only=True)
         features, radii = cached["features"], cached["radii"]
     except Exception:  # noqa: BLE001 - absent or damaged: computed again
         with torch.no_grad():
-            features = torch.cat([classifier.features(to_unit_range(test[i:i + 500]))
-                                  for i in range(0, len(test), 500)])
-        radii = torch.cdist(features, features).kthvalue(NEIGHBOURS + 1, dim=1).values  # the first is itself
+            features = torch.cat([classifier.features(to_unit_range(test[i:i + 200]))
+                                  for i in range(0, len(test), 200)])
+        radii = torch.cat([torch.cdist(features[i:i + 1000], features).kthvalue(NEIGHBOURS + 1, dim=1).values
+                           for i in range(0, len(features), 1000)])  # the nearest is itself; by rows, in 40 MB
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -111,7 +110,7 @@ def prepare() -> None:
     _reference()
 
 
-def nearest_real(images: torch.Tensor, reals: torch.Tensor, chunk: int = 10_000) -> torch.Tensor:
+def nearest_real(images: torch.Tensor, reals: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     """Root-mean-square pixel distance (pixels in [0, 1]) from each image (N, 28, 28) uint8 to the nearest of
     ``reals`` (M, 28, 28) uint8 or its mirror image: (N,)."""
     queries = torch.cat([images, images.flip(-1)]).flatten(1).float() / 255  # mirroring the query mirrors the real
