@@ -16,6 +16,7 @@ when some gradings failed ("needs attention" in grades.csv: rerun to retry them)
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import signal
@@ -27,7 +28,7 @@ from tqdm import tqdm
 from grade import _timeout, writable_target
 from grading import sandbox
 from grading import report
-from grading.batch import PRESETS, Batch, BatchError, entries, up_to_date, write_csv
+from grading.batch import PRESETS, Batch, BatchError, entries, status, up_to_date, write_csv
 from grading.gradebook import DEFAULT_COLUMN
 from grading.scoring import DEFAULT_TIMEOUT
 
@@ -37,6 +38,15 @@ def _pattern(text: str) -> re.Pattern:
         return re.compile(text)
     except re.error as error:
         raise argparse.ArgumentTypeError(f"not a regular expression ({error})") from None
+
+
+def _failed(results_path) -> bool:
+    """Whether these results record a grading that failed (not: results of another grader version, or of an older
+    submission, which the next run grades again)."""
+    try:
+        return status(json.loads(results_path.read_text())) != "graded"
+    except (OSError, ValueError):
+        return False
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,16 +106,24 @@ def main(argv: list[str] | None = None) -> None:
     shutil.rmtree(args.out / "pending", ignore_errors=True)
     write_csv(args.out, students)
     if not batch.stopping:
-        built = report.build(args.out)
+        try:
+            built = report.build(args.out)
+        except OSError as error:
+            sys.exit(f"error: the class report could not be written ({error}); grades.csv is complete. Free the "
+                     f"space and run: python class_report.py {args.out}")
         book = f" and {built['gradebook']}" if built["gradebook"] else ""
         print(f"{built['report']}{book} written; {built['flagged']} student(s) flagged for a human")
     graded = [e for e in students if up_to_date(e, args.out / "results" / f"{e.file_name}.json")]
-    attention = [e.student for e in students if e not in graded and (args.out / "results" /
-                                                                     f"{e.file_name}.json").is_file()]
+    attention = [e.student for e in students if e not in graded and _failed(args.out / "results" /
+                                                                          f"{e.file_name}.json")]
     print(f"{args.out / 'grades.csv'}: {len(graded)} of {len(students)} students graded")
     if batch.stopping:
         sys.exit(f"stopped after {done} gradings: rerun the same command to grade the "
                  f"{len(students) - len(graded)} left")
+    stale = len(students) - len(graded) - len(attention)
+    if stale and not batch.stopping:
+        sys.exit(f"error: {stale} student(s) have results of another grader version or of an older submission "
+                 "(the grader or a submission changed during the run): rerun the same command to grade them")
     if attention:
         sys.exit(f"error: the grading failed for {len(attention)} student(s), who need attention: "
                  f"{', '.join(attention[:20])}: rerun the same command to retry them")

@@ -100,12 +100,16 @@ def browser(report: Path, screenshot: Path | None) -> dict:
 
 
 def measured(code: str) -> tuple[float, float]:
-    """Seconds and peak memory (MiB) of a fresh Python process running ``code`` in the project."""
-    wrapper = f"{code}\nimport resource; print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    """Seconds (the process's, or what ``code`` prints after SECONDS) and peak memory (MiB) of a fresh Python
+    process running ``code`` in the project."""
+    wrapper = (f"{code}\nprint('PEAK', next(line.split()[1] for line in open('/proc/self/status') "
+               "if line.startswith('VmHWM')))")  # not ru_maxrss: it keeps the peak of the process forked from
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", wrapper], cwd=ROOT, capture_output=True, text=True, check=True)
-    peak = int(re.search(r"PEAK (\d+)", done.stdout)[1])
-    return time.perf_counter() - start, peak / 1024
+    seconds = time.perf_counter() - start
+    if timed := re.search(r"SECONDS ([\d.]+)", done.stdout):
+        seconds = float(timed[1])
+    return seconds, int(re.search(r"PEAK (\d+)", done.stdout)[1]) / 1024
 
 
 def main() -> None:
@@ -131,10 +135,13 @@ def main() -> None:
     size = (graded / "report.html").stat().st_size
     print(f"report rebuilt alone: {seconds:.1f} s, peak memory {peak:.0f} MiB, {size / 2**20:.1f} MiB of HTML")
     grids = [str(p) for p in sorted(submissions.parent.glob("graded/work/*/[1-4].[25].png"))[:3]]
-    seconds, peak = measured("from pathlib import Path; from grading import grids; "
-                             f"[grids.judge(Path(p).read_bytes(), False) for p in {grids!r}]")
-    print(f"judging one submission's 3 grids in a fresh process (what grade.py adds): {seconds:.1f} s, "
-          f"peak memory {peak:.0f} MiB")
+    _, before = measured("import torch; from grading import checks")  # what grade.py holds anyway
+    seconds, peak = measured("import time; import torch; from pathlib import Path; from grading import checks; "
+                             "start = time.perf_counter(); from grading import grids; "
+                             f"[grids.judge(Path(p).read_bytes(), False) for p in {grids!r}]; "
+                             "print('SECONDS', time.perf_counter() - start)")
+    print(f"judging one submission's 3 grids, as grade.py does after its children: {seconds:.1f} s, peak memory "
+          f"{peak:.0f} MiB against {before:.0f} MiB for what it holds anyway (torch, the checks)")
     print(json.dumps(browser(graded / "report.html", args.screenshot), indent=1))
     print("what the class did:", json.dumps(json.loads((args.out / "story.json").read_text()), indent=1))
 

@@ -68,9 +68,7 @@ def flags(out: Path, students: list[Entry], results: dict[str, dict]) -> dict[st
     work = {e.student: out / "work" / e.file_name for e in students if e.student in results}
     sources = {s: (w / "gan.py").read_text(errors="replace") for s, w in work.items() if (w / "gan.py").is_file()}
     starter = starter_files(names=["codebase/gan.py"])["codebase/gan.py"][0].decode()
-    for a, b, share in similarity.similar_code(sources, starter):
-        found[a].append(f"gan.py like {b}'s ({share:.0%} of its code)")
-        found[b].append(f"gan.py like {a}'s ({share:.0%} of its code)")
+    _pairs(found, "gan.py like", similarity.similar_code(sources, starter), "{:.0%} of the code")
     for problem in RUNS:
         grids = {}
         for s, w in work.items():
@@ -79,10 +77,21 @@ def flags(out: Path, students: list[Entry], results: dict[str, dict]) -> dict[st
                     grids[s] = np.asarray(image.convert("L").resize((302, 302)))
             except OSError:
                 pass
-        for a, b, distance in similarity.similar_grids(grids):
-            found[a].append(f"{problem} grid like {b}'s (RMS difference {distance:.3f})")
-            found[b].append(f"{problem} grid like {a}'s (RMS difference {distance:.3f})")
+        _pairs(found, f"{problem} grid like", similarity.similar_grids(grids), "RMS difference {:.3f}")
     return found
+
+
+def _pairs(found: dict[str, list[str]], what: str, pairs: list[tuple[str, str, float]], measure: str,
+           named: int = 5) -> None:
+    """One flag per student for ``pairs`` (most alike first): the first ``named`` others, then how many more."""
+    others: dict[str, list[tuple[str, float]]] = {}
+    for a, b, value in pairs:
+        others.setdefault(a, []).append((b, value))
+        others.setdefault(b, []).append((a, value))
+    for student, alike in others.items():
+        text = ", ".join(f"{other}'s ({measure.format(value)})" for other, value in alike[:named])
+        more = f" and {len(alike) - named} more" if len(alike) > named else ""
+        found[student].append(f"{what} {text}{more}")
 
 
 def build(out: Path) -> dict:

@@ -124,7 +124,9 @@ def keep_work(sub, grids: dict[str, str | None], folder: Path) -> None:
     for problem, run in RUNS.items():
         if not grids[problem]:
             with Image.open(io.BytesIO(sub.grid(run)[1]), formats=["PNG"]) as image:
-                image.convert("L").save(folder / f"{problem}.png", optimize=True)
+                image = image.convert("L")
+                image.thumbnail((906, 906))  # a grid 3x the run scripts' at most: the report inlines it
+                image.save(folder / f"{problem}.png", optimize=True)
 
 
 def run_problem(problem: str, package: dict[str, bytes], timeout: float, mode: str = "bwrap"

@@ -114,7 +114,13 @@ def test_a_killed_run_resumes_to_the_grades_of_grading_each_alone(tmp_path):
     alone = [summary(e, json.loads((tmp_path / f"alone-{e.file_name}.json").read_text())) for e in students]
     alone.sort(key=lambda row: row["student"])
     alone[0]["student"] = alone[0]["name"] = "'=dave"  # a spreadsheet must not read a student's name as a formula
+    flags = {row["student"]: row.pop("flags") for row in rows}
     assert rows == alone
+    # Every student drew the same black grids: flagged for a human, naming each other; the report shows them.
+    assert "1.2 grid like bob's" in flags["alice"] and "4.5 grid like =dave's" in flags["alice"]
+    assert flags["carol"] == flags["erin"] == ""
+    assert (out / "report.html").is_file() and sorted(p.name for p in (out / "work" / "alice").iterdir()) == [
+        "1.2.png", "3.2.png", "4.5.png", "gan.py"]
     totals = {row["student"]: row["total"] for row in rows}
     assert totals == {"'=dave": "0", "alice": "35", "bob": "29", "carol": "0", "erin": "0"}
     assert "g_loss" in rows[2]["notes"] and "cannot read the submission as a ZIP" in rows[3]["notes"]
