@@ -105,18 +105,18 @@ def main(argv: list[str] | None = None) -> None:
         done = batch.run(todo, students, progress)
     shutil.rmtree(args.out / "pending", ignore_errors=True)
     write_csv(args.out, students)
-    if not batch.stopping:
-        try:
-            built = report.build(args.out)
-        except OSError as error:
-            sys.exit(f"error: the class report could not be written ({error}); grades.csv is complete. Free the "
-                     f"space and run: python class_report.py {args.out}")
-        book = f" and {built['gradebook']}" if built["gradebook"] else ""
-        print(f"{built['report']}{book} written; {built['flagged']} student(s) flagged for a human")
     graded = [e for e in students if up_to_date(e, args.out / "results" / f"{e.file_name}.json")]
     attention = [e.student for e in students if e not in graded and _failed(args.out / "results" /
                                                                           f"{e.file_name}.json")]
     print(f"{args.out / 'grades.csv'}: {len(graded)} of {len(students)} students graded")
+    if not batch.stopping:
+        try:
+            built = report.build(args.out)
+        except Exception as error:  # noqa: BLE001 - the grades are complete: say what failed, and how to retry
+            sys.exit(f"error: the class report could not be built ({type(error).__name__}: {error}); grades.csv is "
+                     f"complete. Once fixed, run: python class_report.py {args.out}")
+        book = f" and {built['gradebook']}" if built["gradebook"] else ""
+        print(f"{built['report']}{book} written; {built['flagged']} student(s) flagged for a human")
     if batch.stopping:
         sys.exit(f"stopped after {done} gradings: rerun the same command to grade the "
                  f"{len(students) - len(graded)} left")

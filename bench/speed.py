@@ -3,6 +3,7 @@
     python bench/speed.py                              # the three GANs, this checkout
     python bench/speed.py --baseline /tmp/old-main     # side by side with another checkout, with ratios
     python bench/speed.py --quick                      # a smoke run in seconds (numbers are not meaningful)
+    python bench/speed.py --baseline /tmp/old-main --busy 2   # ... with two CPU-bound processes running beside it
 
 For each GAN (non-saturating, WGAN-GP, conditional) a fresh ``python`` process imports the checkout's own
 ``codebase.train``, loads the data with its own loader, and runs the loop's own step: ``update()`` where the checkout
@@ -24,6 +25,9 @@ It reports:
   listed as uncounted; ``tests/test_bench.py`` checks the count against a hand count.
 * the same run's matmul peak in fp32, and in bf16 where the CPU has native bf16 (AVX512-BF16 or AMX), and the
   roofline fraction: achieved GFLOP/s over the fp32 peak (over the bf16 peak too when the step runs bf16 matmuls).
+* ``--busy N``: N processes that keep a core busy each (a Python loop; what a student's browser, another training
+  run or a shared machine does) run during every measurement, so that the step's behaviour under load is measured
+  too: OpenMP threads that spin while they wait lose the CPU to them.
 * how cost grows (this checkout only): epoch time against batch size (32, 64, 128, 256); ``--epochs`` short epochs
   of a truncated training set, each one's time and the resident set after it (a growing one is flagged as a leak).
 """
@@ -255,6 +259,23 @@ def worker(a: argparse.Namespace) -> dict:
 # ---- Parent: launch the workers, interleave the checkouts, print the table --------------------------------------
 
 
+class Busy:
+    """``n`` processes that each keep one core busy until the block ends."""
+
+    def __init__(self, n: int):
+        self.n, self.procs = n, []
+
+    def __enter__(self):
+        loop = "import time\nwhile True:\n    sum(i * i for i in range(10000))\n"
+        self.procs = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(self.n)]
+        return self
+
+    def __exit__(self, *exc):
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+
+
 def run_worker(root: Path, gan: str, opts: argparse.Namespace, extras: bool = False, peaks: bool = False) -> dict:
     """Launch one worker process and return its result dict; its stderr is shown if it fails."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_worker", "--_root", str(root), "--_gan", gan,
@@ -306,8 +327,10 @@ def report(result: dict) -> str:
     base = result["summary"].get("baseline")
     first = next(iter(cur.values()))
     peaks = result["peak_gflops"]
+    busy = result["options"].get("busy")
     lines = [f"torch {first['torch']}, {first['threads']} threads, batch {first['batch']}; "
-             f"{result['options']['steps']} timed steps after {result['options']['warmup']} warm-up, "
+             + (f"{busy} CPU-bound processes running beside it; " if busy else "no load beside it; ")
+             + f"{result['options']['steps']} timed steps after {result['options']['warmup']} warm-up, "
              f"median of {result['options']['repeats']} process(es) per GAN and checkout",
              "matmul peak (this run): " + ", ".join(f"{SHORT[k]} {v:.0f} GFLOP/s" for k, v in peaks.items())
              + ("" if "bfloat16" in peaks else " (no native bf16 on this CPU)"), ""]
@@ -388,6 +411,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--gans", nargs="+", choices=list(GANS), default=list(GANS), help="default: all three")
     p.add_argument("--data_dir", help="folder with the Fashion-MNIST IDX files (default: where run_gan.py looks)")
     p.add_argument("--quick", action="store_true", help="a smoke run: few steps, one repeat, small sweep")
+    p.add_argument("--busy", type=int, default=0, metavar="N",
+                   help="run N CPU-bound processes beside the measurement (e.g. one per core; default: none)")
     p.add_argument("--json", help="also write every measurement to this JSON file")
     for hidden, kw in (("--_worker", dict(action="store_true")), ("--_extras", dict(action="store_true")),
                        ("--_peaks", dict(action="store_true")), ("--_root", {}), ("--_gan", {}),
@@ -406,7 +431,8 @@ def main(argv: list[str] | None = None) -> None:
         opts.epochs, opts.epoch_steps, opts.batch_sizes = 2, 2, [32, 64]
     if opts.data_dir:
         opts.data_dir = str(Path(opts.data_dir).resolve())  # workers run in the checkout's folder
-    result = measure(opts)
+    with Busy(opts.busy):
+        result = measure(opts)
     result["options"] = {k: v for k, v in vars(opts).items() if not k.startswith("_")}
     result["summary"] = {name: {gan: summarize(r) for gan, r in per_gan.items()}
                          for name, per_gan in result["runs"].items()}

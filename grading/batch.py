@@ -237,6 +237,7 @@ class Batch:
         write_results(failed, results)
         pending.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(self.out / "work" / entry.file_name, ignore_errors=True)  # an older submission's work
         return False
 
     def stop(self, signum, frame) -> None:

@@ -6,15 +6,19 @@
 - Moodle (the assignment's "Upload grading worksheet"): ``Identifier, Full name, Grade, Maximum Grade,
   Last modified (grade), Feedback comments``; Identifier is "Participant <id>", the id of the export's file names.
 - Blackboard (Grade Center > Work Offline > Upload): ``Username, <column> [Total Pts: <max> Score]``; a column named
-  "Title |123456" updates column 123456.
+  "Title |123456" updates column 123456 (create it first: a new column from an upload is a text column).
+
+Scores are points out of the total of the checks (35, plus any grid points), as results.json gives them.
 
 Only students whose grading finished are listed: one whose grading failed keeps its LMS cell as it is.
 """
 from __future__ import annotations
 
 import csv
+import html
 import io
 import os
+import time
 from pathlib import Path
 
 from grading.batch import Entry, _cell, status, summary
@@ -32,8 +36,9 @@ def rows(lms: str, column: str, students: list[Entry], results: dict[str, dict])
         table += [[_cell(e.name), e.student, "", "", "", f"{c['score']:g}"] for e, c in graded]
     elif lms == "moodle":
         table = [["Identifier", "Full name", "Grade", "Maximum Grade", "Last modified (grade)", "Feedback comments"]]
-        table += [[f"Participant {e.student}", _cell(e.name), f"{c['score']:.2f}", f"{top:.2f}", "-",
-                   _cell(summary(e, c)["notes"])] for e, c in graded]
+        now = time.strftime("%A, %d %B %Y, %I:%M %p")  # newer than the grades it replaces, as Moodle writes dates
+        table += [[f"Participant {e.student}", _cell(e.name), f"{c['score']:.2f}", f"{top:.2f}", now,
+                   _cell(html.escape(summary(e, c)["notes"]))] for e, c in graded]  # Moodle shows feedback as HTML
     elif lms == "blackboard":
         name, _, column_id = column.partition("|")
         header = f"{name.strip()} [Total Pts: {top:g} Score]" + (f" |{column_id.strip()}" if column_id else "")

@@ -12,6 +12,7 @@ the gradebook file for that LMS is written beside it (grading/gradebook.py).
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
@@ -27,9 +28,11 @@ from PIL import Image
 
 from grading import gradebook, similarity
 from grading.batch import Entry, status, write_csv
+from grading.scoring import grader_version, submission_hash
 from grading.submission import RUNS
 
 CLASS_FILE = "class.json"  # the students (ids, names, late) and the LMS preset, written by grade_all.py
+STALE = "stale"  # results of another grader version or of an older submission: grade_all.py grades them again
 
 
 def save_class(out: Path, students: list[Entry], lms: str | None, column: str) -> None:
@@ -47,12 +50,19 @@ def load_class(out: Path) -> tuple[list[Entry], str | None, str]:
 
 
 def _results(out: Path, students: list[Entry]) -> dict[str, dict]:
+    """Each student's results; those of another grader version or of an older submission get status STALE, so
+    that neither the report nor the gradebook takes them for current grades."""
     found = {}
     for entry in students:
         try:
-            found[entry.student] = json.loads((out / "results" / f"{entry.file_name}.json").read_text())
-        except (OSError, ValueError):
-            pass
+            content = json.loads((out / "results" / f"{entry.file_name}.json").read_text())
+            extra = content["extra_data"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if status(content) == "graded" and (extra.get("grader_version") != grader_version() or (
+                entry.path.exists() and extra.get("submission_sha256") != submission_hash(entry.path))):
+            extra["status"] = STALE
+        found[entry.student] = content
     return found
 
 
@@ -77,6 +87,7 @@ def flags(out: Path, students: list[Entry], results: dict[str, dict]) -> dict[st
                     grids[s] = np.asarray(image.convert("L").resize((302, 302)))
             except OSError:
                 pass
+        grids = {s: g for s, g in grids.items() if not similarity.collapsed(g)}  # blank grids match by chance
         _pairs(found, f"{problem} grid like", similarity.similar_grids(grids), "RMS difference {:.3f}")
     return found
 
@@ -112,7 +123,8 @@ def build(out: Path) -> dict:
 # ---- The page --------------------------------------------------------------------------------------------------
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+       "script-src 'sha256-{}'")  # the page's own script only, by its hash
 
 
 def e(value) -> str:
@@ -200,7 +212,7 @@ def card(entry: Entry, content: dict | None, work: Path, flagged: list[str]) -> 
         path = work / f"{problem}.png"
         if path.is_file():
             uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
-            image = f'<img src="{uri}" alt="{e(problem)} grid of {e(entry.student)}" width="151" height="151">'
+            image = f'<img src="{uri}" alt="{e(problem)} grid of {e(entry.student)}" width="302" height="302">'
         else:
             image = '<div class="none">no grid</div>'
         if scores:
@@ -208,13 +220,14 @@ def card(entry: Entry, content: dict | None, work: Path, flagged: list[str]) -> 
             said += f" &middot; columns {scores['accuracy']:.0%}" if "accuracy" in scores else ""
             said = f'<span class="{"ok" if scores["healthy"] else "bad"}">{said}</span>'
         else:
-            said = "not judged"
+            said = e(str(extra.get("not_judged", {}).get(problem, "not judged"))[:200])
         cells.append(f"<figure>{image}<figcaption>{e(problem)}: {said}</figcaption></figure>")
     keys["worst"] = min(keys.values())
     data = "".join(f' data-{k}="{v:.3f}"' for k, v in keys.items())
     note = "".join(f"<li>{e(f)}</li>" for f in flagged)
     head = f"{total:g} points" if graded else "needs attention"
-    return (f'<div class="card" data-student="{e(entry.student)}" data-total="{total:g}"{data}>'
+    return (f'<div class="card" data-student="{e(entry.student)}" data-name="{e(entry.name)}" '
+            f'data-total="{total:g}"{data}>'
             f"<h3>{e(entry.student)} <small>{e(entry.name if entry.name != entry.student else '')}</small> "
             f"&mdash; {head}</h3><div class=\"grids\">{''.join(cells)}</div>"
             f"{'<ul class=flags>' + note + '</ul>' if note else ''}</div>")
@@ -225,24 +238,24 @@ def attention(students: list[Entry], results: dict[str, dict], found: dict[str, 
     for entry in students:
         content = results.get(entry.student)
         reasons = []
+        extra = (content or {}).get("extra_data", {})
         if content is None:
-            reasons.append("not graded yet")
+            reasons.append("not graded yet: run grade_all.py again")
+        elif extra.get("status") == STALE:
+            reasons.append("graded by another grader version, or before the submission changed: run grade_all.py "
+                           "again")
         elif status(content) != "graded":
             reasons.append("the grading failed: " + (content.get("output", "").splitlines() or [""])[-1][:200])
         else:
-            outputs = [t.get("output", "") for t in content.get("tests", [])]
-            if any(o.startswith("no gan.py") for o in outputs):
-                reasons.append("no gan.py")
-            missing = [t["number"].rsplit(".", 1)[0] for t in content.get("tests", [])
-                       if t.get("output", "").startswith("no sample grid")]
-            if missing:
-                reasons.append(f"no grid for {', '.join(missing)}")
+            reasons += [str(m)[:300] for m in extra.get("missing", [])[:4]]
         reasons += found.get(entry.student, [])
         if reasons:
-            rows.append(f"<tr><td>{e(entry.student)}</td><td>{'<br>'.join(e(r) for r in reasons)}</td></tr>")
+            name = entry.name if entry.name != entry.student else ""
+            rows.append(f"<tr><td>{e(entry.student)}</td><td>{e(name)}</td>"
+                        f"<td>{'<br>'.join(e(r) for r in reasons)}</td></tr>")
     if not rows:
         return "<p>Nobody.</p>"
-    return "<table><tr><th>student</th><th>why</th></tr>" + "".join(rows) + "</table>"
+    return "<table><tr><th>student</th><th>name</th><th>why</th></tr>" + "".join(rows) + "</table>"
 
 
 def render(out: Path, students: list[Entry], results: dict[str, dict], found: dict[str, list[str]]) -> str:
@@ -256,8 +269,14 @@ def render(out: Path, students: list[Entry], results: dict[str, dict], found: di
     cards = "".join(card(s, results.get(s.student), out / "work" / s.file_name, found.get(s.student, []))
                     for s in students)
     plot = f'<img src="{histogram(totals, top)}" alt="histogram of totals">' if totals else ""
-    return PAGE.format(csp=CSP, summary=e(summary), plot=plot, attention=attention(students, results, found),
-                       problems=problem_table(results), checks=check_table(results), cards=cards)
+    unjudged = {r for c in graded.values() for r in c.get("extra_data", {}).get("not_judged", {}).values()
+                if "on this grading machine" in str(r)}
+    banner = (f'<p class="bad">The grids were not judged: {e(sorted(unjudged)[0])}. Install it and grade again '
+              "(python grade_all.py ... --regrade).</p>" if unjudged else "")
+    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
+    return PAGE.format(csp=CSP.format(digest), summary=e(summary), banner=banner, plot=plot, script=SCRIPT,
+                       attention=attention(students, results, found), problems=problem_table(results),
+                       checks=check_table(results), cards=cards)
 
 
 PAGE = """<!doctype html>
@@ -272,10 +291,10 @@ td ul {{ margin: 0; padding-left: 1.2em; }}
 .card {{ border: 1px solid #ccc; border-radius: 6px; padding: 6px 10px; margin: 8px 0; }}
 .card h3 {{ margin: 0 0 4px; font-size: 15px; }}
 .grids {{ display: flex; gap: 10px; flex-wrap: wrap; }}
-figure {{ margin: 0; width: 200px; }}
+figure {{ margin: 0; width: 310px; }}
 figure img {{ cursor: zoom-in; image-rendering: pixelated; display: block; }}
 figcaption {{ font-size: 12px; }}
-.none {{ width: 151px; height: 151px; background: #eee; display: flex; align-items: center; justify-content: center; }}
+.none {{ width: 302px; height: 302px; background: #eee; display: flex; align-items: center; justify-content: center; }}
 .ok {{ color: #176d2c; }} .bad {{ color: #b00020; font-weight: bold; }}
 .flags {{ color: #8a4b00; margin: 4px 0; }}
 #big {{ position: fixed; inset: 0; background: rgba(0,0,0,.8); display: flex; align-items: center;
@@ -288,6 +307,7 @@ figcaption {{ font-size: 12px; }}
 <nav><a href="#attention">Needs a human</a> &middot; <a href="#problems">Problems</a> &middot;
 <a href="#checks">Checks</a> &middot; <a href="#gallery-top">Gallery</a></nav>
 <p>{summary}</p>
+{banner}
 {plot}
 <h2 id="attention">Needs a human</h2>
 <p>Gradings that failed, missing files, and flags: samples that are real images, gan.py or grids like another
@@ -303,6 +323,7 @@ the classes they spread over, and for 3.2 the share showing their column's class
 grid). Click a grid to enlarge it.
 <label>Sort by <select id="sort">
 <option value="student">student</option>
+<option value="name">name</option>
 <option value="worst">worst grid first</option>
 <option value="total">total, lowest first</option>
 <option value="total:desc">total, highest first</option>
@@ -312,37 +333,39 @@ grid). Click a grid to enlarge it.
 </select></label></p>
 <div id="gallery">{cards}</div>
 <div id="big" hidden><img alt="enlarged grid"></div>
-<script>
+<script>{script}</script>
+</body></html>
+"""
+
+SCRIPT = """
 const gallery = document.getElementById("gallery"), big = document.getElementById("big");
 const select = document.getElementById("sort");
-function sortBy(value) {{
+function sortBy(value) {
   const [key, order] = value.split(":");
   const cards = [...gallery.children];
-  cards.sort((a, b) => {{
+  cards.sort((a, b) => {
     const x = a.dataset[key], y = b.dataset[key];
-    const c = key === "student" ? x.localeCompare(y) : parseFloat(x) - parseFloat(y);
+    const c = key === "student" || key === "name" ? x.localeCompare(y) : parseFloat(x) - parseFloat(y);
     return (order === "desc" ? -c : c) || a.dataset.student.localeCompare(b.dataset.student);
-  }});
+  });
   cards.forEach(card => gallery.appendChild(card));
   select.value = value;
   document.body.dataset.sorted = value;
-}}
+}
 select.onchange = () => sortBy(select.value);
-gallery.onclick = event => {{
-  if (event.target.tagName === "IMG") {{ big.querySelector("img").src = event.target.src; big.hidden = false; }}
-}};
-big.onclick = () => {{ big.hidden = true; }};
-addEventListener("keydown", event => {{ if (event.key === "Escape") big.hidden = true; }});
+gallery.onclick = event => {
+  if (event.target.tagName === "IMG") { big.querySelector("img").src = event.target.src; big.hidden = false; }
+};
+big.onclick = () => { big.hidden = true; };
+addEventListener("keydown", event => { if (event.key === "Escape") big.hidden = true; });
 const wanted = new URLSearchParams(location.hash.slice(1)).get("sort");
-if (wanted && [...select.options].some(o => o.value === wanted)) {{  // report.html#sort=worst: the gallery, sorted
+if (wanted && [...select.options].some(o => o.value === wanted)) {  // report.html#sort=worst: the gallery, sorted
   sortBy(wanted);
   document.getElementById("gallery-top").scrollIntoView();
-}}
-addEventListener("load", () => {{
+}
+addEventListener("load", () => {
   const images = [...document.images].filter(i => i.closest("#big") === null);
   const loaded = images.filter(i => i.complete && i.naturalWidth > 0).length;
   document.body.dataset.images = loaded + "/" + images.length;
-}});
-</script>
-</body></html>
+});
 """

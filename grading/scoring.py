@@ -88,8 +88,13 @@ def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", para
     content = results(outcomes, grids, notes, time.monotonic() - start, judged, grid_points)
     flags = [f"{p}: {s['copies']} of the 100 samples are real Fashion-MNIST images (or mirrored ones), not drawn by "
              "a generator" for p, s in judged.items() if isinstance(s, dict) and s["copies"]]
+    # What is missing from the work, for the class report's "needs a human": the reader's own words.
+    missing = [sub.fatal] if sub.fatal else [] if isinstance(source, bytes) else [outcomes["1.2"].splitlines()[0]]
+    missing += [f"{p}: {grids[p]}" for p in RUNS if grids[p] and not sub.fatal]
     content["extra_data"].update(sandbox=sandbox.describe(mode), bounds=bounds, submission_sha256=submission_hash(path),
-                                 grids={p: s for p, s in judged.items() if isinstance(s, dict)}, flags=flags)
+                                 grids={p: s for p, s in judged.items() if isinstance(s, dict)},
+                                 not_judged={p: s for p, s in judged.items() if isinstance(s, str)}, flags=flags,
+                                 missing=[m[:300] for m in missing])
     return content
 
 
@@ -115,7 +120,9 @@ def judge_grids(sub, grids: dict[str, str | None], grid_points: float) -> dict[s
 
 
 def keep_work(sub, grids: dict[str, str | None], folder: Path) -> None:
-    """The student's gan.py and each valid final grid (re-encoded, greyscale) in ``folder``, for the class report."""
+    """The student's gan.py and each valid final grid (its grey pixels only, re-encoded) in ``folder``, for the class
+    report."""
+    import numpy as np
     from PIL import Image
 
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -124,9 +131,9 @@ def keep_work(sub, grids: dict[str, str | None], folder: Path) -> None:
     for problem, run in RUNS.items():
         if not grids[problem]:
             with Image.open(io.BytesIO(sub.grid(run)[1]), formats=["PNG"]) as image:
-                image = image.convert("L")
-                image.thumbnail((906, 906))  # a grid 3x the run scripts' at most: the report inlines it
-                image.save(folder / f"{problem}.png", optimize=True)
+                image = Image.fromarray(np.asarray(image.convert("L")))  # the pixels judged, nothing else of the file
+            image.thumbnail((906, 906))  # 3x the run scripts' grid at most: the report inlines it
+            image.save(folder / f"{problem}.png", optimize=True)
 
 
 def run_problem(problem: str, package: dict[str, bytes], timeout: float, mode: str = "bwrap"
@@ -250,10 +257,16 @@ def unfinished(reason: str = "the grading did not finish") -> dict:
     return content
 
 
+CLASS_TOOLS = ("batch.py", "report.py", "gradebook.py", "similarity.py")  # a class's tools, not one grading's
+
+
 def grader_version() -> str:
-    """A hash of the grader's code (grading/*.py and grade.py): results from another grader are regraded."""
+    """A hash of the code that grades one submission (grading/*.py but the class tools, grade.py, the classifier's
+    weights): results from another grader are regraded."""
     digest = hashlib.sha256()
-    for path in sorted(HERE.glob("*.py")) + [HERE.parent / "grade.py"]:
+    weights = HERE.parent / "codebase" / "assets" / "fmnist_classifier.pt"
+    for path in [p for p in sorted(HERE.glob("*.py")) if p.name not in CLASS_TOOLS] + [HERE.parent / "grade.py",
+                                                                                       weights]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
@@ -293,7 +306,7 @@ def _test(number: str, name: str, points: float, message: str | None, passed: st
     return test
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # and bidi overrides
 
 
 def printable(text: str) -> str:

@@ -7,7 +7,7 @@ KGRAM tokens; the runs that the starter's own gan.py holds are dropped. Two file
 smaller one's runs are in the other (``overlap``, at least CODE_OVERLAP) and it has at least MIN_KGRAMS runs of
 its own, so that stubs and one-liners never pair. Sample grids are paired when the root-mean-square difference of
 their pixels (in [0, 1]) is below GRID_DISTANCE: the same grid saved again, a few images changed, or another
-step of the same run.
+step of the same run; grids of one image repeated (blank, collapsed) are not compared.
 """
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ CODE_OVERLAP = 0.6  # docs/grading.md: renamed and reformatted copies 1.0; indep
 MIN_KGRAMS = 20
 GRID_DISTANCE = 0.1  # independent one-epoch runs differ by 0.27-0.38 (same seed, other loss code: 0.30+);
 # one run's grids 37 steps apart by 0.03, 87 steps apart by 0.065; the same grid saved again by 0
+COLLAPSED_SPREAD = 8.0  # mean over pixels of their spread over the 100 images (0-255): one-epoch reference
+# grids 62-69, the two collapsed WGAN-GP mistakes 0
 _SKIP = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING,
          tokenize.ENDMARKER}
 _FALLBACK = re.compile(r"[A-Za-z_]\w*|\d[\w.]*|\S")
@@ -79,13 +81,20 @@ def similar_code(sources: dict[str, str], starter: str) -> list[tuple[str, str, 
     return sorted([p for p in pairs if p[2] >= CODE_OVERLAP], key=lambda p: -p[2])
 
 
+def collapsed(grid: np.ndarray) -> bool:
+    """Whether a grid (302x302 uint8, the run scripts' layout) shows one image 100 times, or nearly (blank, grey,
+    a collapsed generator): such grids are alike between independent students, so they are not compared."""
+    images = grid[2:, 2:].reshape(10, 30, 10, 30)[:, :28, :, :28].transpose(0, 2, 1, 3).reshape(100, -1)
+    return float(images.astype(np.float32).std(axis=0).mean()) < COLLAPSED_SPREAD
+
+
 def similar_grids(grids: dict[str, np.ndarray]) -> list[tuple[str, str, float]]:
     """The pairs of students whose grids (same shape, uint8) differ by less than GRID_DISTANCE (root mean square,
     pixels in [0, 1]): (a, b, distance), most alike first."""
     names = sorted(grids)
     if len(names) < 2:
         return []
-    x = np.stack([grids[n].reshape(-1).astype(np.float64) / 255 for n in names])  # (N, P)
+    x = np.stack([grids[n].reshape(-1).astype(np.float32) / 255 for n in names])  # (N, P)
     squares = (x ** 2).sum(1)
     d2 = np.maximum(squares[:, None] + squares[None, :] - 2 * x @ x.T, 0) / x.shape[1]
     pairs = [(names[i], names[j], float(np.sqrt(d2[i, j]))) for i, j in zip(*np.triu_indices(len(names), 1))

@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 import grade
@@ -73,12 +74,12 @@ def _by_problem(results: dict) -> tuple[dict, dict]:
 
 def _grids_pass(results: dict) -> list[str]:
     return ["passed" if t["output"] == "a valid PNG of sane size" else "failed" for t in results["tests"]
-            if "sample grid" in t["name"]]
+            if "sample grid out_" in t["name"]]
 
 
 def _assert_complete(results: dict) -> None:
     json.dumps(results)
-    assert len(results["tests"]) == sum(len(p.checks) + 1 for p in checks.PROBLEMS.values())
+    assert len(results["tests"]) == sum(len(p.checks) + 2 for p in checks.PROBLEMS.values())
     for test in results["tests"]:
         status = {"status"} if test["max_score"] else set()  # a 0-point check is information: no status
         assert set(test) == {"name", "number", "score", "max_score", "output"} | status
@@ -168,6 +169,41 @@ def test_cli_writes_complete_results_for_a_submission_without_gan_py(tmp_path):
     assert points == {"1.2": 0.0, "3.2": 0.0, "4.5": 0.0}
     assert all("no gan.py in the ZIP (found: out_" in text for text in outputs.values())
     assert _grids_pass(results) == ["passed"] * 3
+
+
+def test_grids_are_judged_weighed_flagged_and_kept(tmp_path):
+    from codebase.data import load_fashion_mnist
+    from codebase.train import save_grid_image
+
+    train, _ = load_fashion_mnist("train")
+    test, labels = load_fashion_mnist("test")
+    columns = torch.stack([test[labels == c][:10] for c in range(10)], 1).reshape(100, 28, 28)
+    noise = torch.randint(0, 256, (100, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    grids = {}
+    for run, images in (("out_nonsaturating", train[:100]), ("out_nonsaturating_conditional", columns),
+                        ("out_wasserstein_gp", noise)):
+        save_grid_image(images.unsqueeze(1).float() / 127.5 - 1, tmp_path / "grid.png")
+        grids[f"{run}/fake_0937.png"] = (tmp_path / "grid.png").read_bytes()
+    with Image.open(io.BytesIO(grids["out_wasserstein_gp/fake_0937.png"])) as image:  # extras a browser would use
+        extras = io.BytesIO()
+        image.convert("RGBA").save(extras, "PNG", icc_profile=b"\0" * 128, pnginfo=None)
+        grids["out_wasserstein_gp/fake_0937.png"] = extras.getvalue()
+    out, keep = tmp_path / "results.json", tmp_path / "kept"
+    grade.main([str(_zip(tmp_path / "hw3.zip", grids)), "-o", str(out), "--grid-points", "1", "--keep", str(keep)])
+    results = json.loads(out.read_text())
+    _assert_complete(results)
+    judged = {t["number"][:3]: t for t in results["tests"] if t["name"].endswith("judged by the classifier")}
+    assert {p: t["score"] for p, t in judged.items()} == {"1.2": 1.0, "3.2": 1.0, "4.5": 0.0}
+    assert "healthy" in judged["3.2"]["output"] and "show their column's class" in judged["3.2"]["output"]
+    assert "below what a healthy one-epoch grid reaches" in judged["4.5"]["output"]
+    extra = results["extra_data"]
+    assert extra["grids"]["1.2"]["copies"] == 100 and extra["grids"]["4.5"]["copies"] == 0
+    assert extra["flags"] == [f"{p}: 100 of the 100 samples are real Fashion-MNIST images (or mirrored ones), not "
+                              "drawn by a generator" for p in ("1.2", "3.2")]  # training and test images alike
+    assert not any("real Fashion-MNIST" in t["output"] for t in results["tests"])  # the flag is for a human only
+    assert sorted(p.name for p in keep.iterdir()) == ["1.2.png", "3.2.png", "4.5.png"]  # no gan.py to keep
+    with Image.open(keep / "4.5.png") as kept:
+        assert kept.mode == "L" and "icc_profile" not in kept.info and "transparency" not in kept.info
 
 
 # ---- Running student code (child processes) --------------------------------------------------------------------

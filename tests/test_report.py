@@ -15,7 +15,7 @@ from PIL import Image
 
 from grading import report
 from grading.batch import Entry
-from grading.scoring import GRADED, GRADING_FAILED
+from grading.scoring import GRADED, GRADING_FAILED, grader_version
 from tests.conftest import ROOT
 
 REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
@@ -31,11 +31,13 @@ def _test(number: str, points: float, score: float, output: str) -> dict:
     return test
 
 
-def _results(score_12: float, grids: dict, flags: list[str] = (), status: str = GRADED) -> dict:
+def _results(score_12: float, grids: dict, flags: list[str] = (), status: str = GRADED, missing: list[str] = (),
+             version: str | None = None) -> dict:
     tests = [_test("1.2.1", 10, score_12, "passed" if score_12 == 10 else "d_loss value: got 0.31, expected 1.39"),
              _test("3.2.1", 10, 10, "passed"), _test("4.5.1", 15, 15, "passed")]
     return {"score": score_12 + 25, "tests": tests, "output": "Score.\nthe grading failed (a test)",
-            "extra_data": {"status": status, "grids": grids, "flags": list(flags)}}
+            "extra_data": {"status": status, "grids": grids, "flags": list(flags), "missing": list(missing),
+                           "grader_version": version or grader_version()}}
 
 
 def _grid(seed: int) -> np.ndarray:
@@ -48,9 +50,9 @@ SCORES = {"realism": 0.7, "classes": 9.5, "copies": 0, "healthy": True}
 def _class(out: Path, lms: str | None = "canvas") -> list[Entry]:
     """Five students: two with one gan.py (one disguised) and one 4.5 grid, one whose samples are real images, one
     with a hostile name and a failed 1.2 (those two solved it independently), one whose grading failed."""
-    students = [Entry("101", Path("a.zip"), "Ann"), Entry("102", Path("b.zip"), "Ben", late=True),
-                Entry("103", Path("c.zip"), "Cy"), Entry("104", Path("d.zip"), HOSTILE),
-                Entry("105", Path("e.zip"), "Eve")]
+    students = [Entry("101", out / "a.zip", "Ann"), Entry("102", out / "b.zip", "Ben", late=True),
+                Entry("103", out / "c.zip", "Cy"), Entry("104", out / "d.zip", HOSTILE),
+                Entry("105", out / "e.zip", "Eve")]  # the submissions are not kept: results are trusted as they are
     copy = re.sub(r"#[^\n]*", "", REFERENCE).replace("x_fake", "fake")
     sources = {"101": REFERENCE, "102": copy, "103": VARIANT, "104": OTHER}
     grids = {"101": [1, 2, 3], "102": [4, 5, 3], "103": [6, 7, 8], "104": [9, 10, 11]}
@@ -150,3 +152,29 @@ def test_a_browser_loads_every_image_and_sorts_the_gallery_offline(tmp_path):
     order = re.findall(r'class="card" data-student="([^"]+)"', dom)
     assert order == ["105", "104", "102", "103", "101"]  # no grids (-1), then by the worst grid's realism
     assert all(s.startswith("data:") for s in re.findall(r'<img[^>]*\ssrc="([^"]*)"', dom))  # the name stayed text
+
+
+def test_stale_results_and_unreadable_submissions_need_a_human_and_stay_out_of_the_gradebook(tmp_path):
+    students = _class(tmp_path)
+    old = json.loads((tmp_path / "results" / "101.json").read_text())
+    old["extra_data"]["grader_version"] = "an older one"
+    (tmp_path / "results" / "101.json").write_text(json.dumps(old))
+    unreadable = _results(0, {}, missing=["cannot read the submission as a ZIP (BadZipFile: File is not a zip file)"])
+    (tmp_path / "results" / "102.json").write_text(json.dumps(unreadable))
+    built = report.build(tmp_path)
+    page = built["report"].read_text()
+    assert "graded by another grader version, or before the submission changed" in page
+    assert "cannot read the submission as a ZIP" in page
+    assert [r[1] for r in _csv(built["gradebook"])[2:]] == ["102", "103", "104"]
+    changed = students[2].path  # a submission that changed since its grading
+    changed.write_text("new work")
+    assert [r[1] for r in _csv(report.build(tmp_path)["gradebook"])[2:]] == ["102", "104"]
+
+
+def test_blank_and_collapsed_grids_are_not_paired():
+    from grading import similarity
+
+    blank = np.zeros((302, 302), np.uint8)
+    one = np.tile(np.pad(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8), 1), (10, 10))
+    one = np.pad(one, 1)  # the same image 100 times, in the run scripts' layout
+    assert similarity.collapsed(blank) and similarity.collapsed(one) and not similarity.collapsed(_grid(0))
