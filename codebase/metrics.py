@@ -14,6 +14,7 @@ per (classifier weights, test data) pair, named by a hash of both; a cache that 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -103,13 +104,14 @@ def real_features(classifier: Classifier, data_dir: str | None = None, use_cache
             pass
     features, _ = embed(classifier, images)
     if use_cache:
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
             torch.save(features, tmp)
             os.replace(tmp, path)
-        except OSError:
-            pass
+        except (OSError, RuntimeError):  # torch.save raises RuntimeError on a full disk: the cache is skipped
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
     return features
 
 

@@ -17,6 +17,7 @@ machine; without them ``GridsUnavailable`` says what is missing.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import math
@@ -94,13 +95,14 @@ def _reference() -> dict:
                                   for i in range(0, len(test), 200)])
         radii = torch.cat([torch.cdist(features[i:i + 1000], features).kthvalue(NEIGHBOURS + 1, dim=1).values
                            for i in range(0, len(features), 1000)])  # the nearest is itself; by rows, in 40 MB
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
             torch.save({"features": features, "radii": radii}, tmp)
             os.replace(tmp, path)
-        except OSError:  # a cache that cannot be written is skipped
-            pass
+        except (OSError, RuntimeError):  # a cache that cannot be written (full, read-only) is skipped
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
     return {"classifier": classifier, "reals": torch.cat([train, test]), "features": features, "radii": radii}
 
 

@@ -135,3 +135,19 @@ def test_grids_pair_when_nearly_identical():
     b[2:30, 2:30] = 0  # one image of 100 changed
     c = g.integers(0, 256, (302, 302), dtype=np.uint8)
     assert [(x, y) for x, y, _ in similarity.similar_grids({"a": a, "b": b, "c": c})] == [("a", "b")]
+
+
+def test_a_cache_that_cannot_be_written_is_skipped_not_a_failure(tmp_path, monkeypatch):
+    """A full disk makes torch.save raise RuntimeError ("unexpected pos"), not OSError: grids are judged all the same."""
+    def full_disk(obj, path, *args, **kwargs):
+        Path(path).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 896 vs 790")
+
+    monkeypatch.setenv("GAN_METRICS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(torch, "save", full_disk)
+    grids._reference.cache_clear()
+    try:
+        grids.prepare()
+    finally:
+        grids._reference.cache_clear()
+    assert list((tmp_path / "cache").iterdir()) == []  # no partial file left behind
