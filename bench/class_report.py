@@ -95,7 +95,7 @@ def browser(report: Path, screenshot: Path | None) -> dict:
     order = re.findall(r'class="card" data-student="([^"]+)"', dom)
     if screenshot:
         subprocess.run([*flags, "--window-size=1100,1300", f"--screenshot={screenshot.resolve()}",
-                        f"{report.resolve().as_uri()}#sort=worst"], capture_output=True, timeout=300)
+                        f"{report.resolve().as_uri()}#sort=worst&view=gallery"], capture_output=True, timeout=300)
     return {"body": body[1].strip() if body else None, "first after sort=worst": order[:5]}
 
 

@@ -300,6 +300,7 @@ figcaption {{ font-size: 12px; }}
 #big {{ position: fixed; inset: 0; background: rgba(0,0,0,.8); display: flex; align-items: center;
         justify-content: center; cursor: zoom-out; }}
 #big[hidden] {{ display: none; }}
+body.gallery-only > :not(#gallery-top, #gallery-help, #gallery, #big, script) {{ display: none; }}
 #big img {{ width: 906px; max-width: 95vw; max-height: 95vh; image-rendering: pixelated; }}
 </style></head>
 <body>
@@ -318,7 +319,7 @@ student's. A flag is a reason to look, never a deduction by itself.</p>
 <h2 id="checks">Checks</h2>
 {checks}
 <h2 id="gallery-top">Gallery</h2>
-<p>Each student's final grids, with the classifier's scores: the share of samples that look like real clothing,
+<p id="gallery-help">Each student's final grids, with the classifier's scores: the share of samples that look like real clothing,
 the classes they spread over, and for 3.2 the share showing their column's class (red: below a healthy one-epoch
 grid). Click a grid to enlarge it.
 <label>Sort by <select id="sort">
@@ -358,10 +359,12 @@ gallery.onclick = event => {
 };
 big.onclick = () => { big.hidden = true; };
 addEventListener("keydown", event => { if (event.key === "Escape") big.hidden = true; });
-const wanted = new URLSearchParams(location.hash.slice(1)).get("sort");
-if (wanted && [...select.options].some(o => o.value === wanted)) {  // report.html#sort=worst: the gallery, sorted
+const params = new URLSearchParams(location.hash.slice(1));  // report.html#sort=worst&view=gallery
+const wanted = params.get("sort");
+if (params.get("view") === "gallery") document.body.classList.add("gallery-only");
+if (wanted && [...select.options].some(o => o.value === wanted)) {
   sortBy(wanted);
-  document.getElementById("gallery-top").scrollIntoView();
+  if (!document.body.classList.contains("gallery-only")) document.getElementById("gallery-top").scrollIntoView();
 }
 addEventListener("load", () => {
   const images = [...document.images].filter(i => i.closest("#big") === null);
