@@ -74,15 +74,18 @@ def _reference() -> dict:
         raise GridsUnavailable(str(error)) from None
     reals, problems = None, []
     for folder in _data_dirs():
+        if not folder.is_dir():
+            problems.append(f"{folder}: no such folder")
+            continue
         try:
             splits = [load_fashion_mnist(split, folder, download=False) for split in ("train", "test")]
             reals = splits
             break
         except DataError as error:
-            problems.append(str(error).split(".")[0])
+            problems.append(str(error).replace("--data_dir ", "")[:200])
     if reals is None:
         raise GridsUnavailable("Fashion-MNIST is not on the grading machine (apt-get install dataset-fashion-mnist, "
-                               f"or set FASHION_MNIST_DIR): {problems[0] if problems else 'no folder to search'}")
+                               f"or set FASHION_MNIST_DIR): {'; '.join(problems[:3])}")
     (train, _), (test, _) = reals
     digest = hashlib.sha256(WEIGHTS_PATH.read_bytes() + test.numpy().tobytes())
     path = cache_dir() / f"grid_reference_{digest.hexdigest()[:16]}.pt"

@@ -206,6 +206,21 @@ def test_grids_are_judged_weighed_flagged_and_kept(tmp_path):
         assert kept.mode == "L" and "icc_profile" not in kept.info and "transparency" not in kept.info
 
 
+def test_without_fashion_mnist_grids_are_not_judged_and_weighed_grids_fail_the_grading(tmp_path):
+    path = _zip(tmp_path / "hw3.zip", GRIDS)
+    env = {**os.environ, "FASHION_MNIST_DIR": str(tmp_path / "nowhere")}
+    done = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(path), "-o", str(tmp_path / "r.json")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    results = json.loads((tmp_path / "r.json").read_text())
+    judged = [t["output"] for t in results["tests"] if t["name"].startswith("1.2 sample grid judged")]
+    assert judged[0].startswith("not judged on this grading machine (Fashion-MNIST is not on the grading machine")
+    assert results["extra_data"]["status"] == "graded" and results["extra_data"]["grids"] == {}
+    done = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(path), "-o", str(tmp_path / "r.json"),
+                           "--grid-points", "1"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == grade.GRADING_FAILED and "the grids cannot be judged here" in done.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["extra_data"]["status"] == "grading failed"
+
+
 # ---- Running student code (child processes) --------------------------------------------------------------------
 
 
