@@ -82,7 +82,7 @@ def quick_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     make_dataset(tmp / "data", n_train=128, n_test=10)
     cmd = [sys.executable, str(ROOT / "bench" / "speed.py"), "--quick", "--gans", "wasserstein_gp",
-           "--data_dir", str(tmp / "data"), "--json", str(tmp / "speed.json")]
+           "--data_dir", str(tmp / "data"), "--json", str(tmp / "speed.json"), "--busy", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout, json.loads((tmp / "speed.json").read_text())
@@ -91,8 +91,10 @@ def quick_run(tmp_path_factory):
 def test_quick_run_prints_every_table(quick_run):
     stdout, _ = quick_run
     for heading in ("matmul peak (this run): fp32", "GFLOP/step", "heavy ops without a FLOP count: none",
-                    "epoch time against batch size", "short epochs"):
+                    "epoch time against batch size", "short epochs", "1 CPU-bound processes running beside it"):
         assert heading in stdout
+    loads = subprocess.run(["pgrep", "-f", "sum.i . i for i in range.10000"], capture_output=True, text=True)
+    assert loads.stdout == ""  # the load it ran beside the measurement is gone
     assert stdout.count("wasserstein_gp") >= 3  # the main table, the sweep and the epochs
 
 
