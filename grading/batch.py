@@ -149,11 +149,17 @@ def summary(entry: Entry, results: dict) -> dict:
 def up_to_date(entry: Entry, results_path: Path) -> bool:
     """Whether the results at ``results_path`` are a finished grading of this very submission by this grader."""
     try:
-        extra = json.loads(results_path.read_text()).get("extra_data", {})
+        return current(entry, json.loads(results_path.read_text()))
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def current(entry: Entry, results: dict) -> bool:
+    """Whether ``results`` are a finished grading by this grader of the submission as it is now (if it is still
+    there: a report may be rebuilt where the submissions are not)."""
+    extra = results.get("extra_data", {})
     return (extra.get("status") == GRADED and extra.get("grader_version") == grader_version()
-            and extra.get("submission_sha256") == submission_hash(entry.path))
+            and (not entry.path.exists() or extra.get("submission_sha256") == submission_hash(entry.path)))
 
 
 def _cell(value: str) -> str:

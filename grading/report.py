@@ -27,8 +27,7 @@ import numpy as np
 from PIL import Image
 
 from grading import gradebook, similarity
-from grading.batch import Entry, status, write_csv
-from grading.scoring import grader_version, submission_hash
+from grading.batch import Entry, current, status, write_csv
 from grading.submission import RUNS
 
 CLASS_FILE = "class.json"  # the students (ids, names, late) and the LMS preset, written by grade_all.py
@@ -59,8 +58,7 @@ def _results(out: Path, students: list[Entry]) -> dict[str, dict]:
             extra = content["extra_data"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if status(content) == "graded" and (extra.get("grader_version") != grader_version() or (
-                entry.path.exists() and extra.get("submission_sha256") != submission_hash(entry.path))):
+        if status(content) == "graded" and not current(entry, content):
             extra["status"] = STALE
         found[entry.student] = content
     return found
