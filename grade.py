@@ -3,12 +3,13 @@
     python grade.py hw3.zip -o results.json               # each problem's child gets 120 s
     python grade.py hw3.zip -o results.json --timeout 20 --sandbox user
 
-Student code runs only in sandboxed children (grading/sandbox.py: bubblewrap namespaces, else a dedicated uid,
-else a process group); only this process scores, on plain data it parses with caps (grading/wire.py). A
-placeholder results.json with 0 points is written first, in case this process itself is stopped; SIGTERM or SIGINT
-kills every child and removes every temporary folder. Exit status: 0 graded; 1 graded, but the submission is
-unreadable; 2 bad flags; 3 the grading itself failed (no score: grade again). The library is the ``grading``
-package.
+Student code runs only in sandboxed children (grading/sandbox: bubblewrap namespaces, else a dedicated uid,
+else a process group; each mode probed with a trivial child first); only this process scores, on plain data it
+parses with caps (grading/child/wire.py). A placeholder results.json (status "grading failed") is written first,
+in case this process itself is stopped; SIGTERM or SIGINT kills every child and removes every temporary folder.
+Exit status: 0 graded; 1 graded, but the submission is unreadable; 2 bad flags; 3 the grading itself failed (no
+sandbox could run, or a child failed before the student's code ran: no score, grade again). The library is the
+``grading`` package.
 """
 from __future__ import annotations
 
@@ -71,6 +72,10 @@ def main(argv: list[str] | None = None) -> None:
         problem = sandbox.prepare_jail()
         print(f"grade.py: the jail is not built ({problem}); user mode runs without it" if problem else
               f"grade.py: the jail is ready: {sandbox.jail.ready()}")
+        for mode in sandbox.MODES:
+            probed = sandbox.probed(mode)
+            print(f"grade.py: {mode} mode: " + (f"cannot run ({probed.problem})" if probed.problem else
+                                                "runs; " + "; ".join(probed.lines())))
         from grading import grids
 
         try:
@@ -98,16 +103,13 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"-o {args.out}: cannot write there ({error.strerror})")
     try:
         mode = sandbox.pick_mode(args.sandbox)
-    except sandbox.SandboxUnavailable as error:
-        parser.error(f"--sandbox {args.sandbox}: {error}")
-    if mode == "process" and args.sandbox == "auto":
-        print(f"warning: student code runs unsandboxed, as this user (process mode): bubblewrap cannot create "
-              f"namespaces here and user mode cannot run ({sandbox.user_mode_problem()})", file=sys.stderr)
-    try:
+        if mode == "process" and args.sandbox == "auto":
+            print("warning: student code runs unsandboxed, as this user (process mode)", file=sys.stderr)
         content = grade(args.zip, args.timeout, mode, args.parallel, args.grid_points, args.keep)
         write_results(content, args.out)
     except Exception as error:  # noqa: BLE001 - the grading failed, never the student: no score may come of it
-        reason = str(error) if isinstance(error, GradingFailed) else f"{type(error).__name__}: {error}"
+        known = (GradingFailed, sandbox.SandboxUnavailable)
+        reason = str(error) if isinstance(error, known) else f"{type(error).__name__}: {error}"
         try:
             write_results(unfinished(f"the grading failed, not your code ({reason}): resubmit, or tell the course "
                                      "staff"), args.out)

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--regrade: no such student: {', '.join(sorted(unknown))}")
     todo = [e for e in students if args.regrade == [] or e.student in (args.regrade or ())
             or not up_to_date(e, args.out / "results" / f"{e.file_name}.json")]
-    flags = ["--timeout", str(args.timeout), "--sandbox", args.sandbox, "--parallel", "1" if args.jobs > 1 else "3"]
+    flags = ["--timeout", str(args.timeout), "--sandbox", mode, "--parallel", "1" if args.jobs > 1 else "3"]
     batch = Batch(args.out, flags, args.jobs)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, batch.stop)

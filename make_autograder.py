@@ -32,7 +32,7 @@ GRADESCOPE_TIMEOUT = 600  # seconds: Gradescope's default for a whole run
 def grader_files() -> list[str]:
     """What grading needs of this repository, relative to its root: never codebase/gan.py."""
     codebase = [n for n in STARTER if n.startswith("codebase/") and n.endswith(".py") and n != "codebase/gan.py"]
-    grading = sorted(f"grading/{p.name}" for p in (ROOT / "grading").glob("*.py"))
+    grading = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "grading").rglob("*.py"))
     return ["grade.py", "make_handout.py", *grading, *codebase, "codebase/assets/fmnist_classifier.pt"]
 
 

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from grading import probes
-from grading.probes import BATCH, DIM_Z, FUNCTIONS, NUM_CLASSES, SAMPLING_BATCH
+from grading.child import probes
+from grading.child.probes import BATCH, DIM_Z, FUNCTIONS, NUM_CLASSES, SAMPLING_BATCH
 
 GP_LAMBDA = 10.0
 RTOL, ATOL = 1e-4, 1e-5

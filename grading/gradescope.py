@@ -79,11 +79,15 @@ def main() -> None:
             _protect(root)
         mode = config["sandbox"]
         if mode == "auto":  # never the process mode here: student code would run as root beside the grader
-            mode = "bwrap" if sandbox.bubblewrap_version() else "user"
+            try:
+                mode = sandbox.pick_mode("bwrap")
+            except sandbox.SandboxUnavailable:
+                mode = "user"
         content = scoring.grade(root / "submission", float(config["timeout"]), mode, int(config["parallel"]),
                                 float(config["grid_points"]))
     except Exception as error:  # noqa: BLE001 - whatever breaks, the student gets a complete result, and no score
-        reason = str(error) if isinstance(error, scoring.GradingFailed) else f"{type(error).__name__}: {error}"
+        known = (scoring.GradingFailed, sandbox.SandboxUnavailable)
+        reason = str(error) if isinstance(error, known) else f"{type(error).__name__}: {error}"
         content = scoring.unfinished(f"the grading failed, not your code ({reason}): please resubmit, or tell the "
                                      "course staff if it fails again")
         print(f"run_autograder: {reason}", file=sys.stderr)

@@ -22,7 +22,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from grading import cgroups, cleanup, sandbox
+from grading import sandbox
+from grading.sandbox import cgroups, cleanup
+from grading.child.ready import split as split_ready
 from grading.submission import GAN, RUNS, check_grid, read_submission
 from make_handout import STARTER, starter_files
 
@@ -54,7 +56,7 @@ def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", para
     start = time.monotonic()
     sub = read_submission(path)
     source = sub.members.get(GAN)
-    bounds: list[str] = []
+    bounds = sandbox.bounds(mode)
     if isinstance(source, bytes):
         package = _starter_package()
         package[GAN] = source
@@ -64,7 +66,6 @@ def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", para
         failed = [f"{p}: {r}" for p, r in raw.items() if isinstance(r, GradingFailed)]
         if failed:
             raise GradingFailed("; ".join(failed))
-        bounds = next((r[1] for r in raw.values() if isinstance(r, tuple)), [])
         outcomes = {p: decode(r[0] if isinstance(r, tuple) else r) for p, r in raw.items()}
     elif sub.fatal:
         outcomes = dict.fromkeys(RUNS, sub.fatal)
@@ -140,7 +141,8 @@ def run_problem(problem: str, package: dict[str, bytes], timeout: float, mode: s
                 ) -> tuple[bytes, list[str]] | str | GradingFailed:
     """(the raw probe outputs, the bounds that held the child) of ``problem`` from a child that imports
     codebase/gan.py of ``package``, or why there are none: a str if the student's code is the reason, a
-    GradingFailed if the grading is."""
+    GradingFailed if the grading is (among others: a child that failed before it said it was ready, so before
+    the student's code ran)."""
     cpu_seconds = int(timeout) + 5
     try:
         with sandbox.child_box(mode, package) as (box, uid):
@@ -151,6 +153,14 @@ def run_problem(problem: str, package: dict[str, bytes], timeout: float, mode: s
         return GradingFailed(f"the sandbox could not start ({error})")
     except (OSError, cleanup.CleanupFailed) as error:
         return GradingFailed(f"the sandbox failed ({error})")
+    facts, stream = split_ready(finished.result or b"")
+    if facts is None and finished.result is not None:  # over the cap: only the student's code writes that much
+        sandbox.probe.forget(mode)
+        said = [line for line in finished.output.strip().splitlines() if line.strip()]
+        code = finished.returncode
+        how = ("stopped at the time limit" if finished.timed_out else f"killed by {_signal_name(-code)}" if code < 0
+               else said[-1][:300] if said else f"exit status {code}")
+        return GradingFailed(f"problem {problem}'s child failed before the student's code ran ({how})")
     if finished.timed_out:
         return _with_output(f"stopped at the time limit of {timeout:g} s (an endless loop, or waiting forever?); "
                             "where it was is at the end of its output", finished)
@@ -158,9 +168,9 @@ def run_problem(problem: str, package: dict[str, bytes], timeout: float, mode: s
         return _with_output(f"stopped for writing too much to disk ({finished.over_budget})", finished)
     if finished.result is None:
         return _with_output("the grading process sent back more than the results may hold", finished)
-    if finished.result:
+    if stream:
         try:
-            return wire_unframe(finished.result), sandbox.bounds(mode, uid, finished.bounds)
+            return wire_unframe(stream), sandbox.bounds(mode)
         except ValueError:
             return _with_output("the grading process left unreadable results", finished)
     code = finished.returncode
@@ -180,7 +190,7 @@ def run_problem(problem: str, package: dict[str, bytes], timeout: float, mode: s
 
 
 def wire_unframe(stream: bytes) -> bytes:
-    from grading import wire  # numpy and torch: imported once the children are done
+    from grading.child import wire  # numpy and torch: imported once the children are done
 
     return wire.unframe(stream)
 
@@ -189,7 +199,7 @@ def decode(raw: bytes | str) -> dict | str:
     """A child's probe outputs from the bytes it wrote (wire.py's format), or why they cannot be used."""
     if isinstance(raw, str):
         return raw
-    from grading import wire  # torch: imported once the children are done, as they need the memory more
+    from grading.child import wire  # torch: imported once the children are done, as they need the memory more
 
     try:
         outputs = wire.decode(raw)
@@ -261,13 +271,16 @@ CLASS_TOOLS = ("batch.py", "report.py", "gradebook.py", "similarity.py")  # a cl
 
 
 def grader_version() -> str:
-    """A hash of the code that grades one submission (grading/*.py but the class tools, grade.py, the classifier's
-    weights): results from another grader are regraded."""
+    """A hash of everything that grades one submission: the grading package but the class tools, grade.py, the
+    classifier's weights, and the starter's codebase files copied beside each gan.py. Results from another
+    grader are regraded."""
     digest = hashlib.sha256()
     weights = HERE.parent / "codebase" / "assets" / "fmnist_classifier.pt"
-    for path in [p for p in sorted(HERE.glob("*.py")) if p.name not in CLASS_TOOLS] + [HERE.parent / "grade.py",
-                                                                                       weights]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    code = [p for p in sorted(HERE.rglob("*.py")) if p.name not in CLASS_TOOLS or p.parent != HERE]
+    for path in [*code, HERE.parent / "grade.py", weights]:
+        digest.update(str(path.relative_to(HERE.parent)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for name, content in sorted(_starter_package().items()):
+        digest.update(name.encode() + b"\0" + content + b"\0")
     return digest.hexdigest()[:16]
 
 

@@ -5,16 +5,21 @@ A submission is a ZIP, a folder of loose files (Gradescope unpacks an upload int
 (an LMS export renames an uploaded gan.py, e.g. ``lee_10070_50070_gan.py``). Inside it the work may lie at any
 depth (``hw3_starter/hw3/codebase/gan.py``, a whole work folder with checkpoints) and in ZIPs one level down (a
 folder holding ``hw3.zip``, a ZIP of ``hw3.zip``). Names are listed without reading anything (up to MAX_LISTED);
-only what is graded is read, each under its size cap, and nothing is written to disk. Several copies of one
+only what is graded is read, each under its size cap, and nothing is written to disk. Reading one upload costs at
+most MAX_READ_BYTES decompressed and MAX_READ_SECONDS, one inner ZIP is held in memory at a time, and gan.py
+candidates are compared by hash as they are read, so the cost follows the upload, not what it expands to. Several copies of one
 ``gan.py`` are fine; two different ones are refused, naming both. Symbolic links, encrypted, duplicate, absolute
 and ``..`` members are never read. ``check_grid`` judges a run's final sample grid.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
 import stat
+import threading
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -30,6 +35,8 @@ GRID_PIXELS = (28, 2048)  # smallest and largest sane width or height
 MAX_ZIP_BYTES = 1 << 30  # an upload may hold checkpoints and data: only the graded members are read
 MAX_INNER_ZIP_BYTES = 64 << 20  # a ZIP inside the submission is read into memory to look inside
 MAX_LISTED = 20_000  # names listed, over every level
+MAX_READ_BYTES = 512 << 20  # decompressed while reading one upload: a whole work folder needs a few MiB
+MAX_READ_SECONDS = 60.0
 MAX_GAN_BYTES = 512 << 10
 MAX_PNG_BYTES = 8 << 20
 JUNK = ("__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini")
@@ -70,10 +77,39 @@ def _is_junk(name: str) -> bool:
     return parts[0] == "__MACOSX" or parts[-1] in JUNK or parts[-1].startswith("._")
 
 
+class _OverBudget(Exception):
+    pass
+
+
+class _Budget:
+    """What reading one upload may cost: MAX_READ_BYTES decompressed, MAX_READ_SECONDS; and the one inner ZIP
+    held in memory at a time."""
+
+    def __init__(self):
+        self.left, self.deadline = MAX_READ_BYTES, time.monotonic() + MAX_READ_SECONDS
+        self.inner: tuple[str, bytes | str] | None = None  # (its name, its bytes or why not)
+
+    def charge(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0 or time.monotonic() > self.deadline:
+            raise _OverBudget
+
+    def inner_zip(self, name: str, load: Callable[[], bytes | str]) -> bytes | str:
+        """The bytes of the inner ZIP ``name``, loaded by ``load`` unless it is the one held now."""
+        if self.inner is None or self.inner[0] != name:
+            self.inner = None  # released before the next one is read
+            self.inner = (name, load())
+        return self.inner[1]
+
+
+_budget = threading.local()
+
+
 def read_submission(path: Path) -> Submission:
     """The graded files of the submission at ``path``: a ZIP, a folder, or a bare .py file."""
     path = Path(path)
     sub = Submission(where="ZIP" if path.is_file() and zipfile.is_zipfile(path) else "submission")
+    _budget.now = _Budget()
     try:
         if path.is_dir():
             _pick(_list_folder(path), sub)
@@ -87,8 +123,14 @@ def read_submission(path: Path) -> Submission:
                 _pick(_list_zip(zf, "", 0), sub)
     except _TooMany:
         sub.fatal = f"the submission holds over {MAX_LISTED} files: not graded. Build it with make_submission.sh"
+    except _OverBudget:
+        sub.fatal = (f"reading the submission took more than {MAX_READ_BYTES >> 20} MiB decompressed or "
+                     f"{MAX_READ_SECONDS:g} s (ZIPs inside ZIPs, or many large members): not graded. Submit the "
+                     "hw3.zip that make_submission.sh packs")
     except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, EOFError) as error:
         sub.fatal = f"cannot read the submission as a ZIP ({type(error).__name__}: {error})"
+    finally:
+        _budget.now = None
     return sub
 
 
@@ -115,7 +157,7 @@ def _list_folder(folder: Path) -> list[_File]:
                 found.append(_File(rel, _never, "a symbolic link" if stat.S_ISLNK(info.st_mode) else
                                    "not a regular file"))
             elif name.lower().endswith(".zip") and info.st_size <= MAX_INNER_ZIP_BYTES and zipfile.is_zipfile(path):
-                found.extend(_inner_zip(_read_path(path, MAX_INNER_ZIP_BYTES), rel, len(found)))
+                found.extend(_inner_zip(lambda path=path: _read_path(path, MAX_INNER_ZIP_BYTES), rel, len(found)))
             else:
                 found.append(_File(rel, lambda cap, path=path: _read_path(path, cap)))
             if len(found) > MAX_LISTED:
@@ -123,8 +165,10 @@ def _list_folder(folder: Path) -> list[_File]:
     return found
 
 
-def _list_zip(zf: zipfile.ZipFile, prefix: str, listed: int, nested: bool = False) -> list[_File]:
-    """The members of an open ZIP, named ``prefix`` + their name; ZIPs in it are looked into once (not deeper)."""
+def _list_zip(zf: zipfile.ZipFile, prefix: str, listed: int, nested: bool = False,
+              reopen: Callable[[], zipfile.ZipFile | str] | None = None) -> list[_File]:
+    """The members of an open ZIP, named ``prefix`` + their name; ZIPs in it are looked into once (not deeper).
+    ``reopen`` gives the ZIP again when a member is read later (an inner ZIP is not kept open)."""
     infos = zf.infolist()
     if listed + len(infos) > MAX_LISTED:
         raise _TooMany
@@ -150,21 +194,41 @@ def _list_zip(zf: zipfile.ZipFile, prefix: str, listed: int, nested: bool = Fals
         elif info.flag_bits & 0x1:
             problem = "encrypted"
         if not problem and not nested and name.lower().endswith(".zip") and info.file_size <= MAX_INNER_ZIP_BYTES:
-            data = _read_member(zf, info, MAX_INNER_ZIP_BYTES)
-            if isinstance(data, bytes) and zipfile.is_zipfile(io.BytesIO(data)):
-                found.extend(_inner_zip(data, prefix + name, listed + len(found)))
-                continue
-        found.append(_File(prefix + name, lambda cap, info=info: _read_member(zf, info, cap), problem))
+            found.extend(_inner_zip(lambda info=info: _read_member(zf, info, MAX_INNER_ZIP_BYTES), prefix + name,
+                                    listed + len(found)))
+            continue
+        if reopen is None:
+            read = lambda cap, info=info: _read_member(zf, info, cap)  # noqa: E731
+        else:
+            read = lambda cap, info=info: _read_reopened(reopen, info, cap)  # noqa: E731
+        found.append(_File(prefix + name, read, problem))
     return found
 
 
-def _inner_zip(data: bytes | str, name: str, listed: int) -> list[_File]:
+def _inner_zip(load: Callable[[], bytes | str], name: str, listed: int) -> list[_File]:
+    """The members of the ZIP ``name`` inside the submission, whose bytes ``load`` reads. Only one inner ZIP is
+    held in memory at a time: a member read later loads its ZIP again (charged to the budget)."""
+    def reopen() -> zipfile.ZipFile | str:
+        data = _budget.now.inner_zip(name, load)
+        return zipfile.ZipFile(io.BytesIO(data)) if isinstance(data, bytes) else data
+
+    data = _budget.now.inner_zip(name, load)
     if isinstance(data, str):
         return [_File(name, _never, data)]
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        return [_File(name, lambda cap: data if len(data) <= cap else f"over the {cap} byte limit")]
     try:
-        return _list_zip(zipfile.ZipFile(io.BytesIO(data)), f"{name}!/", listed, nested=True)
+        return _list_zip(zipfile.ZipFile(io.BytesIO(data)), f"{name}!/", listed, nested=True, reopen=reopen)
     except (zipfile.BadZipFile, ValueError, RuntimeError, EOFError) as error:
         return [_File(name, _never, f"unreadable ZIP ({type(error).__name__})")]
+
+
+def _read_reopened(reopen: Callable[[], zipfile.ZipFile | str], info: zipfile.ZipInfo, cap: int) -> bytes | str:
+    zf = reopen()
+    if isinstance(zf, str):
+        return zf
+    with zf:
+        return _read_member(zf, info, cap)
 
 
 def _never(cap: int) -> str:
@@ -180,18 +244,32 @@ def _read_path(path: Path, cap: int) -> bytes | str:
             data = f.read(cap + 1)
     except OSError as error:
         return f"unreadable ({error.strerror})"
+    if _budget.now is not None:
+        _budget.now.charge(len(data))
     return data if len(data) <= cap else f"over the {cap} byte limit"
 
 
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes | str:
-    """The member's bytes, decompressing at most cap + 1 of them, or why they cannot be read."""
+    """The member's bytes, decompressing at most cap + 1 of them (charged to the budget as they come), or why
+    they cannot be read."""
     if info.file_size > cap:
         return f"{info.file_size} bytes uncompressed, over the {cap} byte limit"
+    chunks, size = [], 0
     try:
         with zf.open(info) as member:
-            data = member.read(cap + 1)
+            while size <= cap:
+                chunk = member.read(min(1 << 20, cap + 1 - size))
+                if not chunk:
+                    break
+                if _budget.now is not None:
+                    _budget.now.charge(len(chunk))
+                chunks.append(chunk)
+                size += len(chunk)
+    except _OverBudget:
+        raise
     except Exception as error:  # noqa: BLE001 - zipfile, zlib, bz2, lzma each raise their own
         return f"unreadable ({type(error).__name__}: {error})"
+    data = b"".join(chunks)
     return data if len(data) <= cap else f"over the {cap} byte limit once decompressed"
 
 
@@ -199,30 +277,33 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes 
 
 
 def _pick_gan(files: list[_File], sub: Submission) -> None:
-    """The one gan.py: every file of that name, at any depth; copies with the same content count once."""
+    """The one gan.py: every file of that name, at any depth; copies with the same content count once. Candidates
+    are compared by hash as they are read: only the first content is kept."""
     candidates = [f for f in files if PurePosixPath(f.name.split("!/")[-1]).name == "gan.py"]
     if not candidates:
         return
-    contents: dict[bytes, list[str]] = {}
+    first: bytes | None = None
+    names: dict[str, list[str]] = {}  # sha256 -> the names of that content
     rejected = []
     for candidate in candidates:
         content = candidate.problem or candidate.read(MAX_GAN_BYTES)
         if isinstance(content, bytes):
-            contents.setdefault(content, []).append(candidate.name)
+            names.setdefault(hashlib.sha256(content).hexdigest(), []).append(candidate.name)
+            first = content if first is None else first
         else:
             rejected.append(f"{candidate.name} ({content})")
-    if len(contents) == 1:
-        (content, names), = contents.items()
-        sub.members[GAN] = content
-        if not names[0].endswith(GAN):
-            sub.notes.append(f"graded {names[0]} as {GAN}")
-    elif len(contents) > 1:
-        first, second = (names[0] for names in list(contents.values())[:2])
-        sub.members[GAN] = (f"rejected: two different gan.py files, {first} and {second}: submit one "
+    if len(names) == 1:
+        found = next(iter(names.values()))[0]
+        sub.members[GAN] = first
+        if not found.endswith(GAN):
+            sub.notes.append(f"graded {found} as {GAN}")
+    elif len(names) > 1:
+        one, two = (group[0] for group in list(names.values())[:2])
+        sub.members[GAN] = (f"rejected: two different gan.py files, {one} and {two}: submit one "
                             f"(make_submission.sh packs {GAN})")
     else:
         sub.members[GAN] = f"rejected: {rejected[0]}"
-    for reason in rejected if contents else []:
+    for reason in rejected if names else []:
         sub.notes.append(f"not graded: {reason}")
 
 

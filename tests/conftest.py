@@ -26,7 +26,7 @@ def pytest_addoption(parser):
 @pytest.fixture(scope="session")
 def gan(request):
     """The module under grading, imported from --gan (in this process: use grade.py for untrusted code)."""
-    from grading.probes import load_module
+    from grading.child.probes import load_module
 
     return load_module(request.config.getoption("--gan"))
 

@@ -227,6 +227,7 @@ def test_without_fashion_mnist_grids_are_not_judged_and_weighed_grids_fail_the_g
 def _grade(tmp_path, source: str, members: dict | None = None, timeout: float = 60.0, mode: str = "auto",
            **flags):
     path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": source, **GRIDS, **(members or {})}, **flags)
+    sandbox.pick_mode(mode)  # the mode's probe, once per process: not part of the time a grading takes
     start = time.monotonic()
     results = scoring.grade(path, timeout=timeout, mode=mode)
     _assert_complete(results)
@@ -489,7 +490,8 @@ time.sleep(600)
         found = []
         for entry in Path("/proc").iterdir():
             try:
-                if entry.name.isdigit() and b"harness.py" in (entry / "cmdline").read_bytes() and \
+                cmdline = (entry / "cmdline").read_bytes()
+                if entry.name.isdigit() and b"harness.py" in cmdline and b"\0probe\0" not in cmdline and \
                         _alive(int(entry.name)):
                     found.append(int(entry.name))
             except OSError:
@@ -514,7 +516,7 @@ time.sleep(600)
 def test_result_files_are_plain_data_with_size_caps():
     import torch
 
-    from grading import wire
+    from grading.child import wire
 
     outputs = {"main": {"d_loss": torch.tensor(1.5), "z": [torch.randn(3, 4)], "y": [None, torch.arange(3)],
                         "first_g": 1, "error": "text"}}
@@ -532,7 +534,7 @@ def test_result_files_are_plain_data_with_size_caps():
 def test_the_grader_never_unpickles_what_a_child_wrote():
     import pickle
 
-    from grading import wire
+    from grading.child import wire
 
     assert "unreadable results" in scoring.decode(wire.unframe(wire.frame(pickle.dumps({"main": bytearray(10)}))))
 
@@ -564,7 +566,7 @@ if os.fork() == 0:  # a daemon, out of the process group, that waits for the gra
 
 @needs_bwrap
 def test_in_the_sandbox_grader_files_and_other_gradings_cannot_be_tampered_with(tmp_path):
-    targets = [ROOT / "grading" / "probes.py", ROOT / "grading" / "checks.py", ROOT / "grade.py", tmp_path]
+    targets = [ROOT / "grading" / "child" / "probes.py", ROOT / "grading" / "checks.py", ROOT / "grade.py", tmp_path]
     before = {p: p.read_bytes() for p in targets[:3]}
     source = REFERENCE + f"""
 import glob, os
@@ -660,7 +662,6 @@ def _grade_user_mode(tmp_path, source: str, timeout: float = 60.0, env: dict | N
     (as in Docker)."""
     path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": source, **GRIDS})
     out = tmp_path / "r.json"
-    start = time.monotonic()
     run = subprocess.run([*_user_mode_grader(tmp_path), str(path), "-o", str(out), "--sandbox", "user",
                           "--timeout", str(timeout)], capture_output=True, text=True, timeout=timeout * 4 + 60,
                          env={**os.environ, **(env or {})})
@@ -668,7 +669,7 @@ def _grade_user_mode(tmp_path, source: str, timeout: float = 60.0, env: dict | N
     results = json.loads(out.read_text())
     _assert_complete(results)
     assert results["extra_data"]["sandbox"].startswith("user")
-    return results, time.monotonic() - start
+    return results, results["execution_time"]  # from after the mode's probe
 
 
 @pytest.mark.parametrize("jail", ["on", "off"])
@@ -737,25 +738,43 @@ def _uid_processes() -> list[str]:
             uid = int((entry / "status").read_text().split("Uid:")[1].split()[0])
         except (OSError, IndexError, ValueError):
             continue
-        if sandbox.FIRST_UID <= uid < sandbox.FIRST_UID + sandbox.UID_SLOTS:
+        if uid in sandbox.uid_range():
             found.append(entry.name)
     return found
 
 
-def test_user_mode_without_a_jail_refuses_a_grader_other_users_can_read(monkeypatch):
-    if os.geteuid() != 0:
-        pytest.skip("user mode needs root")
-    from grading import jail
+def _private_python() -> bool:
+    return any(not os.stat(p).st_mode & 0o001 for p in Path(sys.base_prefix).resolve().parents)
 
-    monkeypatch.setattr(jail, "ready", lambda: None)  # as where no jail can be built (another filesystem)
-    monkeypatch.setattr(jail, "prepare", lambda: (_ for _ in ()).throw(OSError("cannot link")))
-    sandbox._USER_PROBLEM = None
-    try:
-        problem = sandbox.user_mode_problem()
-    finally:
-        sandbox._USER_PROBLEM = None
-    # This checkout is world-readable, and this Python may be private: either way user mode says how to fix it.
-    assert "chmod 700" in problem or "where every user can read them" in problem or "world-readable" in problem
+
+@pytest.mark.parametrize("mode", ["auto", "bwrap", "user"])
+def test_a_sandbox_that_cannot_start_the_python_is_a_failed_grading_never_a_score(tmp_path, mode):
+    # No jail, and this Python in a folder other users cannot enter (pyenv under /root): no sandboxed uid can
+    # start it. On main at 712f5a9 auto picked bwrap anyway and scored a correct submission 0 / 35, exit 0.
+    if os.geteuid() != 0 or not _private_python():
+        pytest.skip("needs root and a Python under a private folder")
+    if mode == "bwrap" and not sandbox.bubblewrap_version():
+        pytest.skip("bubblewrap cannot create namespaces here")
+    path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": REFERENCE, **GRIDS})
+    run = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(path), "-o", str(tmp_path / "r.json"),
+                          "--sandbox", mode], capture_output=True, text=True, env={**os.environ, "GRADE_JAIL": "off"},
+                         timeout=600)
+    assert run.returncode == grade.GRADING_FAILED, run.stdout + run.stderr
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["extra_data"]["status"] == scoring.GRADING_FAILED and results["score"] == 0
+    assert "could not start the grader's own code" in run.stderr and "--prepare" in run.stderr
+
+
+def test_a_child_that_fails_before_it_is_ready_fails_the_grading(tmp_path, monkeypatch):
+    # as a child whose Python cannot import torch: it dies before the student's gan.py is imported
+    def broken(mode, box, uid, problem, cpu_seconds):
+        return [sys.executable, "-c", "raise SystemExit(\"ModuleNotFoundError: No module named 'torch'\")"]
+
+    sandbox.pick_mode("process")
+    monkeypatch.setattr(sandbox, "harness_argv", broken)
+    path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": REFERENCE, **GRIDS})
+    with pytest.raises(scoring.GradingFailed, match="failed before the student's code ran.*No module named 'torch'"):
+        scoring.grade(path, mode="process")
 
 
 def test_grading_twice_gives_the_same_messages(tmp_path):
@@ -791,7 +810,8 @@ def test_a_child_killed_from_outside_is_the_gradings_failure_not_a_score(tmp_pat
         time.sleep(0.5)
         for entry in Path("/proc").iterdir():
             try:
-                if entry.name.isdigit() and b"harness.py" in (entry / "cmdline").read_bytes() and \
+                cmdline = (entry / "cmdline").read_bytes()
+                if entry.name.isdigit() and b"harness.py" in cmdline and b"\0probe\0" not in cmdline and \
                         (entry / "comm").read_text().startswith("python"):
                     os.kill(int(entry.name), signal.SIGKILL)
                     killed.add(entry.name)

@@ -10,7 +10,8 @@ import pytest
 import make_handout
 from tests.conftest import ROOT
 from synthetic import make_dataset
-from grading import checks, probes
+from grading import checks
+from grading.child import probes
 
 pytest_plugins = ["pytester"]
 

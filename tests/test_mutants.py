@@ -2,7 +2,8 @@
 import pytest
 
 from tests.conftest import ROOT
-from grading import checks, probes
+from grading import checks
+from grading.child import probes
 from tests.grading import mutants
 
 REFERENCE = ROOT / "codebase" / "gan.py"

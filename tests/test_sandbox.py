@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from grading import cgroups, checks, cleanup, jail, probes, sandbox, slots, wire
+from grading import checks, sandbox
+from grading.child import probes, wire
+from grading.sandbox import cgroups, cleanup, jail, slots
 from tests.conftest import ROOT
 from tests.test_grade import FULL, REFERENCE, _by_problem, _grade, _grade_user_mode, _uid_processes, _zip
 
@@ -82,7 +84,7 @@ def _ipc_of_slots() -> list[str]:
     for kind, column in (("shm", 7), ("sem", 4), ("msg", 7)):
         for row in Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]:
             uid = int(row.split()[column])
-            if sandbox.FIRST_UID <= uid < sandbox.FIRST_UID + sandbox.UID_SLOTS:
+            if uid in sandbox.uid_range():
                 found.append(f"{kind} of {uid}")
     return found
 
@@ -102,7 +104,7 @@ def _slot_leftovers() -> list[str]:
                 info = entry.lstat()
             except OSError:
                 continue
-            if sandbox.FIRST_UID <= info.st_uid < sandbox.FIRST_UID + sandbox.UID_SLOTS:
+            if info.st_uid in sandbox.uid_range():
                 left.append(f"file {entry}")
     return left
 
@@ -178,7 +180,7 @@ def test_user_mode_without_the_jail_leaves_nothing_in_the_shared_folders(tmp_pat
 
 @needs_root
 def test_cleanup_removes_any_tree_as_the_uid_and_nothing_else(request):
-    uid = sandbox.FIRST_UID + sandbox.UID_SLOTS - 1
+    uid = sandbox.uid_range()[-1]
     top = Path(tempfile.mkdtemp())  # not under pytest's folder: the uid must reach it
     request.addfinalizer(lambda: shutil.rmtree(top, ignore_errors=True))
     top.chmod(0o755)

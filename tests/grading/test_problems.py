@@ -5,7 +5,8 @@
 """
 import pytest
 
-from grading import checks, probes
+from grading import checks
+from grading.child import probes
 
 CASES = [pytest.param(problem, check, id=f"{problem.number}-{check.slug}",
                       marks=pytest.mark.points(problem.number, check.points))

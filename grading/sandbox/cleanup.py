@@ -4,7 +4,7 @@ The removal runs in a forked process that has become the uid itself, so whatever
 under it (symbolic links, renamed folders), it can only remove what that uid could remove anyway. It walks
 iteratively with file descriptors (never a path of more than one name, never following a symbolic link, never
 recursing in Python), so no folder tree is too deep or too long for it. ``CleanupFailed`` means something of
-the uid is still there: the grading failed, not the student.
+the uid is still there. Callers (slots.py) check first that the uid is the grader's, never an account's.
 """
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ def uids_with_processes(uids: range) -> set[int]:
 
 def remove_as(uid: int, folders: tuple[str, ...] = (), shared: tuple[str, ...] = SHARED_TMP) -> None:
     """As ``uid``: empty each of ``folders`` (its own), remove its entries in ``shared`` (at any depth of
-    world-writable folders) and its System V IPC objects. Raises CleanupFailed if anything of it stays."""
+    world-writable folders), its System V IPC objects and the keys of its user keyrings. Raises CleanupFailed if
+    anything of it stays."""
     pid = os.fork()
     if pid == 0:  # the child: only system calls from here on, then _exit
         code = 1
@@ -73,6 +74,7 @@ def remove_as(uid: int, folders: tuple[str, ...] = (), shared: tuple[str, ...] =
             left = sum(_empty(folder, uid) for folder in folders)
             left += sum(_sweep(root, uid) for root in shared)
             left += _remove_ipc(uid)
+            left += _clear_keyrings()
             code = 0 if left == 0 else 3
         finally:
             os._exit(code)
@@ -225,6 +227,27 @@ def _remove_ipc(uid: int) -> int:
                 ipc_id = int(row[head[0]])
                 result = libc.semctl(ipc_id, 0, 0) if kind == "sem" else getattr(libc, call)(ipc_id, 0, None)
                 left += result != 0
+    return left
+
+
+_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "ppc64le": 280, "s390x": 280}
+
+
+def _clear_keyrings() -> int:
+    """Clear this process's uid's user and user-session keyrings (the kernel keeps them after its processes end,
+    for the uid's next process); 0, or 1 if a keyring held keys that could not be cleared."""
+    import platform
+
+    number = _KEYCTL.get(platform.machine())
+    if number is None:
+        return 0
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    left = 0
+    for ring in (-4, -5):  # KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING
+        # KEYCTL_CLEAR (7); a keyring that does not exist yet, or a kernel without keyrings, has nothing to clear
+        if libc.syscall(ctypes.c_long(number), ctypes.c_long(7), ctypes.c_long(ring)) < 0:
+            left += ctypes.get_errno() not in (0, 2, 38, 126)  # ENOENT, ENOSYS, ENOKEY
     return left
 
 

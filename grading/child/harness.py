@@ -1,16 +1,19 @@
-"""Child side of grade.py: run one problem's probes on a student's gan.py and save the raw outputs.
+"""Child side of grade.py: run one problem's probes on a student's gan.py and send the raw outputs back.
 
-    python -I grading/harness.py SANDBOX/codebase/gan.py PROBLEM RESULT_FD CPU_SECONDS [MAX_PROCESSES]
+    python -I grading/child/harness.py SANDBOX/codebase/gan.py PROBLEM RESULT_FD CPU_SECONDS [MAX_PROCESSES]
 
-grading/sandbox.py starts it in a fresh session with a scrubbed environment; ``-I`` keeps PYTHONPATH, user site-packages
-and the working directory off sys.path. This script lowers its own resource limits, loads probes.py by path (not
-as part of a package: the checks and their expected values are never imported here) and notes torch's global
-settings, then imports the student's file as ``codebase.gan`` (its package root SANDBOX goes on sys.path, so
-``from codebase import network`` and ``from .network import ...`` find the starter's copy) and runs the probes,
-which set those settings back before each call. Whatever the student's code does in this process, the grader
-only reads what comes through the pipe RESULT_FD, in wire.py's format (data with size caps, never a pickle)
-behind a line that gives its length.
+grading/sandbox starts it in a fresh session with a scrubbed environment; ``-I`` keeps PYTHONPATH, user
+site-packages and the working directory off sys.path. This script lowers its own resource limits, leaves the
+grader's session keyring for an empty one and installs a seccomp filter (confine.py), imports torch, loads
+probes.py and wire.py by path (not as part of a package: the checks and their expected values are never imported
+here) and notes torch's global settings. Only then does it write the ``ready`` line (ready.py) and import the
+student's file as ``codebase.gan`` (its package root SANDBOX goes on sys.path, so ``from codebase import network``
+and ``from .network import ...`` find the starter's copy), and run the probes, which set torch's settings back
+before each call. Whatever the student's code does in this process, the grader only reads what comes through the
+pipe RESULT_FD, in wire.py's format (data with size caps, never a pickle).
 An exception at import is left to Python: it prints the traceback, which grade.py shows, and exits with 1.
+
+PROBLEM ``probe`` imports no gan.py: it tries each bound the results may name (grading/sandbox/probe.py).
 """
 import importlib.util
 import os
@@ -20,6 +23,7 @@ from pathlib import Path
 
 MEMORY_BYTES = 6 << 30  # address space; importing torch alone maps about 3 GB
 FILE_BYTES = 64 << 20  # largest file the child may write (its result goes through a pipe)
+HERE = Path(__file__).resolve().parent
 
 
 def _limit(kind: int, value: int, grace: int = 0) -> None:
@@ -45,10 +49,13 @@ def main() -> None:
     _limit(resource.RLIMIT_CPU, int(cpu_seconds), grace=5)
     _limit(resource.RLIMIT_AS, MEMORY_BYTES)
     _limit(resource.RLIMIT_FSIZE, FILE_BYTES)
-    if max_processes:  # user mode: the uid is this child's alone, so the limit counts only its own processes
+    if max_processes:  # a uid of this child's own: the limit counts only its processes
         _limit(resource.RLIMIT_NPROC, int(max_processes[0]))
     sys.path.insert(0, str(Path(gan_path).resolve().parents[1]))
     os.chdir(Path(gan_path).resolve().parents[1])  # the child's own folder (chroot leaves it at the jail's root)
+
+    confine = _load("grading_confine", HERE / "confine.py")
+    facts = {"keyring": confine.new_session_keyring(), "filter": confine.install_filter()}
 
     import faulthandler
     import importlib
@@ -57,19 +64,24 @@ def main() -> None:
     import torch
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # at the time limit the grader asks where the code is
-
+    wire = _load("grading_wire", HERE / "wire.py")
     # torch's global settings as training starts them, before the student's import-time code may change them
     # (the probes set them back before each call): the default dtype, device, grad mode, ...
-    probes = _load("grading_probes", Path(__file__).with_name("probes.py"))
+    probes = _load("grading_probes", HERE / "probes.py")
     state = probes.torch_state()
+    torch.set_num_threads(1)
+    facts["torch"] = torch.__version__
+    result.write(_load("grading_ready", HERE / "ready.py").line(facts))
+    result.flush()
+    if problem == "probe":
+        bounds = _load("grading_bounds", HERE / "bounds.py")
+        bounds.run(result, confine)
+        os._exit(0)
     # As the run scripts import it: codebase.gan inside the starter's package, so that both
     # `from codebase.network import ...` and `from .network import ...` work.
     student = importlib.import_module("codebase.gan")
-    wire = _load("grading_wire", Path(__file__).with_name("wire.py"))
-    torch.set_num_threads(1)
     outputs = probes.run(student, problem, state)
-    data = wire.encode(outputs)
-    result.write(wire.frame(data))
+    result.write(wire.frame(wire.encode(outputs)))
     result.flush()
     sys.stdout.flush()
     os._exit(0)  # skip the student's atexit handlers and non-daemon threads

@@ -3,6 +3,7 @@
 Where cgroups are writable (a VM, a root shell), a child's processes join a pids cgroup (a fork bomb stops at
 MAX_PIDS) and a memory cgroup (all its processes together may use MEMORY_BYTES, its tmpfs mounts included). In
 Docker they are not writable: ``Cgroup`` is then a no-op, and the rlimits of harness.py are the only bounds.
+Whether a bound holds is not assumed: the mode's probe (probe.py) tries to exceed it before the results name it.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from grading.cleanup import CleanupFailed
+from grading.sandbox.cleanup import CleanupFailed
 
 MAX_PIDS = 128  # processes and threads a child may have at once
 MEMORY_BYTES = 3 << 30  # memory of all a child's processes together, where a memory cgroup is writable
@@ -74,6 +75,8 @@ class Cgroup:
                     (path / "memory.limit_in_bytes").write_text(str(MEMORY_BYTES))
                     if (path / "memory.memsw.limit_in_bytes").exists():
                         (path / "memory.memsw.limit_in_bytes").write_text(str(MEMORY_BYTES))
+                    else:  # no swap accounting: without this, the limit only pushes pages to swap
+                        (path / "memory.swappiness").write_text("0")
                 self.paths[name] = path
             except OSError:
                 remove_cgroup(path)

@@ -6,6 +6,7 @@ the nested dicts, lists, strings, numbers and None of the outputs, with each ten
 MAX_TENSORS entries, each inside the file, none overlapping another, so what it builds is never larger than the
 bytes it was given; what the values mean is checked later, by checks.py. On the pipe a child writes, ``frame``
 puts the length in front, so a truncated or padded result is refused whole.
+Before all that, the child writes its ``ready`` line (ready.py).
 
 Only the standard library, numpy and torch are used; the child loads this file by path next to probes.py.
 """

@@ -1,0 +1,116 @@
+"""The mode's probe, inside a child that runs no student code: try each bound the results may name, and say
+which held. harness.py runs it for PROBLEM ``probe``; grading/sandbox/probe.py reads what it sends.
+
+It sends one JSON line per bound as it is tried: {"bound": name, "held": bool, "detail": str}. The disk comes
+last: in user mode the grader watches the child's folder and kills the child past its budget, so a probe that is
+killed there (and sends nothing more) shows that bound held.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import time
+
+MAX_PIDS = 128  # as grading/sandbox/cgroups.py: processes and threads a child may have at once
+MEMORY_BYTES = 3 << 30  # as grading/sandbox/cgroups.py: all a child's processes together
+DISK_BYTES = 64 << 20  # as grading/sandbox: each writable place
+
+
+def run(result, confine) -> None:
+    """Try every bound, sending a line for each through the open file ``result``."""
+
+    def send(bound: str, held: bool, detail: str = "") -> None:
+        result.write(json.dumps({"bound": bound, "held": held, "detail": detail}).encode() + b"\n")
+        result.flush()
+
+    for bound, held in confine.check().items():
+        send(bound, held)
+    send("processes", *_processes())
+    send("memory", *_memory())
+    send("address space", *_address_space())
+    for place in ("/tmp", "/dev/shm"):
+        if os.access(place, os.W_OK):
+            send(f"disk {place}", *_fill(place))
+    held, detail = _fill(".")
+    send("disk .", held, detail)
+    if not held:
+        time.sleep(3)  # in user mode the grader kills the child here, for what it wrote to its folder
+        send("disk . watched", False, "not stopped after writing past its budget")
+
+
+def _processes() -> tuple[bool, str]:
+    """Start more processes than MAX_PIDS; held if some could not start."""
+    started, refused = [], ""
+    for _ in range(MAX_PIDS + 8):
+        try:
+            pid = os.fork()
+        except OSError as error:
+            refused = error.strerror
+            break
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        started.append(pid)
+    for pid in started:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    return bool(refused), f"{len(started)} started" + (f", then: {refused}" if refused else "")
+
+
+def _memory() -> tuple[bool, str]:
+    """Four processes each touch a third of MEMORY_BYTES and hold it; held if not all of them could."""
+    share = MEMORY_BYTES // 3 + (64 << 20)
+    children = []
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                block = bytearray(share)
+                block[::4096] = b"x" * len(block[::4096])  # every page written
+                time.sleep(2)
+                os._exit(0)
+            except MemoryError:
+                os._exit(3)
+        children.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    whole = sum(code == 0 for code in codes)
+    return whole < 4, f"{whole} of 4 processes held {share >> 20} MiB each"
+
+
+def _address_space() -> tuple[bool, str]:
+    """One process asks for more address space than its rlimit; held if refused."""
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return False, "no RLIMIT_AS"
+    try:
+        block = bytearray(limit)  # never touched: calloc maps it lazily
+        del block
+        return False, f"{limit} bytes mapped"
+    except MemoryError:
+        return True, ""
+
+
+def _fill(place: str) -> tuple[bool, str]:
+    """Write more than DISK_BYTES to ``place`` in files under the per-file cap; held if refused."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past RLIMIT_FSIZE: EFBIG rather than death
+    written, refused = 0, ""
+    chunk = bytes(1 << 20)
+    try:
+        for i in range(4):
+            with open(os.path.join(place, f"probe-fill-{i}"), "wb") as f:
+                for _ in range((DISK_BYTES >> 20) // 3 + 2):
+                    f.write(chunk)
+                    f.flush()
+                    written += len(chunk)
+    except OSError as error:
+        refused = error.strerror or str(error)
+    finally:
+        if place != ".":
+            for i in range(4):
+                try:
+                    os.unlink(os.path.join(place, f"probe-fill-{i}"))
+                except OSError:
+                    pass
+    return bool(refused), f"{written >> 20} MiB written" + (f", then: {refused}" if refused else "")
