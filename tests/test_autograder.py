@@ -85,7 +85,8 @@ def test_the_zip_holds_what_grading_needs_and_no_solution(autograder_zip, tmp_pa
         names = zf.namelist()
         modes = {info.filename: info.external_attr >> 16 for info in zf.infolist()}
         setup = zf.read("setup.sh").decode()
-    assert {"setup.sh", "run_autograder", "grade.py", "grading/checks.py", "grading/sandbox.py"} <= set(names)
+    assert {"setup.sh", "run_autograder", "grade.py", "grading/checks.py", "grading/sandbox/modes.py",
+            "grading/child/harness.py", "grading/child/confine.py"} <= set(names)
     assert not [n for n in names if n == "codebase/gan.py" or n.startswith(("tests/", "docs/")) or "variant" in n]
     assert modes["setup.sh"] & 0o111 and modes["run_autograder"] & 0o111
     assert not re.search(r"@[A-Z]+@", setup) and "torch==" in setup and "bubblewrap" in setup  # pins filled

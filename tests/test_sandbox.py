@@ -256,21 +256,16 @@ def loss_wasserstein_gp(g, d, x_real, *, device):
 
 
 @needs_root
-def test_each_childs_folder_is_private_from_the_moment_it_exists(monkeypatch):
-    seen = []
-    write = slots._write_box
-
-    def spy(box, files, with_grader):
-        info = box.stat()
-        seen.append((stat.S_IMODE(info.st_mode), info.st_uid, stat.S_IMODE(box.parent.stat().st_mode)))
-        write(box, files, with_grader)
-
-    monkeypatch.setattr(slots, "_write_box", spy)
+def test_each_childs_folder_is_private_and_its_mode_is_not_the_childs_to_change():
+    sandbox.pick_mode("user")
     with sandbox.child_box("user", {"codebase/gan.py": b"x = 1\n"}) as (box, uid):
         info = box.stat()
-        assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o700, uid)
+        # root's, of the uid's group: the child writes in it, cannot chmod it, and no other uid enters it
+        assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o770, 0, uid)
         assert all(p.stat().st_uid == uid for p in box.rglob("*"))
-    assert seen == [(0o700, 0, 0o711)]  # root's and private while the grader writes the student's files
+        chmod = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "chmod", "777",
+                                str(box)], capture_output=True)
+        assert chmod.returncode != 0 and stat.S_IMODE(box.stat().st_mode) == 0o770
     assert not box.exists()
 
 
@@ -359,6 +354,7 @@ for _ in range(1500):
     os.close(fd)
     fd = deeper
 '''
+    sandbox.pick_mode("process")  # the mode's probe (a child folder of its own) before the folders are counted
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the children's folders, where this test can see them
     create = slots.tempfile.mkdtemp
     monkeypatch.setattr(slots.tempfile, "mkdtemp", lambda **kw: made.append(create(**kw)) or made[-1])

@@ -26,9 +26,11 @@ import stat
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 STATE = Path("/var/lib/grade-sandbox/v2")  # root's, 0711: jails, their locks, and children's folders when there is no jail
+IDLE_SECONDS = 3600.0  # a jail no grader has held for this long is removed by the next build
 _DEVICES = {"null": (1, 3), "zero": (1, 5), "random": (1, 8), "urandom": (1, 9)}
 
 
@@ -102,6 +104,7 @@ def hold() -> Path | None:
     if not _whole(jail):
         lock.close()
         return None
+    os.utime(lock.fileno())  # when it was last held: an idle jail is removed, one in use is kept
     _HELD[jail] = lock
     return jail
 
@@ -170,8 +173,12 @@ def prepare() -> Path:
             return jail
         _remove_unheld()
         jail = path()
-        if jail.exists():  # not whole: removed in part, or changed; no grader can hold it
-            _remove(jail)
+        if jail.exists():  # not whole: removed in part, or changed
+            damaged = _lock(jail, fcntl.LOCK_EX)
+            if damaged is None:
+                raise OSError(f"{jail} is not whole and another grader holds it: stop that grader, then grade again")
+            with damaged:
+                _remove(jail)
         building = STATE / f".building-{jail.name}"
         _build(building)
         problem = _verify(building)
@@ -187,14 +194,19 @@ def prepare() -> Path:
 
 
 def _remove_unheld() -> None:
-    """Under STATE/.lock: remove what a killed builder or remover left, and every other jail that no grader holds
-    and whose work/ holds no child's folder. A jail is renamed away before it is removed, so a half-removed jail
-    never carries a jail's name."""
+    """Under STATE/.lock: remove what a killed builder or remover left, and every other jail that no grader holds,
+    none has held for IDLE_SECONDS, and whose work/ holds no child's folder. A jail is renamed away before it is
+    removed, so a half-removed jail never carries a jail's name."""
     for leftover in [*STATE.glob(".building-*"), *STATE.glob(".removing-*")]:
         _remove(leftover)
     for other in all_jails():
         if other == path():
             continue
+        try:
+            if time.time() - os.stat(other.with_name(other.name + ".lock")).st_mtime < IDLE_SECONDS:
+                continue  # held a short while ago: another grader version may well come back to it
+        except OSError:
+            pass
         lock = _lock(other, fcntl.LOCK_EX)
         if lock is None:
             continue  # held by a grader

@@ -144,7 +144,7 @@ def bubblewrap_argv(box: Path, inner: list[str], version: tuple[int, ...] | None
 
 # ---- Choosing a mode -------------------------------------------------------------------------------------------
 
-_CHOSEN: dict[str, probe.Probed] = {}  # mode -> its probe, in this process
+_CHOSEN: dict[tuple[str, str], probe.Probed] = {}  # (mode, what its probe depends on) -> its probe, in this process
 
 
 def prepare_jail() -> str:
@@ -171,11 +171,12 @@ def _precondition(mode: str) -> str:
 
 
 def probed(mode: str) -> probe.Probed:
-    """The probe of ``mode`` (its trivial child, and the bounds that held), once per process."""
-    if mode not in _CHOSEN:
+    """The probe of ``mode`` (its trivial child, and the bounds that held), once per process and setting."""
+    key = (mode, probe.key(mode))
+    if key not in _CHOSEN:
         problem = _precondition(mode)
-        _CHOSEN[mode] = probe.Probed(mode, problem) if problem else probe.probe(mode, _probe_child)
-    return _CHOSEN[mode]
+        _CHOSEN[key] = probe.Probed(mode, problem) if problem else probe.probe(mode, _probe_child)
+    return _CHOSEN[key]
 
 
 def _probe_child(mode: str, timeout: float):

@@ -144,10 +144,11 @@ def _cache_file(mode: str) -> Path | None:
             return None
     except OSError:
         return None
-    return folder / f"{mode}-{_key(mode)}.json"
+    return folder / f"{mode}-{key(mode)}.json"
 
 
-def _key(mode: str) -> str:
+def key(mode: str) -> str:
+    """A digest of everything the probe of ``mode`` depends on."""
     digest = hashlib.sha256()
     for path in sorted([*_HERE.glob("*.py"), *(_HERE.parent / "child").glob("*.py")]):
         digest.update(path.name.encode() + path.read_bytes())

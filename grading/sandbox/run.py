@@ -145,7 +145,7 @@ def run_child(argv: list[str], cwd: Path, timeout: float, tag: str = "p", disk: 
             if wait <= 0:
                 timed_out = True
                 _dump_stacks(proc.pid)
-                until = time.monotonic() + 1.0  # the stacks, written to the output
+                until = time.monotonic() + 2.0  # the stacks, written to the output (slowly on a busy machine)
                 while open_fds and time.monotonic() < until:
                     read(0.05)
                 break
