@@ -62,25 +62,42 @@ def uids_with_processes(uids: range) -> set[int]:
 
 def remove_as(uid: int, folders: tuple[str, ...] = (), shared: tuple[str, ...] = SHARED_TMP) -> None:
     """As ``uid``: empty each of ``folders`` (its own), remove its entries in ``shared`` (at any depth of
-    world-writable folders), its System V IPC objects and the keys of its user keyrings. Raises CleanupFailed if
-    anything of it stays."""
+    world-writable folders), its System V IPC objects and the keys of its user keyrings. Files that the uid cannot
+    remove itself (another slot's uid planted a private folder in one of its own) are removed in a second pass as
+    root, with the same walk, which never follows a symbolic link. Raises CleanupFailed if anything of it stays."""
+    failed = _in_fork(uid, folders, shared, become=True)
+    if failed & _FILES and os.geteuid() == 0:
+        failed = (failed & ~_FILES) | _in_fork(uid, folders, shared, become=False)
+    if failed:
+        what = [name for bit, name in ((_FILES, "files"), (_IPC_OBJECTS, "IPC objects"), (_KEYS, "keys"))
+                if failed & bit]
+        raise CleanupFailed(f"{' and '.join(what)} of uid {uid} could not be removed")
+
+
+_FILES, _IPC_OBJECTS, _KEYS = 1, 2, 4
+
+
+def _in_fork(uid: int, folders: tuple[str, ...], shared: tuple[str, ...], become: bool) -> int:
+    """Run the removal in a forked process, as ``uid`` if ``become`` (then also IPC objects and keyrings); the bits
+    of what stayed (64: the process failed)."""
     pid = os.fork()
     if pid == 0:  # the child: only system calls from here on, then _exit
-        code = 1
+        code = 64
         try:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-            left = sum(_empty(folder, uid) for folder in folders)
-            left += sum(_sweep(root, uid) for root in shared)
-            left += _remove_ipc(uid)
-            left += _clear_keyrings()
-            code = 0 if left == 0 else 3
+            if become:
+                os.setgroups([])
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
+            code = _FILES if sum(_empty(folder, uid) for folder in folders) + \
+                sum(_sweep(root, uid) for root in shared) else 0
+            if become:
+                code |= _IPC_OBJECTS if _remove_ipc(uid) else 0
+                code |= _KEYS if _clear_keyrings() else 0
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise CleanupFailed(f"files or IPC objects of uid {uid} could not be removed")
+    code = os.waitstatus_to_exitcode(status)
+    return code if 0 <= code < 64 else _FILES | _IPC_OBJECTS | _KEYS
 
 
 def remove_tree(folder: str) -> int:

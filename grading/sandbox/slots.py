@@ -30,6 +30,7 @@ from grading.sandbox.cgroups import Cgroup, remove_cgroup
 CHILD = Path(__file__).resolve().parents[1] / "child"  # what a child needs of the grader: never checks.py
 DEFAULT_UIDS = (2_000_000_000, 2_000_000_255)
 _UID_LOCKS = Path("/run/grade-uids")  # root's alone
+SUBORDINATE = ("/etc/subuid", "/etc/subgid")  # uid and gid ranges given to accounts (containers, rootless tools)
 LIVE_UIDS: set[int] = set()  # the slots this process holds now
 
 
@@ -54,7 +55,7 @@ def uid_range() -> range:
 def _subordinate() -> list[range]:
     """The subordinate uid and gid ranges given to accounts (/etc/subuid, /etc/subgid)."""
     found = []
-    for table in ("/etc/subuid", "/etc/subgid"):
+    for table in SUBORDINATE:
         try:
             lines = Path(table).read_text().splitlines()
         except OSError:

@@ -1,0 +1,112 @@
+"""The grader's uids on a shared machine (grading/sandbox/slots.py): it touches only uids it owns, and no student
+can make a slot impossible to clean for the gradings after theirs."""
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from grading import sandbox
+from grading.sandbox import slots
+from tests.test_grade import FULL, REFERENCE, _by_problem, _grade, _grade_user_mode
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="uid slots need root")
+
+
+def test_the_slot_range_leaves_out_accounts_groups_subordinate_ranges_and_systemds_dynamic_users(monkeypatch):
+    span = slots.uid_range()
+    for first, end in ((0, 60001), (61184, 65520), (65534, 65536), (524288, 1879048192), (2147352576, 2 ** 32)):
+        # system and regular accounts, systemd's dynamic users, nobody, container and foreign ranges
+        assert span.stop <= first or span.start >= end
+    monkeypatch.setenv("GRADE_UIDS", "65534-65534")  # nobody: an account
+    assert not slots.owned(65534)
+    monkeypatch.setenv("GRADE_UIDS", "0-10")
+    with pytest.raises(ValueError, match="GRADE_UIDS"):
+        slots.uid_range()
+    monkeypatch.setenv("GRADE_UIDS", "1000-x")
+    with pytest.raises(ValueError, match="FIRST-LAST"):
+        slots.uid_range()
+
+
+def test_a_subordinate_range_is_never_a_slot(monkeypatch, tmp_path):
+    monkeypatch.setenv("GRADE_UIDS", "2100000000-2100000009")
+    subuid = tmp_path / "subuid"
+    subuid.write_text("someone:2100000005:65536\n")
+    monkeypatch.setattr(slots, "SUBORDINATE", (str(subuid), "/nonexistent/subgid"))
+    assert slots.owned(2100000004) and not slots.owned(2100000005)
+
+
+def _as(uid: int, *argv: str) -> subprocess.Popen:
+    return subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv],
+                            start_new_session=True)
+
+
+@needs_root
+def test_a_grading_leaves_alone_the_processes_and_files_of_uids_it_does_not_own(tmp_path, monkeypatch):
+    # 61250: a systemd dynamic user (the old slot range ended at 61255); the last uid of the range: a service
+    # that no grader ever held (no lock file of a grader's).
+    others = [61250, slots.uid_range()[-1]]
+    lock = slots._locks() / str(others[1])
+    assert not lock.exists()
+    services = [_as(uid, "sleep", "300") for uid in others]
+    files = []
+    for uid in others:
+        path = Path("/dev/shm") / f"service-{uid}-{os.getpid()}"
+        path.write_text("a service's state")
+        os.chown(path, uid, uid)
+        files.append(path)
+    try:
+        time.sleep(0.3)
+        for mode in ("user", "bwrap") if sandbox.bubblewrap_version() else ("user",):
+            results, _ = _grade(tmp_path, REFERENCE, mode=mode)
+            assert _by_problem(results)[0] == FULL
+        assert all(service.poll() is None for service in services)  # on main at 712f5a9 61250's was killed
+        assert all(path.read_text() == "a service's state" for path in files)
+    finally:
+        for service in services:
+            os.killpg(service.pid, signal.SIGKILL)
+            service.wait()
+        for path in files:
+            path.unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)
+
+
+HOSTILE_PLANTER = REFERENCE + r'''
+import glob, os, time
+for folder in [os.getcwd(), os.path.dirname(os.getcwd())]:
+    try:
+        os.chmod(folder, 0o777)  # its own folder open to the other children of this submission
+    except OSError:
+        pass
+for folder in ["/tmp", "/var/tmp", "/dev/shm"]:
+    try:  # a folder open to every uid, where the other children of this submission plant theirs
+        os.mkdir(os.path.join(folder, f"open-{os.getuid()}"), 0o777)
+        os.chmod(os.path.join(folder, f"open-{os.getuid()}"), 0o777)
+    except OSError:
+        pass
+time.sleep(2)  # the other children, started at the same time, have made theirs
+for folder in glob.glob(os.path.dirname(os.getcwd()) + "/*") + glob.glob("/tmp/open-*") + \
+        glob.glob("/dev/shm/open-*") + ["/tmp", "/var/tmp", "/dev/shm"]:
+    try:
+        planted = os.path.join(folder, f"planted-{os.getuid()}")
+        os.mkdir(planted, 0o700)
+        open(os.path.join(planted, "f"), "w").close()
+        os.chmod(planted, 0o500)
+    except OSError:
+        pass
+'''
+
+
+@needs_root
+@pytest.mark.parametrize("jail", ["on", "off"])
+def test_a_student_cannot_make_a_slot_impossible_to_clean_for_later_gradings(tmp_path, jail):
+    env = {"GRADE_JAIL": "off"} if jail == "off" else {}
+    results, _ = _grade_user_mode(tmp_path, HOSTILE_PLANTER, env=env)
+    assert _by_problem(results)[0] == FULL
+    assert not slots.reap_stale()  # nothing set aside: every slot could be cleaned
+    results, _ = _grade_user_mode(tmp_path, REFERENCE, env=env)  # on main at 712f5a9: refused to start
+    assert _by_problem(results)[0] == FULL
+    assert not [p for shared in ("/tmp", "/var/tmp", "/dev/shm") for pattern in ("planted-*", "open-*")
+                for p in Path(shared).glob(pattern) if p.lstat().st_uid in slots.uid_range()]
