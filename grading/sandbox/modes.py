@@ -175,11 +175,11 @@ def probed(mode: str) -> probe.Probed:
     key = (mode, probe.key(mode))
     if key not in _CHOSEN:
         problem = _precondition(mode)
-        _CHOSEN[key] = probe.Probed(mode, problem) if problem else probe.probe(mode, _probe_child)
+        _CHOSEN[key] = probe.Probed(mode, problem) if problem else probe.probe(mode, probe_child)
     return _CHOSEN[key]
 
 
-def _probe_child(mode: str, timeout: float):
+def probe_child(mode: str, timeout: float):
     """Run the trivial child of ``mode``: harness.py's ``probe``, no student code."""
     from grading.sandbox.run import run_child
     from grading.sandbox.slots import child_box

@@ -1,0 +1,57 @@
+"""What reading an upload costs the grader (grading/submission.py): bounded by the upload, not by what it expands
+to. Each reading runs in a fresh process, whose peak memory is compared with reading an honest hw3.zip."""
+import json
+import subprocess
+import sys
+import zipfile
+
+from grading import submission
+from tests.conftest import ROOT
+from tests.test_grade import GRIDS, REFERENCE, _zip
+
+
+def _read(path) -> tuple[float, str | None, float]:
+    """(peak memory in MiB, the reader's fatal message, seconds) of reading ``path`` in a fresh process."""
+    code = ("import json, sys, time; sys.path.insert(0, sys.argv[2]); "
+            "from grading.submission import read_submission; start = time.monotonic(); "
+            "sub = read_submission(sys.argv[1]); seconds = time.monotonic() - start; "
+            "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]; "
+            "print(json.dumps([int(peak) / 1024, sub.fatal, seconds]))")  # VmHWM: this program's own peak
+    run = subprocess.run([sys.executable, "-c", code, str(path), str(ROOT)], capture_output=True, text=True,
+                         timeout=600, check=True)
+    return tuple(json.loads(run.stdout))
+
+
+def test_zips_inside_a_zip_are_held_one_at_a_time_and_their_reading_is_budgeted(tmp_path):
+    honest = _zip(tmp_path / "honest.zip", {"codebase/gan.py": REFERENCE, **GRIDS})
+    baseline, fatal, _ = _read(honest)
+    assert fatal is None
+    inner = tmp_path / "inner.zip"  # 64 MiB once stored, a few KiB once deflated in the upload
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("checkpoint.pt", bytes(submission.MAX_INNER_ZIP_BYTES - 1024))
+    upload = tmp_path / "hw3.zip"
+    count = submission.MAX_READ_BYTES // submission.MAX_INNER_ZIP_BYTES + 4
+    with zipfile.ZipFile(upload, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("codebase/gan.py", REFERENCE)
+        for i in range(count):
+            zf.write(inner, f"backup{i}.zip")
+    assert upload.stat().st_size < 2 << 20
+    peak, fatal, seconds = _read(upload)
+    assert "MiB decompressed" in fatal and "make_submission.sh" in fatal
+    assert peak - baseline < 2.5 * (submission.MAX_INNER_ZIP_BYTES >> 20)  # on main at 712f5a9: all of them
+    assert seconds < submission.MAX_READ_SECONDS
+
+
+def test_many_different_gan_py_files_are_compared_by_hash_not_held(tmp_path):
+    honest = _zip(tmp_path / "honest.zip", {"codebase/gan.py": REFERENCE, **GRIDS})
+    baseline, _, _ = _read(honest)
+    upload = tmp_path / "hw3.zip"
+    body = REFERENCE + "#" * (submission.MAX_GAN_BYTES - len(REFERENCE) - 100)
+    with zipfile.ZipFile(upload, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(400):  # 200 MiB of different gan.py files
+            zf.writestr(f"attempt{i}/codebase/gan.py", body + f"\n# {i}\n")
+    peak, fatal, _ = _read(upload)
+    assert fatal is None
+    assert peak - baseline < 50  # on main at 712f5a9 every content was held: 200 MiB
+    read = submission.read_submission(upload)
+    assert "two different gan.py files" in read.members[submission.GAN]
