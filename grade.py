@@ -21,10 +21,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-from grading import sandbox
+from grading import sandbox, status
 from grading.scoring import DEFAULT_TIMEOUT, GradingFailed, grade, unfinished, write_results
 
-GRADING_FAILED = 3  # exit status when the grading itself failed (1: an unreadable submission, graded 0)
+GRADING_FAILED = status.EXIT_GRADING_FAILED  # the grading itself failed (1: an unreadable submission, graded 0)
 
 
 def _timeout(text: str) -> float:

@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from grading.scoring import GRADED, grader_version, submission_hash, unfinished, write_results
+from grading.scoring import grader_version, submission_hash, unfinished, write_results
+from grading.status import GRADED, NEEDS_ATTENTION
 from grading.submission import RUNS
 
 GRADE = Path(__file__).resolve().parents[1] / "grade.py"
@@ -121,9 +122,9 @@ def entries(folder: Path, pattern: re.Pattern | None = None, lms: str | None = N
 
 
 def status(results: dict) -> str:
-    """"graded", or "needs attention" when the grading itself failed (no score)."""
+    """GRADED, or NEEDS_ATTENTION when the grading itself failed (no score)."""
     graded = results.get("extra_data", {}).get("status") == GRADED
-    return "graded" if graded else "needs attention"
+    return GRADED if graded else NEEDS_ATTENTION
 
 
 def summary(entry: Entry, results: dict) -> dict:
@@ -131,7 +132,7 @@ def summary(entry: Entry, results: dict) -> dict:
     failed, no points and the reason."""
     row = {"student": entry.student, "name": entry.name, "late": "late" if entry.late else "",
            "status": status(results), "also submitted": " ".join(entry.others)}
-    if row["status"] != "graded":
+    if row["status"] != GRADED:
         row.update(dict.fromkeys(RUNS, ""), total="", notes=(results.get("output", "").splitlines() or [""])[-1][:300])
         return row
     notes: dict[str, list[str]] = {}  # first failure -> the problems it is the first failure of
@@ -182,7 +183,7 @@ def write_csv(out: Path, students: list[Entry], flags: dict[str, list[str]] | No
             if flags is not None:
                 mine = flags.get(entry.student, [])
             else:
-                mine = results.get("extra_data", {}).get("flags", []) if row["status"] == "graded" else []
+                mine = results.get("extra_data", {}).get("flags", []) if row["status"] == GRADED else []
             row["flags"] = " | ".join(str(f)[:300] for f in mine[:10])
             writer.writerow({k: _cell(v) for k, v in row.items()})
             rows += 1

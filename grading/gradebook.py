@@ -22,13 +22,14 @@ import time
 from pathlib import Path
 
 from grading.batch import Entry, _cell, status, summary
+from grading.status import GRADED
 
 DEFAULT_COLUMN = "GAN homework"
 
 
 def rows(lms: str, column: str, students: list[Entry], results: dict[str, dict]) -> list[list[str]]:
     graded = [(e, results[e.student]) for e in students if e.student in results and status(results[e.student]) ==
-              "graded"]
+              GRADED]
     top = max((sum(t["max_score"] for t in c.get("tests", [])) for _, c in graded), default=0)
     if lms == "canvas":
         table = [["Student", "ID", "SIS User ID", "SIS Login ID", "Section", column],

@@ -28,10 +28,10 @@ from PIL import Image
 
 from grading import gradebook, similarity
 from grading.batch import Entry, current, status, write_csv
+from grading.status import GRADED, NEEDS_ATTENTION, OUT_OF_DATE
 from grading.submission import RUNS
 
 CLASS_FILE = "class.json"  # the students (ids, names, late) and the LMS preset, written by grade_all.py
-STALE = "stale"  # results of another grader version or of an older submission: grade_all.py grades them again
 
 
 def save_class(out: Path, students: list[Entry], lms: str | None, column: str) -> None:
@@ -49,7 +49,7 @@ def load_class(out: Path) -> tuple[list[Entry], str | None, str]:
 
 
 def _results(out: Path, students: list[Entry]) -> dict[str, dict]:
-    """Each student's results; those of another grader version or of an older submission get status STALE, so
+    """Each student's results; those of another grader version or of an older submission get status OUT_OF_DATE, so
     that neither the report nor the gradebook takes them for current grades."""
     found = {}
     for entry in students:
@@ -58,8 +58,8 @@ def _results(out: Path, students: list[Entry]) -> dict[str, dict]:
             extra = content["extra_data"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if status(content) == "graded" and not current(entry, content):
-            extra["status"] = STALE
+        if status(content) == GRADED and not current(entry, content):
+            extra["status"] = OUT_OF_DATE
         found[entry.student] = content
     return found
 
@@ -71,7 +71,7 @@ def flags(out: Path, students: list[Entry], results: dict[str, dict]) -> dict[st
 
     found: dict[str, list[str]] = {e.student: [] for e in students}
     for student, content in results.items():
-        if status(content) == "graded":
+        if status(content) == GRADED:
             found[student] += [str(f)[:300] for f in content.get("extra_data", {}).get("flags", [])[:3]]
     work = {e.student: out / "work" / e.file_name for e in students if e.student in results}
     sources = {s: (w / "gan.py").read_text(errors="replace") for s, w in work.items() if (w / "gan.py").is_file()}
@@ -133,7 +133,7 @@ def check_table(results: dict[str, dict]) -> str:
     """Per check (with points): pass rate, mean and median points, the most common failures (numbers blanked)."""
     by_check: dict[str, list[dict]] = {}
     for content in results.values():
-        if status(content) == "graded":
+        if status(content) == GRADED:
             for test in content.get("tests", []):
                 if test.get("max_score"):
                     by_check.setdefault(test["number"], []).append(test)
@@ -154,7 +154,7 @@ def check_table(results: dict[str, dict]) -> str:
 
 def problem_table(results: dict[str, dict]) -> str:
     """Per problem: mean points, full marks, and how its grids fared (healthy, median scores)."""
-    graded = [c for c in results.values() if status(c) == "graded"]
+    graded = [c for c in results.values() if status(c) == GRADED]
     rows = []
     for problem in RUNS:
         tests = [[t for t in c.get("tests", []) if t["number"].rsplit(".", 1)[0] == problem] for c in graded]
@@ -201,7 +201,7 @@ def _grid_score(scores: dict | None) -> float:
 
 def card(entry: Entry, content: dict | None, work: Path, flagged: list[str]) -> str:
     extra = (content or {}).get("extra_data", {})
-    graded = content is not None and status(content) == "graded"
+    graded = content is not None and status(content) == GRADED
     total = content.get("score", 0) if graded else -1
     cells, keys = [], {}
     for problem in RUNS:
@@ -223,7 +223,7 @@ def card(entry: Entry, content: dict | None, work: Path, flagged: list[str]) -> 
     keys["worst"] = min(keys.values())
     data = "".join(f' data-{k}="{v:.3f}"' for k, v in keys.items())
     note = "".join(f"<li>{e(f)}</li>" for f in flagged)
-    head = f"{total:g} points" if graded else "needs attention"
+    head = f"{total:g} points" if graded else NEEDS_ATTENTION
     return (f'<div class="card" data-student="{e(entry.student)}" data-name="{e(entry.name)}" '
             f'data-total="{total:g}"{data}>'
             f"<h3>{e(entry.student)} <small>{e(entry.name if entry.name != entry.student else '')}</small> "
@@ -239,10 +239,10 @@ def attention(students: list[Entry], results: dict[str, dict], found: dict[str, 
         extra = (content or {}).get("extra_data", {})
         if content is None:
             reasons.append("not graded yet: run grade_all.py again")
-        elif extra.get("status") == STALE:
+        elif extra.get("status") == OUT_OF_DATE:
             reasons.append("graded by another grader version, or before the submission changed: run grade_all.py "
                            "again")
-        elif status(content) != "graded":
+        elif status(content) != GRADED:
             reasons.append("the grading failed: " + (content.get("output", "").splitlines() or [""])[-1][:200])
         else:
             reasons += [str(m)[:300] for m in extra.get("missing", [])[:4]]
@@ -257,7 +257,7 @@ def attention(students: list[Entry], results: dict[str, dict], found: dict[str, 
 
 
 def render(out: Path, students: list[Entry], results: dict[str, dict], found: dict[str, list[str]]) -> str:
-    graded = {s: c for s, c in results.items() if status(c) == "graded"}
+    graded = {s: c for s, c in results.items() if status(c) == GRADED}
     totals = [c.get("score", 0) for c in graded.values()]
     top = max((sum(t["max_score"] for t in c.get("tests", [])) for c in graded.values()), default=0)
     summary = (f"{len(students)} students, {len(graded)} graded, {len(students) - len(graded)} not graded or "

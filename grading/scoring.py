@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from grading import sandbox
+from grading.status import GRADED, GRADING_FAILED  # noqa: F401 - results.json's statuses
 from grading.sandbox import cgroups, cleanup
 from grading.child.ready import split as split_ready
 from grading.submission import GAN, RUNS, check_grid, read_submission
@@ -30,7 +31,6 @@ from make_handout import STARTER, starter_files
 
 GRID_POINTS = 0.0
 DEFAULT_TIMEOUT = 120.0  # seconds per problem, in grade.py, grade_all.py and on Gradescope alike
-GRADED, GRADING_FAILED = "graded", "grading failed"  # extra_data.status: a score, or none (grade again)
 HERE = Path(__file__).resolve().parent
 
 

@@ -1,0 +1,15 @@
+"""The statuses of a student's grading, as results.json, grade.py, grade_all.py, grades.csv and the class report
+name them.
+
+    graded           a score (results.json's extra_data.status; grade.py exits 0, or 1 for an unreadable upload)
+    grading failed   no score: the grading itself failed (no sandbox could run, a child failed before the
+                     student's code ran, leftovers that could not be removed); grade.py exits 3, and a rerun of
+                     grade_all.py grades it again
+    needs attention  what grades.csv and the class report say of a student whose grading failed: a TA acts
+    out of date      results of another grader version or of an older submission: grade_all.py grades them again
+"""
+GRADED = "graded"
+GRADING_FAILED = "grading failed"
+NEEDS_ATTENTION = "needs attention"
+OUT_OF_DATE = "out of date"
+EXIT_GRADED, EXIT_UNREADABLE, EXIT_BAD_FLAGS, EXIT_GRADING_FAILED = 0, 1, 2, 3
