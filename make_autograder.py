@@ -42,7 +42,7 @@ def _version(package: str) -> str:
 
 def setup_script() -> str:
     text = (TEMPLATES / "setup.sh").read_text()
-    for key, package in (("@TORCH@", "torch"), ("@TORCHVISION@", "torchvision")):
+    for key, package in (("@TORCH@", "torch"), ("@TORCHVISION@", "torchvision"), ("@PYSECCOMP@", "pyseccomp")):
         text = text.replace(key, _version(package))
     return text
 

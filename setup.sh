@@ -2,8 +2,8 @@
 # Set-up for a fresh machine: the Python requirements, then Fashion-MNIST from Debian's package where apt-get exists.
 # Without apt-get (macOS, Windows, non-Debian Linux) the run scripts download the data with torchvision instead.
 #   bash setup.sh            # students: enough to train, sample and check
-#   bash setup.sh --grader   # also bubblewrap, the grader's sandbox, and chromium, to open the class report in a
-#                            # browser (instructors, and this repository's tests)
+#   bash setup.sh --grader   # also bubblewrap and pyseccomp, the grader's sandbox, and chromium, to open the class
+#                            # report in a browser (instructors, and this repository's tests)
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -16,6 +16,8 @@ for arg in "$@"; do
 done
 
 "$PYTHON" -m pip install -q -r requirements.txt
+# The grader's children install a seccomp filter (no network, no keyrings) through libseccomp's binding.
+if [ "$GRADER" = 1 ]; then "$PYTHON" -m pip install -q pyseccomp; fi
 
 DATA=/usr/share/datasets/fashion-mnist
 PACKAGES=""

@@ -117,15 +117,16 @@ def prepare() -> None:
 
 def nearest_real(images: torch.Tensor, reals: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     """Root-mean-square pixel distance (pixels in [0, 1]) from each image (N, 28, 28) uint8 to the nearest of
-    ``reals`` (M, 28, 28) uint8 or its mirror image: (N,)."""
-    queries = torch.cat([images, images.flip(-1)]).flatten(1).float() / 255  # mirroring the query mirrors the real
-    best = torch.full((len(queries),), math.inf)
+    ``reals`` (M, 28, 28) uint8 or its mirror image: (N,). Exact: the squared distances are sums of products of
+    the integer pixel values (at most 784 * 255**2), which float64 holds without rounding, so a copy is 0."""
+    queries = torch.cat([images, images.flip(-1)]).flatten(1).double()  # mirroring the query mirrors the real
+    best = torch.full((len(queries),), math.inf, dtype=torch.float64)
     q2 = (queries ** 2).sum(1, keepdim=True)
     for i in range(0, len(reals), chunk):
-        r = reals[i:i + chunk].flatten(1).float() / 255
+        r = reals[i:i + chunk].flatten(1).double()
         d2 = q2 + (r ** 2).sum(1) - 2 * queries @ r.T
         best = torch.minimum(best, d2.min(1).values)
-    best = best.clamp_min(0).sqrt() / SIDE
+    best = (best.clamp_min(0).sqrt() / (255 * SIDE)).float()
     return torch.minimum(best[:len(images)], best[len(images):])
 
 

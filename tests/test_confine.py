@@ -5,12 +5,13 @@ import ctypes
 import os
 import platform
 import socket
+import subprocess
 
 import pytest
 
 from grading import sandbox
 from grading.child import bounds
-from grading.sandbox import cgroups, probe
+from grading.sandbox import cgroups, probe, slots
 from tests.test_grade import FULL, REFERENCE, _by_problem, _grade
 
 _CALLS = {"x86_64": (248, 250), "aarch64": (217, 219)}  # add_key, keyctl
@@ -106,3 +107,30 @@ def test_results_name_a_memory_cap_only_where_it_was_seen_to_hold(monkeypatch):
     loose = probe.probe(mode, sandbox.modes.probe_child)
     assert not loose.problem and not any("memory cgroup" in line for line in loose.lines())
     assert any("RLIMIT_AS" in line for line in loose.lines())
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or platform.machine() not in _CALLS or not os.path.exists("/usr/bin/python3"),
+                    reason="needs root, keyctl numbers for this machine and the system's Python")
+def test_keys_a_uid_left_in_its_user_keyring_are_cleared_with_its_slot():
+    add_key, keyctl = _CALLS[platform.machine()]
+    script = f"""
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+if sys.argv[1] == "plant":
+    assert libc.syscall({add_key}, b"user", b"left", b"for the next child", 18, -4) > 0
+buffer = ctypes.create_string_buffer(4096)
+print(libc.syscall({keyctl}, 11, -4, buffer, 4096))  # KEYCTL_READ of the user keyring: bytes of key ids
+"""
+    from grading.sandbox import cleanup
+
+    with slots.uid_slot() as uid:
+        def as_uid(step: str) -> int:
+            run = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                                  "/usr/bin/python3", "-c", script, step], capture_output=True, text=True, cwd="/")
+            assert run.returncode == 0, run.stderr
+            return int(run.stdout)
+
+        assert as_uid("plant") > 0
+        cleanup.remove_as(uid, shared=())  # on main at 712f5a9 the key stayed for the uid's next child
+        assert as_uid("read") == 0

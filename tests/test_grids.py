@@ -46,8 +46,8 @@ def test_nearest_real_matches_a_brute_force_search():
     expected = [min(np.sqrt(((x - y) ** 2).mean()), np.sqrt(((x[:, ::-1] - y) ** 2).mean())) for x in a for y in r]
     expected = np.array(expected).reshape(len(a), len(r)).min(1)
     found = grids.nearest_real(images, reals, chunk=64).numpy()
-    assert np.allclose(found, expected, atol=1e-4)
-    assert (found[:5] < 1e-3).all() and (found[5:] > 0.2).all()
+    assert np.allclose(found, expected, rtol=1e-6, atol=0)  # float32's rounding of the result, no more
+    assert (found[:5] == 0).all() and (found[5:] > 0.2).all()  # a copy reads as 0 on any machine
 
 
 def test_real_images_look_real_and_noise_blank_and_one_class_do_not(tmp_path, test_set):

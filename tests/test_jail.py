@@ -40,7 +40,7 @@ def test_another_version_builds_its_own_jail_and_removes_none_in_use_and_a_parti
     other = _other_version(tmp_path, "other")
     theirs = Path(_in(other, "from grading.sandbox import jail; print(jail.prepare())"))
     assert theirs != mine and (theirs / ".complete").is_file()
-    assert jail.ready() == mine and jail._whole(mine)  # on main at 712f5a9 the other version removed it
+    assert jail.ready() == mine and jail.whole(mine)  # on main at 712f5a9 the other version removed it
 
     # A removal interrupted half-way (as an older grader's in-place removal left it): never used, rebuilt.
     packages = next(p for p in theirs.rglob("site-packages") if p.is_dir())
@@ -54,5 +54,5 @@ def test_another_version_builds_its_own_jail_and_removes_none_in_use_and_a_parti
     # Once no grader holds it and it has been idle, it is removed, and never the jail this process holds.
     monkeypatch.setattr(jail, "IDLE_SECONDS", 0.0)
     jail._remove_unheld()
-    assert not theirs.exists() and mine.is_dir() and jail._whole(mine)
+    assert not theirs.exists() and mine.is_dir() and jail.whole(mine)
     assert not [p for p in jail.STATE.iterdir() if p.name.startswith((".building-", ".removing-"))]

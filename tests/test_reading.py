@@ -55,3 +55,25 @@ def test_many_different_gan_py_files_are_compared_by_hash_not_held(tmp_path):
     assert peak - baseline < 50  # on main at 712f5a9 every content was held: 200 MiB
     read = submission.read_submission(upload)
     assert "two different gan.py files" in read.members[submission.GAN]
+
+
+def test_the_grader_version_covers_the_starter_files_copied_beside_gan_py(tmp_path):
+    import shutil
+
+    import make_autograder
+
+    versions = []
+    for name, change in (("same", ""), ("changed", "\n# a line changed in network.py\n")):
+        deploy = tmp_path / name
+        for file in make_autograder.grader_files():
+            (deploy / file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ROOT / file, deploy / file)
+        shutil.copyfile(ROOT / "make_handout.py", deploy / "make_handout.py")
+        (deploy / "codebase" / "network.py").write_text((ROOT / "codebase" / "network.py").read_text() + change)
+        run = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                              "from grading.scoring import grader_version; print(grader_version())", str(deploy)],
+                             capture_output=True, text=True, check=True, cwd=deploy)
+        versions.append(run.stdout.strip())
+    from grading.scoring import grader_version
+
+    assert versions[0] == grader_version() != versions[1]  # on main at 712f5a9 the two were equal

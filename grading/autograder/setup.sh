@@ -5,7 +5,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends bubblewrap util-linux ca-certificates
+apt-get install -y -qq --no-install-recommends bubblewrap util-linux ca-certificates libseccomp2
 for version in 3.12 3.11; do  # torch @TORCH@ needs Python 3.11 or later; 22.04 has 3.11 in universe, 24.04 has 3.12
   if apt-get install -y -qq --no-install-recommends "python$version" "python$version-venv"; then
     PYTHON=python$version
@@ -24,6 +24,8 @@ fi
 # Everything the starter's requirements.txt gives students (matplotlib, tqdm, torchmetrics, ...), as tested here:
 # a leftover import in gan.py works here as it did on the student's machine.
 "${PIP[@]}" -r "$(dirname "$0")/requirements.txt" -c "$(dirname "$0")/constraints.txt"
+# The seccomp filter every grading child installs before the student's code runs (no network, no keyrings).
+"${PIP[@]}" "pyseccomp==@PYSECCOMP@"
 # The grid checks compare samples with Fashion-MNIST: the distribution's package where it has one, else a download.
 if ! apt-get install -y -qq --no-install-recommends dataset-fashion-mnist; then
   /opt/grader-venv/bin/python -c 'from torchvision.datasets import FashionMNIST
@@ -31,7 +33,7 @@ for train in (True, False): FashionMNIST("/opt/grader-data", train=train, downlo
     echo "setup: Fashion-MNIST could not be fetched; the sample grids are reported as not judged" >&2
 fi
 chmod -R go+rX /opt/grader-venv
-/opt/grader-venv/bin/python -c 'import torch, torchvision, numpy, PIL, matplotlib, tqdm, torchmetrics
+/opt/grader-venv/bin/python -c 'import torch, torchvision, numpy, PIL, matplotlib, tqdm, torchmetrics, pyseccomp
 print("setup: torch", torch.__version__)'
 # User mode's jail (hard links of the system's libraries and this Python, nothing else of the host): built once here.
 /opt/grader-venv/bin/python "$(dirname "$0")/grade.py" --prepare

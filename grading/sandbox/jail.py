@@ -101,7 +101,7 @@ def hold() -> Path | None:
     lock = _lock(jail, fcntl.LOCK_SH)
     if lock is None:
         return None
-    if not _whole(jail):
+    if not whole(jail):
         lock.close()
         return None
     os.utime(lock.fileno())  # when it was last held: an idle jail is removed, one in use is kept
@@ -132,7 +132,7 @@ def _lock(jail: Path, how: int):
     return None
 
 
-def _whole(jail: Path) -> bool:
+def whole(jail: Path) -> bool:
     """Whether the jail is as it was built: its manifest (the number of entries of its main folders) matches."""
     try:
         manifest = json.loads((jail / ".complete").read_text())

@@ -1,0 +1,131 @@
+"""The grader as one of several on a shared machine: two grade_all.py batches of different grader versions (a copy
+of this checkout with one line changed), a grade.py beside them, and a `pip install` of an unrelated package
+while they run. Prints each grading's score, the time of each command, what is left behind, and the jails.
+
+    sudo python bench/shared_machine.py --sandbox user --students 4
+    sudo python bench/shared_machine.py --sandbox bwrap --students 4
+
+Needs root (user mode and uid slots). Nothing of the run is kept: the class, the copy and the results are
+removed at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import make_autograder  # noqa: E402
+from grading.sandbox import jail, slots  # noqa: E402
+from grading.submission import RUNS  # noqa: E402
+
+
+def _grid() -> bytes:
+    out = io.BytesIO()
+    Image.new("L", (302, 302), 128).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _class(folder: Path, students: int) -> None:
+    """Honest submissions: the reference gan.py and a grid per run, as make_submission.sh packs them."""
+    import zipfile
+
+    folder.mkdir(mode=0o700)
+    grid = _grid()
+    for i in range(students):
+        with zipfile.ZipFile(folder / f"student{i}_hw3.zip", "w") as zf:
+            zf.writestr("codebase/gan.py", (ROOT / "codebase" / "gan.py").read_text())
+            for run in RUNS.values():
+                zf.writestr(f"{run}/fake_0000100.png", grid)
+
+
+def _copy(target: Path) -> Path:
+    """This grader with one line changed in jail.py and checks.py: another version, with a jail of its own."""
+    for name in make_autograder.grader_files():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / name, target / name)
+    shutil.copyfile(ROOT / "grade_all.py", target / "grade_all.py")
+    for name in ("grading/sandbox/jail.py", "grading/checks.py"):
+        (target / name).write_text((target / name).read_text() + "\n# another grader version\n")
+    return target
+
+
+def _leftovers() -> list[str]:
+    span = slots.uid_range()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            uid = int((entry / "status").read_text().split("Uid:")[1].split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+        if uid in span:
+            found.append(f"process {entry.name} of uid {uid}")
+    for folder in (jail.STATE / "boxes", *(p / "work" for p in jail.all_jails())):
+        if folder.is_dir():
+            found += [f"folder {p}" for p in folder.iterdir()]
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sandbox", choices=["user", "bwrap"], default="user")
+    parser.add_argument("--students", type=int, default=4)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="shared-machine-"))
+    try:
+        folder = work / "class"
+        _class(folder, args.students)
+        other = _copy(work / "other")
+        jails_before = sorted(p.name for p in jail.all_jails())
+        batch = ["--sandbox", args.sandbox, "--jobs", "1"]
+        commands = {
+            "grade_all (this version)": [sys.executable, str(ROOT / "grade_all.py"), str(folder), "-o",
+                                         str(work / "out-a"), *batch],
+            "grade_all (other version)": [sys.executable, str(other / "grade_all.py"), str(folder), "-o",
+                                          str(work / "out-b"), *batch],
+            "grade.py": [sys.executable, str(ROOT / "grade.py"), str(folder / "student0_hw3.zip"), "-o",
+                         str(work / "single.json"), "--sandbox", args.sandbox],
+        }
+        started, procs = {}, {}
+        for name, argv in commands.items():
+            started[name] = time.monotonic()
+            procs[name] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                           cwd=work)
+        time.sleep(15)
+        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps",
+                              "six"], capture_output=True, text=True)
+        print(f"pip install during the batches: exit {pip.returncode}")
+        for name, proc in procs.items():
+            out, err = proc.communicate()
+            print(f"{name}: exit {proc.returncode} in {time.monotonic() - started[name]:.0f} s"
+                  + (f"; stderr: {err.strip()[-300:]}" if proc.returncode else ""))
+        scores = []
+        for out in ("out-a", "out-b"):
+            with open(work / out / "grades.csv") as f:
+                scores += [(out, row["student"], row["status"], row["total"]) for row in csv.DictReader(f)]
+        single = json.loads((work / "single.json").read_text())
+        scores.append(("grade.py", "student0", single["extra_data"]["status"], str(single["score"])))
+        for row in scores:
+            print("  ".join(row))
+        honest = all(status == "graded" and float(total) == 35 for _, _, status, total in scores)
+        print(f"every honest submission 35/35: {honest}")
+        print(f"left behind: {_leftovers() or 'nothing'}")
+        print(f"jails before: {jails_before}; after: {sorted(p.name for p in jail.all_jails())}; "
+              f"whole: {all(jail.whole(p) for p in jail.all_jails())}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
