@@ -55,7 +55,8 @@ def _copy(target: Path) -> Path:
     for name in make_autograder.grader_files():
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT / name, target / name)
-    shutil.copyfile(ROOT / "grade_all.py", target / "grade_all.py")
+    for name in ("grade_all.py", "codebase/gan.py"):  # the batch and its class report
+        shutil.copyfile(ROOT / name, target / name)
     for name in ("grading/sandbox/jail.py", "grading/checks.py"):
         (target / name).write_text((target / name).read_text() + "\n# another grader version\n")
     return target
@@ -100,16 +101,22 @@ def main() -> None:
         started, procs = {}, {}
         for name, argv in commands.items():
             started[name] = time.monotonic()
-            procs[name] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                           cwd=work)
+            with open(work / f"{len(procs)}.err", "w") as err:
+                procs[name] = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, cwd=work)
         time.sleep(15)
         pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps",
                               "six"], capture_output=True, text=True)
         print(f"pip install during the batches: exit {pip.returncode}")
+        ended, errors = {}, {}
+        while len(ended) < len(procs):
+            for name, proc in procs.items():
+                if name not in ended and proc.poll() is not None:
+                    ended[name] = time.monotonic()
+                    errors[name] = (work / f"{list(procs).index(name)}.err").read_text()
+            time.sleep(0.2)
         for name, proc in procs.items():
-            out, err = proc.communicate()
-            print(f"{name}: exit {proc.returncode} in {time.monotonic() - started[name]:.0f} s"
-                  + (f"; stderr: {err.strip()[-300:]}" if proc.returncode else ""))
+            print(f"{name}: exit {proc.returncode} in {ended[name] - started[name]:.0f} s"
+                  + (f"; stderr: {errors[name].strip()[-300:]}" if proc.returncode else ""))
         scores = []
         for out in ("out-a", "out-b"):
             with open(work / out / "grades.csv") as f:

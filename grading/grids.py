@@ -115,7 +115,7 @@ def prepare() -> None:
     _reference()
 
 
-def nearest_real(images: torch.Tensor, reals: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+def nearest_real(images: torch.Tensor, reals: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
     """Root-mean-square pixel distance (pixels in [0, 1]) from each image (N, 28, 28) uint8 to the nearest of
     ``reals`` (M, 28, 28) uint8 or its mirror image: (N,). Exact: the squared distances are sums of products of
     the integer pixel values (at most 784 * 255**2), which float64 holds without rounding, so a copy is 0."""

@@ -134,3 +134,11 @@ print(libc.syscall({keyctl}, 11, -4, buffer, 4096))  # KEYCTL_READ of the user k
         assert as_uid("plant") > 0
         cleanup.remove_as(uid, shared=())  # on main at 712f5a9 the key stayed for the uid's next child
         assert as_uid("read") == 0
+
+
+def test_where_no_filter_could_be_installed_the_results_say_the_network_is_not_cut_off():
+    unfiltered = probe.Probed("user", held={"network": False, "keyrings": True},
+                              confined={"filter": "no libseccomp binding (ImportError)", "keyring": ""})
+    lines = unfiltered.lines()
+    assert any(line.startswith("network: NOT cut off") and "pyseccomp" in line for line in lines)
+    assert "keyrings: a new empty session keyring" in lines

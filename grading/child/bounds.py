@@ -28,7 +28,8 @@ def run(result, confine) -> None:
     for bound, held in confine.check().items():
         send(bound, held)
     send("processes", *_processes())
-    send("memory", *_memory())
+    if os.environ.get("GRADE_PROBE_MEMORY") == "1":  # a memory cgroup holds it: never touch 4 GiB of a laptop
+        send("memory", *_memory())
     send("address space", *_address_space())
     for place in ("/tmp", "/dev/shm"):
         if os.access(place, os.W_OK):

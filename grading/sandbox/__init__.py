@@ -16,11 +16,17 @@ result comes back through a pipe (never a file it could tamper with), and everyt
 wall-clock timeout, once it exits, or when the grader gets SIGTERM or SIGINT (``stop``). A uid's slot is cleaned
 before it is used and after, so a grader killed with SIGKILL leaves nothing that the next grading would meet.
 """
-from grading.sandbox import cleanup, jail, probe  # noqa: F401
-from grading.sandbox.cgroups import MAX_PIDS, MEMORY_BYTES, Cgroup  # noqa: F401
-from grading.sandbox.modes import (MODES, bounds, bubblewrap_argv, bubblewrap_version, child_env,  # noqa: F401
+from grading.sandbox import cleanup, jail, probe
+from grading.sandbox.cgroups import MAX_PIDS, MEMORY_BYTES, Cgroup
+from grading.sandbox.modes import (MODES, bounds, bubblewrap_argv, bubblewrap_version, child_env,
                                    describe, harness_argv, pick_mode, prepare_jail, probed, python_as_uid,
                                    seen_from_inside)
-from grading.sandbox.run import (RESULT_FD, TMP_BYTES, Finished, SandboxUnavailable, become_subreaper,  # noqa: F401
+from grading.sandbox.run import (RESULT_FD, TMP_BYTES, Finished, SandboxUnavailable, become_subreaper,
                                  folder_over_budget, others_can_read, run_child, stop)
-from grading.sandbox.slots import LIVE_UIDS, NoSlot, child_box, owned, uid_range  # noqa: F401
+from grading.sandbox.slots import LIVE_UIDS, NoSlot, child_box, owned, uid_range
+
+__all__ = ["cleanup", "jail", "probe", "MAX_PIDS", "MEMORY_BYTES", "Cgroup", "MODES", "bounds", "bubblewrap_argv",
+           "bubblewrap_version", "child_env", "describe", "harness_argv", "pick_mode", "prepare_jail", "probed",
+           "python_as_uid", "seen_from_inside", "RESULT_FD", "TMP_BYTES", "Finished", "SandboxUnavailable",
+           "become_subreaper", "folder_over_budget", "others_can_read", "run_child", "stop", "LIVE_UIDS", "NoSlot",
+           "child_box", "owned", "uid_range"]

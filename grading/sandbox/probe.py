@@ -43,9 +43,14 @@ class Probed:
                                                                        if filtered else ")"))
         elif held.get("network"):
             lines.append("network: none, only local sockets (seccomp filter)")
-        if held.get("keyrings"):
+        else:
+            lines.append("network: NOT cut off (no seccomp filter: " +
+                         (self.confined.get("filter") or "?") + "; pip install pyseccomp)")
+        if held.get("keyrings") and self.confined.get("keyring") == "":
             lines.append("keyrings: a new empty session keyring" + ("; keyring calls refused (seccomp)"
                                                                     if filtered else ""))
+        elif held.get("keyrings"):
+            lines.append("keyrings: none reachable (the keyring calls are refused here)")
         if held.get("processes"):
             lines.append(f"processes: at most {MAX_PIDS} in all (pids cgroup)" if "pids" in self.cgroups else
                          f"processes: at most {MAX_PIDS} for its uid (RLIMIT_NPROC)")
