@@ -83,15 +83,20 @@ class _OverBudget(Exception):
 
 class _Budget:
     """What reading one upload may cost: MAX_READ_BYTES decompressed, MAX_READ_SECONDS; and the one inner ZIP
-    held in memory at a time."""
+    held in memory at a time. Looking inside inner ZIPs may spend all but GRADED_RESERVE of it: past that, further
+    inner ZIPs are not opened (and listed as such), and the graded files are still read."""
+
+    GRADED_RESERVE = 64 << 20
 
     def __init__(self):
         self.left, self.deadline = MAX_READ_BYTES, time.monotonic() + MAX_READ_SECONDS
         self.inner: tuple[str, bytes | str] | None = None  # (its name, its bytes or why not)
+        self.floor = 0  # GRADED_RESERVE while an inner ZIP is read to look inside it
+        self.unopened: list[str] = []  # inner ZIPs not looked into: the budget was spent
 
     def charge(self, size: int) -> None:
         self.left -= size
-        if self.left < 0 or time.monotonic() > self.deadline:
+        if self.left < self.floor or time.monotonic() > self.deadline - (10.0 if self.floor else 0.0):
             raise _OverBudget
 
     def inner_zip(self, name: str, load: Callable[[], bytes | str]) -> bytes | str:
@@ -136,6 +141,9 @@ def read_submission(path: Path) -> Submission:
 
 def _pick(files: list[_File], sub: Submission) -> None:
     sub.listed = sorted(f.name for f in files)[:11]
+    if unopened := _budget.now.unopened:
+        sub.notes.append(f"not looked into: {', '.join(unopened[:5])}{' and more' if len(unopened) > 5 else ''} "
+                         f"(ZIPs inside the upload may expand to {MAX_READ_BYTES >> 20} MiB in all)")
     _pick_gan(files, sub)
     _pick_grids(files, sub)
 
@@ -212,7 +220,16 @@ def _inner_zip(load: Callable[[], bytes | str], name: str, listed: int) -> list[
         data = _budget.now.inner_zip(name, load)
         return zipfile.ZipFile(io.BytesIO(data)) if isinstance(data, bytes) else data
 
-    data = _budget.now.inner_zip(name, load)
+    budget = _budget.now
+    budget.floor = budget.GRADED_RESERVE
+    try:
+        data = budget.inner_zip(name, load)
+    except _OverBudget:
+        budget.inner = None
+        budget.unopened.append(name)
+        return [_File(name, _never, "not opened: reading the upload's ZIPs took its whole budget")]
+    finally:
+        budget.floor = 0
     if isinstance(data, str):
         return [_File(name, _never, data)]
     if not zipfile.is_zipfile(io.BytesIO(data)):

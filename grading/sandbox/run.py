@@ -14,7 +14,7 @@ from pathlib import Path
 
 from grading.sandbox import cleanup
 from grading.sandbox.cgroups import Cgroup
-from grading.sandbox.slots import LIVE_UIDS, box_folder
+from grading.sandbox.slots import LIVE_UIDS, box_folder, uid_range
 
 TMP_BYTES = 64 << 20  # each writable place of a child: bwrap's tmpfs mounts (0.7 and later), user mode's folder
 MAX_RESULT_BYTES = 64 << 20  # what a child may send back
@@ -81,7 +81,7 @@ def stop(signum, frame) -> None:
             pass
     for uid in list(LIVE_UIDS):  # its folder and files; the next grader cleans what this one cannot
         try:
-            cleanup.remove_as(uid, (str(box_folder(uid)),))
+            cleanup.remove_as(uid, (str(box_folder(uid)),), span=uid_range())
             box_folder(uid).rmdir()
         except (OSError, cleanup.CleanupFailed):
             pass

@@ -116,7 +116,7 @@ def uid_slot():
         try:
             try:
                 clean_slot(uid)
-            except cleanup.CleanupFailed as error:
+            except (cleanup.CleanupFailed, OSError) as error:
                 aside.append(uid)
                 print(f"warning: uid {uid} is set aside: {error}", file=sys.stderr)
                 continue
@@ -142,7 +142,7 @@ def clean_slot(uid: int) -> None:
             remove_cgroup(stale)
     boxes = [box for box in (jail.STATE / "boxes" / str(uid), *(p / "work" / str(uid) for p in jail.all_jails()))
              if box.is_dir()]
-    cleanup.remove_as(uid, tuple(map(str, boxes)))
+    cleanup.remove_as(uid, tuple(map(str, boxes)), span=uid_range())
     for box in boxes:
         box.rmdir()  # empty now; OSError if not
 
@@ -211,7 +211,7 @@ def child_box(mode: str, files: dict[str, bytes]):
             yield box, uid
         finally:
             cleanup.kill_uid(uid)
-            cleanup.remove_as(uid, (str(box),))
+            cleanup.remove_as(uid, (str(box),), span=uid_range())
             try:
                 box.rmdir()
             except FileNotFoundError:
