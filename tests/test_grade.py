@@ -234,6 +234,21 @@ def _grade(tmp_path, source: str, members: dict | None = None, timeout: float = 
     return results, time.monotonic() - start
 
 
+def _descends(pid: int, ancestor: int) -> bool:
+    """Whether process ``pid`` descends from ``ancestor`` (a grader, as a subreaper, keeps its orphans)."""
+    for _ in range(64):
+        if pid == ancestor:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+        if pid <= 1:
+            return False
+    return False
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -486,13 +501,13 @@ time.sleep(600)
                              "--parallel", str(parallel)], env=env,
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
-    def harnesses() -> list[int]:
+    def harnesses() -> list[int]:  # this grader's children only: other graders may run on the machine
         found = []
         for entry in Path("/proc").iterdir():
             try:
                 cmdline = (entry / "cmdline").read_bytes()
                 if entry.name.isdigit() and b"harness.py" in cmdline and b"\0probe\0" not in cmdline and \
-                        _alive(int(entry.name)):
+                        _alive(int(entry.name)) and _descends(int(entry.name), proc.pid):
                     found.append(int(entry.name))
             except OSError:
                 pass
