@@ -54,9 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT,
                         help="seconds allowed per problem (default: %(default)s)")
     parser.add_argument("--sandbox", choices=["auto", *sandbox.MODES], default="auto",
-                        help="bwrap: bubblewrap namespaces (auto picks it where it works); user: a dedicated uid per "
-                             "child, for containers without user namespaces (needs root; auto picks it next); "
-                             "process: a child process group only, for trusted code")
+                        help="bwrap: bubblewrap namespaces; user: one of the grader's uids per child, for containers "
+                             "without user namespaces (needs root); process: a child process group only, for trusted "
+                             "code. auto: the first whose trial child runs here, in that order (never process as "
+                             "root)")
     parser.add_argument("--parallel", type=int, choices=[1, 2, 3], default=3,
                         help="problems graded at once (default: %(default)s; 1 where memory is tight: each child "
                              "imports torch)")
@@ -65,8 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", type=Path, metavar="FOLDER",
                         help="also write the student's gan.py and final grids there (grade_all.py's class report)")
     parser.add_argument("--prepare", action="store_true",
-                        help="only build the jail of user mode (root; setup.sh does it once), load what the grid "
-                             "checks need, and say what was built")
+                        help="only build the jail of user mode (root; setup.sh does it once), probe each sandbox "
+                             "mode, load what the grid checks need, and say what runs here")
     args = parser.parse_args(argv)
     if args.prepare:
         problem = sandbox.prepare_jail()
