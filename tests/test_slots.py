@@ -48,7 +48,7 @@ def test_a_grading_leaves_alone_the_processes_and_files_of_uids_it_does_not_own(
     # 61250: a systemd dynamic user (the old slot range ended at 61255); the last uid of the range: a service
     # that no grader ever held (no lock file of a grader's).
     others = [61250, slots.uid_range()[-1]]
-    lock = slots._locks() / str(others[1])
+    lock = slots.locks_folder() / str(others[1])
     assert not lock.exists()
     services = [_as(uid, "sleep", "300") for uid in others]
     files = []

@@ -80,7 +80,8 @@ def owned(uid: int) -> bool:
     return True
 
 
-def _locks() -> Path:
+def locks_folder() -> Path:
+    """Where the slots' lock files are: root's /run/grade-uids (another user's: a private temporary folder)."""
     locks = _UID_LOCKS if os.access(_UID_LOCKS.parent, os.W_OK) else Path(tempfile.gettempdir(), "grade-uids")
     locks.mkdir(mode=0o700, exist_ok=True)
     info = locks.lstat()
@@ -101,7 +102,7 @@ def uid_slot():
     its child and everything the child left are gone. Whatever a killed earlier holder left of it is removed
     first; a uid whose leftovers cannot be removed is set aside (a warning) for the next one. The lock is
     released when this process ends, however it ends. Raises NoSlot if none is free."""
-    locks = _locks()
+    locks = locks_folder()
     aside = []
     for uid in uid_range():
         if not owned(uid):
@@ -150,7 +151,7 @@ def clean_slot(uid: int) -> None:
 def reap_stale() -> list[str]:
     """Clean every slot that a grader once held (its lock file exists), that no grader holds now, and that still
     has processes, a folder or cgroups (its grader was killed). Returns a warning for each slot set aside."""
-    locks = _locks()
+    locks = locks_folder()
     span = uid_range()
     candidates = {int(p.name) for p in locks.iterdir() if p.name.isdigit() and int(p.name) in span}
     stale = cleanup.uids_with_processes(candidates)
