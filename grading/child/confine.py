@@ -15,7 +15,7 @@ import errno
 import platform
 import socket
 
-_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "ppc64le": 280, "s390x": 280}  # keyctl(2)'s number
+KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "ppc64le": 280, "s390x": 280}  # keyctl(2)'s number
 _JOIN_SESSION_KEYRING = 1
 _CLONE_NEW = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x00000080
 _REFUSED = ("keyctl", "add_key", "request_key", "ptrace", "process_vm_readv", "process_vm_writev", "unshare",
@@ -25,7 +25,7 @@ _REFUSED = ("keyctl", "add_key", "request_key", "ptrace", "process_vm_readv", "p
 
 def new_session_keyring() -> str:
     """Leave whatever session keyring the grader was started with for a new, empty one; "" or why not."""
-    number = _KEYCTL.get(platform.machine())
+    number = KEYCTL.get(platform.machine())
     if number is None:
         return f"no keyctl number known for {platform.machine()}"
     libc = ctypes.CDLL(None, use_errno=True)
@@ -73,7 +73,7 @@ def check() -> dict[str, bool]:
         held["network"] = False
     except OSError:
         held["network"] = True
-    number = _KEYCTL.get(platform.machine())
+    number = KEYCTL.get(platform.machine())
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
     # KEYCTL_GET_KEYRING_ID (0) of the session keyring (-3), without creating one: refused, or a keyring with no
