@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> None:
                              "imports torch)")
     parser.add_argument("--grid-points", type=float, default=0.0, metavar="POINTS",
                         help="points for each sample grid the classifier judges healthy (default: 0, information)")
+    parser.add_argument("--hints", choices=["none", "handout", "full"], default="handout",
+                        help="what a failed check says: none what it saw, handout (default) also what that means in "
+                             "the handout's terms, full also how to write it (code)")
     parser.add_argument("--keep", type=Path, metavar="FOLDER",
                         help="also write the student's gan.py and final grids there (grade_all.py's class report)")
     parser.add_argument("--prepare", action="store_true",
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         mode = sandbox.pick_mode(args.sandbox)
         if mode == "process" and args.sandbox == "auto":
             print("warning: student code runs unsandboxed, as this user (process mode)", file=sys.stderr)
-        content = grade(args.zip, args.timeout, mode, args.parallel, args.grid_points, args.keep)
+        content = grade(args.zip, args.timeout, mode, args.parallel, args.grid_points, args.keep, args.hints)
         write_results(content, args.out)
     except Exception as error:  # noqa: BLE001 - the grading failed, never the student: no score may come of it
         known = (GradingFailed, sandbox.SandboxUnavailable)

@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     names.add_argument("--lms", choices=sorted(PRESETS), help="the LMS whose export this is: students keyed by its "
                                                               "user id, with their name and a late flag")
     names.add_argument("--student-pattern", type=_pattern, help="regex that finds the student in each name")
+    parser.add_argument("--hints", choices=["none", "handout", "full"], default="handout",
+                        help="what a failed check says in the feedback, as for grade.py (default: %(default)s)")
     parser.add_argument("--column", default=DEFAULT_COLUMN,
                         help="the assignment's column in the LMS gradebook file (default: %(default)s; Canvas: "
                              "'Title (assignment id)', Blackboard: 'Title |column id' to update an existing one)")
@@ -95,8 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.regrade and (unknown := set(args.regrade) - {e.student for e in students}):
         parser.error(f"--regrade: no such student: {', '.join(sorted(unknown))}")
     todo = [e for e in students if args.regrade == [] or e.student in (args.regrade or ())
-            or not up_to_date(e, args.out / "results" / f"{e.file_name}.json")]
-    flags = ["--timeout", str(args.timeout), "--sandbox", mode, "--parallel", "1" if args.jobs > 1 else "3"]
+            or not up_to_date(e, args.out / "results" / f"{e.file_name}.json", args.hints)]
+    flags = ["--timeout", str(args.timeout), "--sandbox", mode, "--parallel", "1" if args.jobs > 1 else "3",
+             "--hints", args.hints]
     batch = Batch(args.out, flags, args.jobs)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, batch.stop)
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         done = batch.run(todo, students, progress)
     shutil.rmtree(args.out / "pending", ignore_errors=True)
     write_csv(args.out, students)
-    graded = [e for e in students if up_to_date(e, args.out / "results" / f"{e.file_name}.json")]
+    graded = [e for e in students if up_to_date(e, args.out / "results" / f"{e.file_name}.json", args.hints)]
     attention = [e.student for e in students if e not in graded and _failed(args.out / "results" /
                                                                           f"{e.file_name}.json")]
     print(f"{args.out / 'grades.csv'}: {len(graded)} of {len(students)} students graded")

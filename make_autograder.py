@@ -100,13 +100,17 @@ def main(argv: list[str] | None = None) -> None:
                              "information); needs Fashion-MNIST in the image, which setup.sh fetches")
     parser.add_argument("--parallel", type=int, choices=[1, 2, 3], default=DEFAULTS["parallel"],
                         help="problems graded at once (default %(default)s: fits Gradescope's 768 MB)")
+    parser.add_argument("--hints", choices=["none", "handout", "full"], default=DEFAULTS["hints"],
+                        help="what a failed check tells students: none what it saw, handout (default) also what "
+                             "that means in the handout's terms, full also how to write it (code: with unlimited "
+                             "resubmissions, a solution oracle); as make_handout.py's --hints for the starter")
     args = parser.parse_args(argv)
     if not (args.grid_points >= 0 and math.isfinite(args.grid_points)):
         parser.error(f"--grid-points {args.grid_points:g}: expected 0 or more")
     if not args.out.parent.is_dir():
         parser.error(f"-o {args.out}: the folder {args.out.parent} does not exist")
     config = {"timeout": args.timeout, "after_due_date": sorted(set(args.after_due_date)), "sandbox": args.sandbox,
-              "parallel": args.parallel, "grid_points": args.grid_points}
+              "parallel": args.parallel, "grid_points": args.grid_points, "hints": args.hints}
     worst = args.timeout * math.ceil(len(PROBLEMS) / args.parallel) + 60  # and about a minute to start
     if worst > GRADESCOPE_TIMEOUT:
         print(f"warning: a submission that hangs may take {worst:g} s, over Gradescope's default limit of "

@@ -12,7 +12,9 @@ of the grading suite. In its Python files, each solution region
     # END SOLUTION
 
 becomes ``raise NotImplementedError("<function>: <hint>")`` at the region's indentation, with the hint the course
-chooses (``--hints none|handout|full``, default handout). The ZIP is deterministic: the same sources give the
+chooses (``--hints none|handout|full``, default handout). The same level sets what the public checks
+(tests/test_losses.py) say when one fails: none what they saw, handout also what it means in the handout's terms,
+full also how to write it. The ZIP is deterministic: the same sources give the
 same bytes.
 """
 from __future__ import annotations
@@ -33,6 +35,8 @@ STARTER = (
     "tests/test_losses.py",  # the public checks a student runs before submitting
 )
 SOURCES = {"README.md": "docs/starter_README.md"}  # starter files whose content comes from another file
+PUBLIC_CHECKS = "tests/test_losses.py"  # its HINTS line takes the course's hint level too
+_HINTS_LINE = re.compile(r'^HINTS = "handout"', flags=re.M)
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?::[ \t]*(?P<hint>.*?))?[ \t]*$")
 _END = re.compile(r"^[ \t]*# END SOLUTION[ \t]*$")
 _DEF = re.compile(r"^(?P<indent>[ \t]*)(?:async[ \t]+)?def[ \t]+(?P<name>\w+)")
@@ -94,6 +98,11 @@ def starter_files(root: Path = ROOT, names: tuple[str, ...] | list[str] = STARTE
         content = path.read_bytes()
         if name.endswith(".py"):
             content = stub_solutions(content.decode(), name, hints).encode()
+        if name == PUBLIC_CHECKS:
+            text, count = _HINTS_LINE.subn(f'HINTS = "{hints}"', content.decode())
+            if count != 1:
+                raise ValueError(f'{name}: expected one line starting HINTS = "handout", found {count}')
+            content = text.encode()
         elif b"# BEGIN SOLUTION" in content or b"# END SOLUTION" in content:
             raise ValueError(f"{name}: solution markers are only understood in Python files")
         files[name] = (content, 0o755 if path.stat().st_mode & 0o111 else 0o644)

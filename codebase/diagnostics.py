@@ -1,18 +1,28 @@
-"""Signs that a loss function is broken: read from the losses while training, and from metrics.json at the end.
+"""Signs that a loss function is broken: read from the losses while training, from metrics.json at the end, and
+from an autograd error raised by the losses' gradients.
 
-A correct implementation never raises them (three seeds per GAN, default settings); the catalogued mistakes they
-catch are listed in the README, measured by ``bench/diagnostics.py``. They warn, in one line that names what to
-check; they never stop a run.
+A correct implementation never raises the warnings (three seeds per GAN, default settings). They warn, in one line
+that names what to check; they never stop a run.
 
 * While training: the median of each loss over the last WINDOW steps is compared with the range correct runs stay
   in (LIMITS).
 * At the end of a one-epoch run with the default settings: FID (and, conditionally, class accuracy) is compared
-  with what the reference implementation reaches (REFERENCE, the README's three-seed table).
+  with what the reference implementation reaches (REFERENCE, measured over three seeds); a conditional run also
+  names the classes its grid's columns do not show.
+* When the gradient of a loss fails, ``where_in_gan`` runs the loss again, watching its in-place operations and
+  with autograd's anomaly detection, to name the lines of gan.py involved.
 """
 from __future__ import annotations
 
+import re
 import statistics
+import sys
+import warnings
 from collections import deque
+from pathlib import Path
+
+import torch
+from torch.overrides import TorchFunctionMode
 
 WINDOW = 50  # steps whose median loss is judged: single steps of a healthy GAN jump about
 # Medians over WINDOW steps that correct runs never left (three seeds each, all 937 steps of one epoch): a WGAN-GP
@@ -79,3 +89,90 @@ def verdict(gan: str, metrics: dict, default_settings: bool) -> str | None:
     return ("this run is far from what a correct loss gives after one epoch with these settings (" +
             "; ".join(problems) + "): check your loss function (python -m pytest -q tests/test_losses.py) before "
             "training longer")
+
+
+# ---- Autograd errors, traced back to gan.py ---------------------------------------------------------------------
+
+INPLACE = "modified by an inplace operation"  # in the message of autograd's error
+_TORCH = Path(torch.__file__).parent
+
+
+class _InPlace(TorchFunctionMode):
+    """Records the gan.py line of every in-place tensor operation (a method ending in ``_``, or ``x[...] = ...``)."""
+
+    def __init__(self, filename: str):
+        super().__init__()
+        self.filename, self.lines = filename, []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if (name.endswith("_") and not name.startswith("_") and name != "requires_grad_") or name == "__setitem__":
+            frame = sys._getframe(1)  # the code that made the operation, past torch's own Python functions
+            while frame is not None and Path(frame.f_code.co_filename).is_relative_to(_TORCH):
+                frame = frame.f_back
+            if frame is not None and Path(frame.f_code.co_filename).name == self.filename and \
+                    frame.f_lineno not in self.lines:
+                self.lines.append(frame.f_lineno)
+        return func(*args, **(kwargs or {}))
+
+
+def first_sentence(error: BaseException, limit: int = 300) -> str:
+    """The error's message without torch's hint, cut at a word within ``limit`` characters."""
+    text = str(error).split(" Hint:")[0].strip().splitlines()[0].rstrip(".") if str(error).strip() else \
+        type(error).__name__
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+def inplace_lines(run, filename: str = "gan.py") -> list[int]:
+    """The lines of ``filename`` that make in-place tensor operations when ``run()`` is called (once, here)."""
+    tracer = _InPlace(filename)
+    with tracer:
+        run()
+    return tracer.lines
+
+
+INPLACE_SENTENCE = ("An in-place operation (a method ending in _, or x[...] = ...) changes every tensor that shares "
+                    "its memory, and .detach() shares memory with the tensor it detaches: build a new tensor instead")
+
+
+def where_in_gan(run, error: RuntimeError, filename: str = "gan.py") -> str | None:
+    """A sentence naming the lines of ``filename`` behind ``error``, an autograd error raised by the gradient of
+    what ``run()`` returns; ``run`` is called again (once), recording its in-place operations, under anomaly
+    detection. None when no line of ``filename`` is involved."""
+    tracer = _InPlace(filename)
+    forward: list[int] = []
+    with warnings.catch_warnings(record=True) as caught, torch.autograd.detect_anomaly(check_nan=False):
+        warnings.simplefilter("always")
+        try:
+            with tracer:
+                returned = run()
+            losses = [v for v in (returned if isinstance(returned, tuple) else (returned,))
+                      if isinstance(v, torch.Tensor) and v.requires_grad]
+            for loss in losses:
+                torch.autograd.grad(loss.sum(), [t for t in _leaves(loss)], allow_unused=True, retain_graph=True)
+        except RuntimeError:
+            pass
+    for warning in caught:  # anomaly detection: the traceback of the forward operation whose backward failed
+        forward += [int(n) for n in re.findall(rf'{re.escape(filename)}", line (\d+)', str(warning.message))]
+    lines = tracer.lines if INPLACE in str(error) else []
+    if lines:
+        return (f"{filename} line {', '.join(map(str, lines))} changes a tensor in place that autograd needs for "
+                "the gradient" + (f" (the tensor comes from line {forward[-1]})" if forward else "") + ". " +
+                INPLACE_SENTENCE)
+    if forward:
+        return f"the failing gradient goes through {filename} line {forward[-1]}"
+    return None
+
+
+def _leaves(loss: torch.Tensor) -> list[torch.Tensor]:
+    """The leaf tensors that ``loss`` depends on (the networks' parameters among them)."""
+    found, seen, todo = [], set(), [loss.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if hasattr(node, "variable"):
+            found.append(node.variable)
+        todo += [next_node for next_node, _ in node.next_functions]
+    return found

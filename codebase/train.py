@@ -228,13 +228,31 @@ def loss_function(cfg: Config) -> tuple[str, LossFn]:
     return name, getattr(gan, name)
 
 
-def _grads(loss: torch.Tensor, net: nn.Module, what: str, retain: bool = False) -> list[torch.Tensor]:
-    """Gradient of one loss w.r.t. one network's parameters only (zeros where the loss does not reach them)."""
+def _grads(loss: torch.Tensor, net: nn.Module, what: str, rerun: Callable | None = None, retain: bool = False
+           ) -> list[torch.Tensor]:
+    """Gradient of one loss w.r.t. one network's parameters only (zeros where the loss does not reach them). When
+    autograd fails, ``rerun()`` (the loss call again) is traced to name the lines of gan.py behind the error."""
     params = [p for p in net.parameters() if p.requires_grad]
+    net_name = "D" if what == "d_loss" else "G"
+    if isinstance(loss, (float, int)):
+        raise TrainingError(f"codebase/gan.py: {what} is a Python number: return a tensor, not .item() (training needs "
+                            "its gradient). Check it with: python -m pytest tests/test_losses.py")
     if not (isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.requires_grad):
         raise TrainingError(f"codebase/gan.py: {what} must be a scalar tensor that depends on the network's "
                             f"parameters, got {_describe(loss)}. Check it with: python -m pytest tests/test_losses.py")
-    grads = torch.autograd.grad(loss.reshape(()), params, retain_graph=retain, allow_unused=True)
+    try:
+        grads = torch.autograd.grad(loss.reshape(()), params, retain_graph=retain, allow_unused=True)
+    except RuntimeError as error:
+        sentence = diagnostics.where_in_gan(rerun, error) if rerun is not None else None
+        if sentence is None:
+            raise
+        raise TrainingError(f"codebase/gan.py: the gradient of {what} failed ({diagnostics.first_sentence(error)}). "
+                            f"{sentence}.") from None
+    if all(grad is None for grad in grads):
+        raise TrainingError(f"codebase/gan.py: {what} (the {'first' if what == 'd_loss' else 'second'} value the "
+                            f"function returns) does not depend on {net_name}'s parameters: the handout's functions "
+                            f"return (d_loss, g_loss) in that order, and {what} must depend on {net_name}. Check it "
+                            "with: python -m pytest tests/test_losses.py")
     return [torch.zeros_like(p) if grad is None else grad for p, grad in zip(params, grads)]
 
 
@@ -257,14 +275,14 @@ def update(loss_fn: LossFn, args: tuple, g: nn.Module, d: nn.Module, g_opt: torc
 
     # (1) Update D on d_loss, w.r.t. D's parameters only.
     d_loss, _ = losses()
-    _step(d_opt, d, _grads(d_loss, d, "d_loss"))
+    _step(d_opt, d, _grads(d_loss, d, "d_loss", losses))
     # (2) Update G on g_loss against the updated D, w.r.t. G's parameters only; D needs no gradient here.
     d.requires_grad_(False)
     try:
         _, g_loss = losses()
     finally:
         d.requires_grad_(True)
-    _step(g_opt, g, _grads(g_loss, g, "g_loss"))
+    _step(g_opt, g, _grads(g_loss, g, "g_loss", losses))
     return d_loss.detach(), g_loss.detach()
 
 

@@ -147,10 +147,12 @@ def summary(entry: Entry, results: dict) -> dict:
     return row
 
 
-def up_to_date(entry: Entry, results_path: Path) -> bool:
-    """Whether the results at ``results_path`` are a finished grading of this very submission by this grader."""
+def up_to_date(entry: Entry, results_path: Path, hints: str | None = None) -> bool:
+    """Whether the results at ``results_path`` are a finished grading of this very submission by this grader (at
+    the hint level ``hints``, if given)."""
     try:
-        return current(entry, json.loads(results_path.read_text()))
+        results = json.loads(results_path.read_text())
+        return current(entry, results) and hints in (None, results["extra_data"].get("hints", "handout"))
     except (OSError, ValueError, AttributeError):
         return False
 

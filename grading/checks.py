@@ -5,6 +5,10 @@ Each handout problem is worth its handout points (1.2: 10, 3.2: 10, 4.5: 15), sp
 access validates types and shapes first -- rebuilds the same probe networks, computes what a correct solution
 returns, and raises AssertionError with a message for the student when the outputs differ. Comparisons are
 two-sided (torch.testing.assert_close); the formulas are written out here, independently of codebase/gan.py.
+
+A failed check's message comes at the course's hint level (HINTS, chosen when the autograder is built): ``none``
+says what the check saw, ``handout`` (the default) also what it means in the handout's terms, ``full`` also how to
+write it. With unlimited resubmissions, only ``full`` spells out code.
 """
 from __future__ import annotations
 
@@ -22,6 +26,30 @@ from grading.child.probes import BATCH, DIM_Z, FUNCTIONS, NUM_CLASSES, SAMPLING_
 
 GP_LAMBDA = 10.0
 RTOL, ATOL = 1e-4, 1e-5
+HINTS = ("none", "handout", "full")
+
+
+class Failure(AssertionError):
+    """A failed check: what it saw, what that means in the handout's terms, and how to write it."""
+
+    def __init__(self, seen: str, handout: str = "", full: str = ""):
+        super().__init__(f"{seen}: {handout}" if handout else seen)
+        self.seen, self.handout, self.full = seen, handout, full or handout
+
+    def at(self, hints: str) -> str:
+        more = {"none": "", "handout": self.handout, "full": self.full}[hints]
+        return f"{self.seen}: {more}" if more else self.seen
+
+    def prefixed(self, prefix: str) -> "Failure":
+        return Failure(prefix + self.seen, self.handout, self.full)
+
+
+def _hint(handout: str, full: str = "") -> tuple[str, str]:
+    """A hint at the two levels that give one: the handout's terms, and how to write it (default: the same)."""
+    return handout, full or handout
+
+
+NO_HINT = ("", "")
 
 
 @dataclass(frozen=True)
@@ -46,15 +74,23 @@ class Problem:
         return sum(check.points for check in self.checks)
 
 
-def evaluate(problem: str, outputs) -> list[tuple[Check, str | None]]:
-    """Each check of ``problem`` with None if it passed, else the message saying why it failed. The checks that
-    read the probes' records of how the function drew z, labels and alpha (records its code could forge) pass
-    only when both loss values are right too."""
+def evaluate(problem: str, outputs, hints: str = "handout") -> list[tuple[Check, str | None]]:
+    """Each check of ``problem`` with None if it passed, else the message saying why it failed, at the hint level
+    ``hints``. The checks that read the probes' records of how the function drew z, labels and alpha (records its
+    code could forge) pass only when both loss values are right too. When the function returns its two losses in
+    the wrong order, that is the one message of every check that depends on them."""
+    if hints not in HINTS:
+        raise ValueError(f"hints must be one of {', '.join(HINTS)}, got {hints!r}")
     results = []
+    swapped = _swapped(problem, outputs)
     for check in PROBLEMS[problem].checks:
         try:
+            if swapped and check.name not in RECORD_CHECKS:
+                raise swapped
             check.run(outputs)
             results.append((check, None))
+        except Failure as failure:
+            results.append((check, failure.at(hints)))
         except AssertionError as failure:
             results.append((check, str(failure)))
         except Exception as error:  # noqa: BLE001 - outputs that are not what probes.run returns
@@ -77,20 +113,21 @@ def _probe(outputs, problem: str, name: str) -> dict:
     if not isinstance(outputs, dict):
         raise TypeError("outputs must be a dict")
     if "error" in outputs:
-        raise AssertionError(_text(outputs["error"]))
+        raise Failure(_text(outputs["error"]))
     probe = outputs[name]
     if not isinstance(probe, dict):
         raise TypeError("a probe's outputs must be a dict")
     if "error" in probe:
-        raise AssertionError(f"{FUNCTIONS[problem]} raised {_text(probe['error'])}")
+        raise Failure(f"{FUNCTIONS[problem]}: {_text(probe['error'])}" if probe.get("returned") is True
+                      else f"{FUNCTIONS[problem]} raised {_text(probe['error'])}")
     return probe
 
 
 def _tensor(value, shape: tuple[int, ...], what: str, integer: bool = False) -> Tensor:
     ok = isinstance(value, Tensor) and value.layout == torch.strided and tuple(value.shape) == shape
     if not ok or value.is_floating_point() == integer or value.is_complex():
-        raise AssertionError(f"{what} must be {'an integer' if integer else 'a float'} tensor of shape {shape}, "
-                             f"got {probes._kind(value)}")
+        raise Failure(f"{what} is {probes._kind(value)}",
+                      f"it must be {'an integer' if integer else 'a float'} tensor of shape {shape}")
     return value.detach().clone() if integer else value.detach().float()
 
 
@@ -110,8 +147,16 @@ def _calls(probe: dict, key: str) -> list:
 # ---- Comparisons with messages ---------------------------------------------------------------------------------
 
 
-def _close(actual: Tensor, expected: Tensor, what: str, hint: str = "",
-           mistakes: list[tuple[Tensor, str]] = ()) -> None:
+_NOT_FINITE = _hint("it is not finite: log(sigmoid(h)) is -inf once sigmoid(h) rounds to 0; compute log D and "
+                    "log(1 - D) from the logits, not from probabilities",
+                    "it is not finite: compute losses from the logits (F.softplus, F.logsigmoid or "
+                    "F.binary_cross_entropy_with_logits), never log(sigmoid(h))")
+_SUMMED = _hint("it is B times too large: each E[...] is an average over the batch, not a sum",
+                "it is B times too large: average over the batch rather than summing")
+
+
+def _close(actual: Tensor, expected: Tensor, what: str, hint: tuple[str, str] = NO_HINT,
+           mistakes: list[tuple[Tensor, tuple[str, str]]] = ()) -> None:
     try:
         torch.testing.assert_close(actual, expected, rtol=RTOL, atol=ATOL)
     except AssertionError:
@@ -119,26 +164,26 @@ def _close(actual: Tensor, expected: Tensor, what: str, hint: str = "",
         if known:
             hint = known[0]
         elif not torch.isfinite(actual).all():
-            hint = ("it is not finite: compute losses from the logits (F.softplus, F.logsigmoid or "
-                    "F.binary_cross_entropy_with_logits), never log(sigmoid(h))")
+            hint = _NOT_FINITE
         elif actual.numel() == 1 and torch.isclose(actual, expected * BATCH, rtol=1e-3):
-            hint = "it is B times too large: average over the batch rather than summing"
+            hint = _SUMMED
         shown = f"{actual.item():.6g}, expected {expected.item():.6g}" if actual.numel() == 1 else "differs"
-        raise AssertionError(f"{what} = {shown}" + (f": {hint}" if hint else "")) from None
+        raise Failure(f"{what} = {shown}", *hint) from None
 
 
-def _close_grads(actual: list[Tensor], expected: tuple[Tensor, ...], what: str, net: str, hint: str) -> None:
+def _close_grads(actual: list[Tensor], expected: tuple[Tensor, ...], what: str, net: str,
+                 hint: tuple[str, str]) -> None:
     if all(not a.any() for a in actual):
-        raise AssertionError(f"{what} sends no gradient to {net}'s parameters: {hint}")
+        raise Failure(f"{what} sends no gradient to {net}'s parameters", *hint)
     if not all(torch.isfinite(a).all() for a in actual):
-        raise AssertionError(f"{what}'s gradient w.r.t. {net}'s parameters is not finite")
+        raise Failure(f"{what}'s gradient w.r.t. {net}'s parameters is not finite", *_NOT_FINITE)
     for a, e in zip(actual, expected):
         try:
             torch.testing.assert_close(a, e, rtol=RTOL, atol=ATOL)
         except AssertionError:
             error = (a - e).abs().max().item()
-            raise AssertionError(f"{what}'s gradient w.r.t. {net}'s parameters is wrong (largest error "
-                                 f"{error:.3g}, expected values up to {e.abs().max().item():.3g})") from None
+            raise Failure(f"{what}'s gradient w.r.t. {net}'s parameters is wrong (largest error {error:.3g}, "
+                          f"expected values up to {e.abs().max().item():.3g})") from None
 
 
 # ---- Expected values -------------------------------------------------------------------------------------------
@@ -167,10 +212,10 @@ def _nonsaturating(problem: str, name: str) -> Expected:
     h_real, h_fake_d, h_fake_g = p.d(p.x_real, p.y_real), p.d(x_fake.detach(), p.y_real), p.d(x_fake, p.y_real)
     d_loss = F.softplus(-h_real).mean() + F.softplus(h_fake_d).mean()  # -log sig(h_real) - log(1 - sig(h_fake))
     g_loss = F.softplus(-h_fake_g).mean()  # -log sig(h_fake)
-    mistakes = (("g_loss", -F.softplus(h_fake_g).mean(), "this is the minimax loss E[log(1 - D(G(z)))]; the "
-                 "non-saturating G loss is -E[log D(G(z))]"),
-                ("d_loss", F.softplus(h_real).mean() + F.softplus(-h_fake_d).mean(), "real and fake are swapped: D "
-                 "should call real images real (-log D(x)) and fakes fake (-log(1 - D(G(z))))"))
+    mistakes = (("g_loss", -F.softplus(h_fake_g).mean(), _hint("this is the minimax loss E[log(1 - D(G(z)))] of "
+                 "1.1; the non-saturating G loss of 1.2 is -E[log D(G(z))]")),
+                ("d_loss", F.softplus(h_real).mean() + F.softplus(-h_fake_d).mean(), _hint("real and fake are "
+                 "swapped: D should call real images real (-log D(x)) and fakes fake (-log(1 - D(G(z))))")))
     return Expected(d_loss, g_loss, list(p.d.parameters()), list(p.g.parameters()), mistakes=mistakes)
 
 
@@ -186,21 +231,28 @@ def _wasserstein_gp(name: str, alpha: Tensor) -> Expected:
     g_loss = -p.d(x_fake).mean()
     norms = grad.flatten(1).norm(dim=1)  # (B,)
     wrong_penalties = (  # the penalty as the catalogued mistakes compute it, each with what to look at
-        (-wasserstein + GP_LAMBDA * penalty, "the Wasserstein terms are swapped: the critic's loss is E[D(x_fake)] - "
-         "E[D(x_real)] (+ the penalty)"),
-        (wasserstein + penalty, "the penalty is weighted by 1: the handout's lambda is 10"),
-        (wasserstein + GP_LAMBDA * (grad.norm(dim=1) - 1).square().mean(), "the gradient's norm is taken over the "
-         "channel dimension only: take one L2 norm per sample over all its pixels, grad.flatten(1).norm(dim=1)"),
-        (wasserstein + GP_LAMBDA * (grad.norm() - 1).square(), "the gradient's norm is taken over the whole batch: "
-         "take one L2 norm per sample, grad.flatten(1).norm(dim=1)"),
-        (wasserstein + GP_LAMBDA * (norms / len(norms) - 1).square().mean(), "the gradient is that of the mean of "
-         "D's outputs, B times too small per sample: differentiate the sum, d(x_hat).sum()"),
-        (wasserstein + GP_LAMBDA * (norms - 1).abs().mean(), "the penalty is not squared: (||grad||_2 - 1)^2"),
-        (wasserstein + GP_LAMBDA * F.relu(1 - norms).square().mean(), "only gradient norms below 1 are penalised: "
-         "(||grad||_2 - 1)^2 punishes both sides of 1"),
+        (-wasserstein + GP_LAMBDA * penalty, _hint("the Wasserstein terms are swapped: the critic's loss is "
+         "E[D(G(z))] - E[D(x)] (+ the penalty)")),
+        (wasserstein + penalty, _hint("the penalty is weighted by 1: the handout's lambda is 10")),
+        (wasserstein + GP_LAMBDA * (grad.norm(dim=1) - 1).square().mean(), _hint(
+            "the gradient's norm is taken over the channel dimension only: ||grad D(x_hat)||_2 is one L2 norm per "
+            "sample, over all of its pixels", "the gradient's norm is taken over the channel dimension only: take one "
+            "L2 norm per sample over all its pixels, grad.flatten(1).norm(dim=1)")),
+        (wasserstein + GP_LAMBDA * (grad.norm() - 1).square(), _hint(
+            "the gradient's norm is taken over the whole batch: ||grad D(x_hat)||_2 is one norm per sample",
+            "the gradient's norm is taken over the whole batch: take one L2 norm per sample, "
+            "grad.flatten(1).norm(dim=1)")),
+        (wasserstein + GP_LAMBDA * (norms / len(norms) - 1).square().mean(), _hint(
+            "the gradient is that of the mean of D's outputs, B times too small per sample: each sample's gradient "
+            "is that of its own D(x_hat)", "the gradient is that of the mean of D's outputs, B times too small per "
+            "sample: differentiate the sum, d(x_hat).sum()")),
+        (wasserstein + GP_LAMBDA * (norms - 1).abs().mean(), _hint("the penalty is not squared: "
+                                                                   "(||grad D(x_hat)||_2 - 1)^2")),
+        (wasserstein + GP_LAMBDA * F.relu(1 - norms).square().mean(), _hint(
+            "only gradient norms below 1 are penalised: (||grad D(x_hat)||_2 - 1)^2 punishes both sides of 1")),
     )
     mistakes = (*(("d_loss", value, hint) for value, hint in wrong_penalties),
-                ("g_loss", p.d(x_fake).mean(), "the sign is wrong: G's loss is -E[D(G(z))]"))
+                ("g_loss", p.d(x_fake).mean(), _hint("the sign is wrong: G's loss is -E[D(G(z))]")))
     return Expected(wasserstein + GP_LAMBDA * penalty, g_loss, list(p.d.parameters()), list(p.g.parameters()),
                     d_loss_without_penalty=wasserstein, mistakes=mistakes)
 
@@ -212,20 +264,21 @@ def _check_z(probe: dict) -> list[Tensor]:
     """z of every G call has shape (k B, dim_z) and looks like N(0, I) draws, independent across samples."""
     zs = _calls(probe, "z")
     if not zs:
-        raise AssertionError("G was never called")
+        raise Failure("G was never called", "the fakes are G(z)")
     for z in zs:
         n = z.shape[0] if isinstance(z, Tensor) and z.dim() == 2 else 0
         if n == 0 or n % SAMPLING_BATCH or n > probes.MAX_CALLS * SAMPLING_BATCH:
-            raise AssertionError(f"z must have shape (B, g.dim_z) = ({SAMPLING_BATCH}, {DIM_Z}), "
-                                 f"got {probes._kind(z)}")
+            raise Failure(f"G got z as {probes._kind(z)}, for a batch of {SAMPLING_BATCH}",
+                          f"z has one row per sample, shape (B, g.dim_z) = ({SAMPLING_BATCH}, {DIM_Z})")
         z = _tensor(z, (n, DIM_Z), "z").double()
         mean, std = z.mean().item(), z.std().item()
         per_dim_mean, per_dim_std = z.mean(0).abs().max().item(), z.std(0)
         if abs(mean) > 0.05 or abs(std - 1) > 0.05 or per_dim_mean > 0.4 or not (
                 (per_dim_std > 0.7) & (per_dim_std < 1.3)).all():
-            raise AssertionError(f"z does not look like N(0, I) draws, one per sample (mean {mean:.3f}, std "
-                                 f"{std:.3f}, per-dimension std from {per_dim_std.min().item():.3f} to "
-                                 f"{per_dim_std.max().item():.3f}): use torch.randn(B, g.dim_z)")
+            raise Failure(f"z does not look like N(0, I) draws, one per sample (mean {mean:.3f}, std {std:.3f}, "
+                          f"per-dimension std from {per_dim_std.min().item():.3f} to "
+                          f"{per_dim_std.max().item():.3f})", "the handout draws z ~ N(0, I) for each sample",
+                          "use torch.randn(B, g.dim_z)")
     return zs
 
 
@@ -235,16 +288,21 @@ def _check_fake_labels(probe: dict, zs: list[Tensor]) -> None:
     for z, y in zip(zs, _calls(probe, "y")):
         n = z.shape[0]
         if y is None:
-            raise AssertionError("G was called without labels: call g(z, y)")
+            raise Failure("G was called without labels", "the conditional generator draws G(z, y)", "call g(z, y)")
         y = _tensor(y, (n,), "the fake labels", integer=True).long()
         if y.min() < 0 or y.max() >= NUM_CLASSES:
-            raise AssertionError(f"fake labels must lie in 0..{NUM_CLASSES - 1}, got {y.min()}..{y.max()}")
+            raise Failure(f"the fake labels lie in {y.min()}..{y.max()}", f"classes are 0..{NUM_CLASSES - 1}")
         if torch.equal(y, y_real.repeat(n // len(y_real))):
             continue
         counts = torch.bincount(y, minlength=NUM_CLASSES)
         if counts.min() < 0.5 * n / NUM_CLASSES or counts.max() > 1.5 * n / NUM_CLASSES:
-            raise AssertionError(f"fake labels are neither y_real nor uniform over the {NUM_CLASSES} classes "
-                                 f"(class counts {counts.tolist()} in a batch of {n})")
+            missing = [str(k) for k in range(NUM_CLASSES) if counts[k] == 0]
+            seen = (f"the fake labels never include class {', '.join(missing)} (class counts {counts.tolist()} in a "
+                    f"batch of {n})" if missing else f"the fake labels are neither y_real nor uniform over the "
+                    f"{NUM_CLASSES} classes (class counts {counts.tolist()} in a batch of {n})")
+            raise Failure(seen, f"the fakes' labels follow the data's p(y): y_real, or uniform draws over all "
+                          f"{NUM_CLASSES} classes 0..{NUM_CLASSES - 1}", "y_real, or torch.randint(0, g.num_classes, "
+                          "y_real.shape): torch.randint's upper end is exclusive")
 
 
 def _interpolates(probe: dict, n: int) -> list[Tensor]:
@@ -258,8 +316,9 @@ def _interpolates(probe: dict, n: int) -> list[Tensor]:
             raise TypeError("alpha must be a vector")
         alpha, off = _tensor(alpha, (size,), "alpha"), _tensor(off, (size,), "off")
         if not (off < 1e-3).all() or alpha.min() < -1e-4 or alpha.max() > 1 + 1e-4:
-            raise AssertionError("D was evaluated at points that are not alpha x_real + (1 - alpha) x_fake with "
-                                 "one alpha in [0, 1] per sample: draw alpha of shape (B, 1, 1, 1), not per pixel")
+            raise Failure("D was evaluated at points that are not on the segment from each fake to its real image",
+                          "x_hat = alpha x_1 + (1 - alpha) x_2 with one alpha ~ U[0, 1] for each sample, not per "
+                          "pixel", "draw alpha of shape (B, 1, 1, 1), not per pixel")
         if size % n == 0:  # one batch, or several in one critic pass (torch.cat([x_real, x_fake, x_hat]))
             found += [chunk for chunk in alpha.view(-1, n) if ((chunk > 1e-4) & (chunk < 1 - 1e-4)).any()]
     return found
@@ -286,18 +345,19 @@ def _sampling(problem: str, outputs) -> None:
     zs = _check_z(probe)
     first, second = _split_calls(probe, "first_g", zs)
     if not second:
-        raise AssertionError("a second call of the function did not call G: draw fresh z and call g on every call")
+        raise Failure("a second call of the function did not call G", "each call draws fresh z and calls G")
     if _reused(first, second):
-        raise AssertionError("a second call of the function fed G the same z as the first: draw fresh noise with "
-                             "torch.randn on every call (not once, and without reseeding)")
+        raise Failure("a second call of the function fed G the same z as the first", "each call draws fresh noise "
+                      "z ~ N(0, I): not once for all calls, and without reseeding", "draw fresh noise with "
+                      "torch.randn on every call (not once, and without reseeding)")
     if problem == "3.2":
         _check_fake_labels(probe, zs)
         y_real = probes.build("3.2", "sampling").y_real
         first, second = _split_calls(probe, "first_g", _calls(probe, "y"))
         drawn = [y for y in first if isinstance(y, Tensor) and not (y.shape == y_real.shape and torch.equal(y, y_real))]
         if _reused(drawn, second):
-            raise AssertionError("a second call drew the same fake labels as the first: draw them afresh on every "
-                                 "call (or use y_real)")
+            raise Failure("a second call drew the same fake labels as the first",
+                          "draw them afresh on every call (or use y_real)")
 
 
 def _alpha(outputs) -> None:
@@ -307,22 +367,29 @@ def _alpha(outputs) -> None:
     found = [_interpolates(p, SAMPLING_BATCH) for p in alphas]
     for alpha in found[0]:
         if alpha.std() < 1e-6:  # one value for every sample, e.g. a fixed 0.5: not a matter of reuse
-            raise AssertionError(f"every sample has the same alpha ({alpha[0].item():.3g}): draw one alpha per "
-                                 "sample, alpha ~ U[0, 1] of shape (B, 1, 1, 1)")
+            raise Failure(f"every sample has the same alpha ({alpha[0].item():.3g})", _ONE_ALPHA_EACH[0],
+                          _ONE_ALPHA_EACH[1])
     if _reused(*found):
-        raise AssertionError("a second call of the function used the same alpha as the first: draw alpha with "
-                             "torch.rand on every call (not once, and without reseeding)")
+        raise Failure("a second call of the function used the same alpha as the first", "each call draws fresh "
+                      "alpha ~ U[0, 1], without reseeding", "draw alpha with torch.rand on every call (not once, and "
+                      "without reseeding)")
     for name, n in (("main", BATCH), ("sampling", SAMPLING_BATCH)):
         found = _interpolates(_probe(outputs, "4.5", name), n)
         if not found:
-            raise AssertionError("D was never evaluated at interpolates alpha x_real + (1 - alpha) x_fake with "
-                                 "0 < alpha < 1: the gradient penalty must be taken there")
+            raise Failure(*_NO_INTERPOLATES)
         for alpha in found:
             if alpha.std() < 0.1:
-                raise AssertionError("every sample has the same alpha: draw one alpha per sample, shape (B, 1, 1, 1)")
+                raise Failure("every sample has the same alpha", *_ONE_ALPHA_EACH)
             if name == "sampling" and (abs(alpha.mean() - 0.5) > 0.1 or alpha.min() > 0.05 or alpha.max() < 0.95):
-                raise AssertionError(f"alpha does not look like U[0, 1] draws (mean {alpha.mean():.3f}, range "
-                                     f"{alpha.min():.3f}..{alpha.max():.3f}): use torch.rand")
+                raise Failure(f"alpha does not look like U[0, 1] draws (mean {alpha.mean():.3f}, range "
+                              f"{alpha.min():.3f}..{alpha.max():.3f})", "alpha ~ U[0, 1]", "use torch.rand")
+
+
+_ONE_ALPHA_EACH = _hint("the handout draws alpha ~ U[0, 1] for each sample",
+                        "draw one alpha per sample, alpha ~ U[0, 1] of shape (B, 1, 1, 1)")
+_NO_INTERPOLATES = ("D was never evaluated at interpolates alpha x_real + (1 - alpha) x_fake with 0 < alpha < 1",
+                    "the gradient penalty is taken at x_hat = alpha x_1 + (1 - alpha) x_2, with x_1 = G(z), "
+                    "x_2 = x and alpha ~ U[0, 1]", "")
 
 
 def _expected(problem: str, name: str, probe: dict, loss: str) -> list[Expected]:
@@ -333,8 +400,7 @@ def _expected(problem: str, name: str, probe: dict, loss: str) -> list[Expected]
         return [_wasserstein_gp(name, torch.full((BATCH,), 0.5))]
     candidates = [_wasserstein_gp(name, alpha) for alpha in _interpolates(probe, BATCH)]
     if not candidates:
-        raise AssertionError("D was never evaluated at interpolates alpha x_real + (1 - alpha) x_fake, so the "
-                             "gradient penalty cannot be right")
+        raise Failure(*_NO_INTERPOLATES)
     return candidates
 
 
@@ -345,20 +411,29 @@ def _loss_value(problem: str, loss: str, outputs, name: str = "main") -> None:
     failures = []
     for expected in candidates:
         try:
-            hint = _penalty_hint(actual, expected) if loss == "d_loss" and expected.wasserstein is not None else ""
-            mismatched = probe.get("mismatched")
-            if not hint and problem == "3.2" and isinstance(mismatched, int) and mismatched > 0:
-                hint = (f"D scored {mismatched} images under a label other than their own: score each real image "
-                        "with y_real and each fake with the labels G drew it with")
-            elif not hint and name == "extreme":
-                hint = ("at logits of a few hundred the loss must still be exact: compute it from the logits "
-                        "(F.softplus, F.logsigmoid or F.binary_cross_entropy_with_logits), not from probabilities")
+            hint = _penalty_hint(actual, expected) if loss == "d_loss" and expected.wasserstein is not None else NO_HINT
+            mismatched, inplace = probe.get("mismatched"), probe.get("inplace")
+            if isinstance(inplace, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in inplace):
+                lines = f" (gan.py line {', '.join(map(str, inplace[:4]))})" if inplace else ""
+                hint = _hint(f"the images G returned were changed in place{lines}: an in-place operation changes every "
+                             "tensor that shares its memory, and a detached tensor shares the memory of the tensor "
+                             "it was detached from")
+            elif hint == NO_HINT and problem == "3.2" and isinstance(mismatched, int) and mismatched > 0:
+                hint = _hint(f"D scored {mismatched} images under a label other than their own: D(x, y) scores each "
+                             "real image under its label, and each fake under the label it was drawn with",
+                             f"D scored {mismatched} images under a label other than their own: score each real "
+                             "image with y_real and each fake with the labels G drew it with")
+            elif hint == NO_HINT and name == "extreme":
+                hint = _hint("at logits of a few hundred the loss must still be exact: compute log D and log(1 - D) "
+                             "from the logits, not from probabilities", "at logits of a few hundred the loss must "
+                             "still be exact: compute it from the logits (F.softplus, F.logsigmoid or "
+                             "F.binary_cross_entropy_with_logits), not from probabilities")
             _close(actual, getattr(expected, loss), loss, hint,
                    [(value, h) for which, value, h in expected.mistakes if which == loss])
             return
-        except AssertionError as failure:
-            failures.append(str(failure))
-    raise AssertionError(failures[0])
+        except Failure as failure:
+            failures.append(failure)
+    raise failures[0]
 
 
 def _d_value(problem: str, outputs) -> None:
@@ -368,15 +443,15 @@ def _d_value(problem: str, outputs) -> None:
     if problem == "4.5":
         try:
             _loss_value(problem, "d_loss", outputs, "steep")
-        except AssertionError as failure:
-            raise AssertionError(f"with a critic whose gradient norms exceed 1: {failure}") from None
+        except Failure as failure:
+            raise failure.prefixed("with a critic whose gradient norms exceed 1: ") from None
 
 
-def _penalty_hint(actual: Tensor, expected: Expected) -> str:
+def _penalty_hint(actual: Tensor, expected: Expected) -> tuple[str, str]:
     penalty = (expected.d_loss - expected.wasserstein) / GP_LAMBDA
-    return (f"d_loss - (E[D(x_fake)] - E[D(x_real)]) = {(actual - expected.wasserstein).item():.6g}, while "
-            f"lambda * penalty = 10 x {penalty.item():.6g} (per-sample L2 norm over all pixels of the gradient "
-            f"w.r.t. the interpolates, minus 1, squared, averaged)")
+    return _hint(f"d_loss - (E[D(G(z))] - E[D(x)]) = {(actual - expected.wasserstein).item():.6g}, while "
+                 f"lambda * penalty = 10 x {penalty.item():.6g} (per-sample L2 norm over all pixels of the gradient "
+                 f"w.r.t. the interpolates, minus 1, squared, averaged)")
 
 
 def _loss_grads(problem: str, loss: str, outputs, name: str = "main") -> None:
@@ -384,10 +459,12 @@ def _loss_grads(problem: str, loss: str, outputs, name: str = "main") -> None:
     candidates = _expected(problem, name, probe, loss)
     if loss == "d_loss":
         actual = _tensors(probe["d_grads"], list(candidates[0].d_grads), "d_grads")
-        net, hint = "D", "compute it from D's outputs without detaching them"
+        net, hint = "D", _hint("L_D depends on D's parameters through D's outputs",
+                               "compute it from D's outputs without detaching them")
     else:
         actual = _tensors(probe["g_grads"], list(candidates[0].g_grads), "g_grads")
-        net, hint = "G", "do not detach x_fake in g_loss"
+        net, hint = "G", _hint("L_G must depend on G's parameters through G(z): keep the fakes attached to G in g_loss",
+                               "do not detach x_fake in g_loss")
     failures = []
     for expected in candidates:
         try:
@@ -396,15 +473,16 @@ def _loss_grads(problem: str, loss: str, outputs, name: str = "main") -> None:
                 value = probe.get("d_loss")
                 if isinstance(value, Tensor) and value.numel() == 1 and torch.isclose(
                         value.float(), expected.wasserstein, rtol=RTOL, atol=ATOL):
-                    raise AssertionError("the gradient penalty is 0 here, where the critic's gradient norms are "
-                                         "below 1: (||grad D(x_hat)||_2 - 1)^2 punishes norms on both sides of 1")
-                raise AssertionError("the gradient penalty sends no gradient to D's parameters: take the gradient "
-                                     "with torch.autograd.grad(..., create_graph=True)")
+                    raise Failure("the gradient penalty is 0 here, where the critic's gradient norms are below 1",
+                                  "(||grad D(x_hat)||_2 - 1)^2 punishes norms on both sides of 1")
+                raise Failure("the gradient penalty sends no gradient to D's parameters", "the penalty must stay a "
+                              "function of D's parameters, through grad D(x_hat)", "take the gradient with "
+                              "torch.autograd.grad(..., create_graph=True)")
             _close_grads(actual, expected.d_grads if loss == "d_loss" else expected.g_grads, loss, net, hint)
             return
-        except AssertionError as failure:
-            failures.append(str(failure))
-    raise AssertionError(failures[0])
+        except Failure as failure:
+            failures.append(failure)
+    raise failures[0]
 
 
 def _extreme(problem: str, outputs) -> None:
@@ -412,8 +490,8 @@ def _extreme(problem: str, outputs) -> None:
         try:
             _loss_value(problem, loss, outputs, "extreme")
             _loss_grads(problem, loss, outputs, "extreme")
-        except AssertionError as failure:
-            raise AssertionError(f"with logits of a few hundred: {failure}") from None
+        except Failure as failure:
+            raise failure.prefixed("with logits of a few hundred: ") from None
 
 
 def _checks(problem: str, points: dict[str, float]) -> tuple[Check, ...]:
@@ -433,6 +511,21 @@ def _checks(problem: str, points: dict[str, float]) -> tuple[Check, ...]:
 VALUE_CHECKS = ("d_loss value", "g_loss value")
 RECORD_CHECKS = ("z ~ N(0, I)", "z ~ N(0, I), fake labels y_real or uniform", "interpolates with one alpha ~ U[0, 1] "
                  "per sample")
+def _swapped(problem: str, outputs) -> Failure | None:
+    """The failure of a function that returns (g_loss, d_loss): on the main probe each value is the other loss's."""
+    try:
+        probe = _probe(outputs, problem, "main")
+        d_loss, g_loss = _tensor(probe["d_loss"], (), "d_loss"), _tensor(probe["g_loss"], (), "g_loss")
+        for expected in _expected(problem, "main", probe, "d_loss"):
+            close = functools.partial(torch.allclose, rtol=RTOL, atol=ATOL)
+            if close(d_loss, expected.g_loss) and close(g_loss, expected.d_loss) and not close(d_loss, g_loss):
+                return Failure("the two values are swapped: the first is g_loss and the second d_loss",
+                               "the handout's functions return (d_loss, g_loss), in that order")
+    except Exception:  # noqa: BLE001 - whatever keeps the probe from being read is the checks' own message
+        return None
+    return None
+
+
 _NEEDS_VALUES = ("not scored until the d_loss and g_loss values are right: this check looks at how the function "
                  "draws its random inputs, which counts once the losses it returns are correct")
 _NONSATURATING_POINTS = {"sampling": 1, "d_value": 2, "g_value": 2, "d_grads": 2, "g_grads": 2, "extreme": 1}

@@ -21,7 +21,8 @@ from pathlib import Path
 from grading import sandbox, scoring
 
 CONFIG = "autograder_config.json"
-DEFAULTS = {"timeout": scoring.DEFAULT_TIMEOUT, "parallel": 1, "sandbox": "auto", "after_due_date": [], "grid_points": 0}
+DEFAULTS = {"timeout": scoring.DEFAULT_TIMEOUT, "parallel": 1, "sandbox": "auto", "after_due_date": [], "grid_points": 0,
+            "hints": "handout"}
 
 
 def load_config(source: Path) -> dict:
@@ -84,7 +85,7 @@ def main() -> None:
             except sandbox.SandboxUnavailable:
                 mode = "user"
         content = scoring.grade(root / "submission", float(config["timeout"]), mode, int(config["parallel"]),
-                                float(config["grid_points"]))
+                                float(config["grid_points"]), hints=str(config["hints"]))
     except Exception as error:  # noqa: BLE001 - whatever breaks, the student gets a complete result, and no score
         known = (scoring.GradingFailed, sandbox.SandboxUnavailable)
         reason = str(error) if isinstance(error, known) else f"{type(error).__name__}: {error}"

@@ -46,9 +46,10 @@ class GradingFailed(RuntimeError):
 
 
 def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", parallel: int = 3,
-          grid_points: float = 0.0, keep: Path | None = None) -> dict:
+          grid_points: float = 0.0, keep: Path | None = None, hints: str = "handout") -> dict:
     """The results.json content for the ZIP (or folder of loose files) at ``path``; ``parallel`` problems run at
-    once (1 where memory or CPU is scarce: each child imports torch); each healthy grid earns ``grid_points``.
+    once (1 where memory or CPU is scarce: each child imports torch); each healthy grid earns ``grid_points``;
+    failed checks say what they saw, and more at the hint level ``hints`` (checks.HINTS).
     ``keep``: a folder where the student's gan.py and final grids are written, for the class report. Raises
     GradingFailed if the grading itself failed."""
     mode = sandbox.pick_mode(mode)
@@ -86,7 +87,7 @@ def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", para
                 if isinstance(note, str):
                     changed.setdefault(note[:300], []).append(problem)
     notes += [f"{', '.join(problems)}: {note}" for note, problems in changed.items()]
-    content = results(outcomes, grids, notes, time.monotonic() - start, judged, grid_points)
+    content = results(outcomes, grids, notes, time.monotonic() - start, judged, grid_points, hints)
     flags = [f"{p}: {s['copies']} of the 100 samples are real Fashion-MNIST images (or mirrored ones), not drawn by "
              "a generator" for p, s in judged.items() if isinstance(s, dict) and s["copies"]]
     # What is missing from the work, for the class report's "needs a human": the reader's own words.
@@ -224,7 +225,7 @@ def _with_output(message: str, finished: sandbox.Finished) -> str:
 
 
 def results(outcomes: dict[str, dict | str], grids: dict[str, str | None], notes: list[str], seconds: float,
-            judged: dict[str, dict | str] | None = None, grid_points: float = 0.0) -> dict:
+            judged: dict[str, dict | str] | None = None, grid_points: float = 0.0, hints: str = "handout") -> dict:
     """Gradescope's results.json from each problem's probe outputs (or failure), each grid's verdict and scores."""
     from grading import checks  # torch, imported once the children are done: they need the memory more
 
@@ -232,7 +233,7 @@ def results(outcomes: dict[str, dict | str], grids: dict[str, str | None], notes
     for number, problem in checks.PROBLEMS.items():
         outcome = outcomes[number]
         if isinstance(outcome, dict):
-            verdicts = checks.evaluate(number, outcome)
+            verdicts = checks.evaluate(number, outcome, hints)
         else:  # the whole problem failed: the full message once, its first line on the other checks
             first = outcome.splitlines()[0]
             verdicts = [(check, outcome if i == 0 else f"{first} (see {number}.1)")
@@ -250,7 +251,7 @@ def results(outcomes: dict[str, dict | str], grids: dict[str, str | None], notes
     top = sum(test["max_score"] for test in tests)
     return {"score": score, "execution_time": round(seconds, 1), "visibility": "visible",
             "output": printable("\n".join([f"Score {score:g} / {top:g}."] + notes)), "tests": tests,
-            "extra_data": {"status": GRADED, "grader_version": grader_version()}}
+            "extra_data": {"status": GRADED, "grader_version": grader_version(), "hints": hints}}
 
 
 def _describe(scores: dict) -> str:

@@ -13,9 +13,14 @@ CORRECT = [REFERENCE, *(ROOT / "tests" / "grading" / name for name in (
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _failures(path, name: str, problem: str) -> dict[str, str]:
+# Code a message must not spell out below the "full" hint level: the recipe of a correct solution.
+CODE = ("torch.", "F.", "create_graph", "flatten(", "norm(dim", "(B, 1, 1, 1)", ".detach()", ".sum()", ".mean()",
+        "softplus", "logsigmoid", "randn", "rand(", "randint")
+
+
+def _failures(path, name: str, problem: str, hints: str = "handout") -> dict[str, str]:
     module = probes.load_module(path, name)
-    return {check.name: message for check, message in checks.evaluate(problem, probes.run(module, problem))
+    return {check.name: message for check, message in checks.evaluate(problem, probes.run(module, problem), hints)
             if message}
 
 
@@ -30,9 +35,17 @@ def test_mutant_fails_its_check(mutant, tmp_path):
     path.write_text(mutants.apply(REFERENCE.read_text(), mutant))
     problem, check = mutant.caught_by.split("/")
     assert check in {c.name for c in checks.PROBLEMS[problem].checks}
-    failures = _failures(path, f"mutant_{mutant.slug}", problem)
+    module = probes.load_module(path, f"mutant_{mutant.slug}")
+    outputs = probes.run(module, problem)
+    said = {hints: {c.name: m for c, m in checks.evaluate(problem, outputs, hints) if m} for hints in checks.HINTS}
+    failures = said["handout"]
     assert check in failures, f"{mutant.name!r} passed {mutant.caught_by}"
     assert mutant.says in failures[check], f"{mutant.name!r}: {failures[check]!r} does not say {mutant.says!r}"
+    assert said["none"].keys() == said["full"].keys() == failures.keys()
+    for name, message in failures.items():
+        assert not [code for code in CODE if code in message], f"{mutant.name!r}: {message!r} spells out code"
+        seen = said["none"][name]  # what the check saw; each level says more after it
+        assert message.startswith(seen) and said["full"][name].startswith(seen) and len(message) >= len(seen)
 
 
 @pytest.mark.parametrize("path", CORRECT, ids=lambda p: p.name)

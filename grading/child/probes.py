@@ -74,6 +74,11 @@ class ProbeGenerator(nn.Module):
         self.num_classes = NUM_CLASSES if conditional else 0
         self.fake = nn.Parameter(fake.clone())  # (n, 1, 28, 28)
         self.calls: list[tuple[Tensor, Tensor | None]] = []
+        self.returned: list[tuple[Tensor, int]] = []  # each image batch returned, with its version at the time
+
+    def changed_in_place(self) -> bool:
+        """Whether the function changed, in place, images G returned (an operation on x_fake.detach() does)."""
+        return any(x._version != version for x, version in self.returned)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if len(self.calls) < MAX_CALLS:
@@ -83,6 +88,8 @@ class ProbeGenerator(nn.Module):
             if y is None:
                 raise TypeError("the conditional generator takes labels: g(z, y)")
             x = write_labels(x, y)
+        if len(self.returned) < MAX_CALLS:
+            self.returned.append((x, x._version))
         return x
 
 
@@ -273,11 +280,19 @@ def _run_probe(function, probe: Probe, with_grads: bool) -> dict:
                 if call == 0:
                     out["first_g"], out["first_d"] = len(g.calls), len(d.calls)
         else:
-            d_loss, g_loss = function(*args, device=torch.device("cpu"))
-            out["d_loss"], out["d_grads"] = _value_and_grads(d_loss, d)
-            out["g_loss"], out["g_grads"] = _value_and_grads(g_loss, g)
+            d_loss, g_loss = _pair(function(*args, device=torch.device("cpu")))
+            try:
+                out["d_loss"], out["d_grads"] = _value_and_grads(d_loss, d)
+                out["g_loss"], out["g_grads"] = _value_and_grads(g_loss, g)
+            except RuntimeError as error:  # autograd's: name the lines of gan.py behind it
+                where = _where(lambda: function(*args, device=torch.device("cpu")), error)
+                out["error"] = _describe(error) + (f"; {where}" if where else "")
+        if g.changed_in_place():
+            out["inplace"] = _inplace_lines(lambda: function(*args, device=torch.device("cpu")))
     except (Exception, SystemExit) as error:  # whatever the solution raises fails this probe only
-        out["error"] = _describe(error)
+        out.setdefault("error", _describe(error))
+        if isinstance(error, Returned):
+            out["returned"] = True
     out["z"] = [z for z, _ in g.calls]
     out["y"] = [y for _, y in g.calls]
     out["alpha"] = [alpha for alpha, _ in d.calls]
@@ -286,10 +301,42 @@ def _run_probe(function, probe: Probe, with_grads: bool) -> dict:
     return out
 
 
+class Returned(TypeError):
+    """What the function returned is not a pair of scalar tensors."""
+
+
+def _pair(returned):
+    if not (isinstance(returned, tuple) and len(returned) == 2):
+        raise Returned(f"the function must return (d_loss, g_loss), a pair, got {_kind(returned)}")
+    for what, loss in zip(("d_loss", "g_loss"), returned):
+        if isinstance(loss, (float, int)):
+            raise Returned(f"{what} is a Python number: return a tensor, not .item()")
+    return returned
+
+
+def _where(run, error: RuntimeError) -> str | None:
+    """The sentence of codebase/diagnostics.py naming the lines of gan.py behind an autograd error."""
+    try:
+        from codebase.diagnostics import where_in_gan
+
+        return where_in_gan(run, error)
+    except Exception:  # noqa: BLE001 - a second failure of the student's code: the first error stands alone
+        return None
+
+
+def _inplace_lines(run) -> list[int]:
+    try:
+        from codebase.diagnostics import inplace_lines
+
+        return inplace_lines(run)[:MAX_CALLS]
+    except Exception:  # noqa: BLE001
+        return []
+
+
 def _value_and_grads(loss, net: nn.Module) -> tuple[Tensor, list[Tensor]]:
     """The loss as a 0-d tensor and its gradients w.r.t. net's parameters (zeros where it sends none)."""
     if not isinstance(loss, Tensor) or loss.numel() != 1 or not loss.is_floating_point():
-        raise TypeError(f"each loss must be a scalar tensor, got {_kind(loss)}")
+        raise Returned(f"each loss must be a scalar tensor, got {_kind(loss)}")
     for p in net.parameters():
         p.grad = None
     if loss.requires_grad:
@@ -299,9 +346,15 @@ def _value_and_grads(loss, net: nn.Module) -> tuple[Tensor, list[Tensor]]:
 
 
 def _describe(error: BaseException) -> str:
+    """The error in one line, with where it was raised: the last line of gan.py in its traceback, if any."""
+    if isinstance(error, Returned):
+        return f"{error}"
     frames = traceback.extract_tb(error.__traceback__)
-    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-    return f"{type(error).__name__}: {error}"[:400] + where
+    own = [f for f in frames if Path(f.filename).name == "gan.py"]
+    frame = own[-1] if own else frames[-1] if frames else None
+    where = f" (at {Path(frame.filename).name}:{frame.lineno})" if frame else ""
+    text = str(error).split(" Hint:")[0].strip()
+    return f"{type(error).__name__}: {text}"[:400] + where
 
 
 def _kind(value) -> str:

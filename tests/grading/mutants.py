@@ -23,7 +23,7 @@ class Mutant(NamedTuple):
     pattern: str  # a regular expression
     new: str
     caught_by: str  # "problem/check name" of a check that must fail
-    says: str = ""  # words its message must hold: what to look at for this very mistake
+    says: str = ""  # words its message must hold at the default hint level: what to look at for this very mistake
 
     @property
     def slug(self) -> str:
@@ -40,20 +40,20 @@ MUTANTS = [
     Mutant("log of sigmoid probabilities", NS, _NS_D,
            "d_loss = -torch.log(torch.sigmoid(d(x_real))).mean() - torch.log(1 - torch.sigmoid(d(x_fake))).mean()",
            "1.2/stable at extreme logits",
-           says="never log(sigmoid(h))"),
+           says="not from probabilities"),
     Mutant("binary cross-entropy on probabilities", NS, _NS_G,
            "g_loss = F.binary_cross_entropy(torch.sigmoid(d(x_fake)), torch.ones(len(x_fake)))",
            "1.2/stable at extreme logits",
            says="not from probabilities"),
     Mutant("z uniform instead of Gaussian", NS, _Z, "z = torch.rand(x_real.shape[0], g.dim_z, device=device)",
            "1.2/z ~ N(0, I)",
-           says="torch.randn"),
+           says="N(0, I)"),
     Mutant("one z for the whole batch", WGP, _Z,
            "z = torch.randn(1, g.dim_z, device=device).expand(x_real.shape[0], -1)", "4.5/z ~ N(0, I)",
            says="one per sample"),
     Mutant("fake detached in the G loss", NS, _NS_G, "g_loss = F.softplus(-d(x_fake.detach())).mean()",
            "1.2/g_loss gradient to G",
-           says="do not detach x_fake"),
+           says="keep the fakes attached to G"),
     Mutant("real images scored with the wrong class", COND, re.escape("F.softplus(-d(x_real, y_real))"),
            "F.softplus(-d(x_real, (y_real + 1) % 10))", "3.2/d_loss value",
            says="label other than their own"),
@@ -72,7 +72,7 @@ MUTANTS = [
            says="interpolates"),
     Mutant("penalty without create_graph", WGP, re.escape("x_hat, create_graph=True)"), "x_hat, create_graph=False)",
            "4.5/d_loss gradient to D",
-           says="create_graph=True"),
+           says="function of D's parameters"),
     Mutant("norm over the channel dimension only", WGP, _NORM, "(grad.norm(dim=1) - 1)", "4.5/d_loss value",
            says="channel dimension"),
     Mutant("norm over the whole batch", WGP, _NORM, "(grad.norm() - 1)", "4.5/d_loss value",
@@ -83,7 +83,7 @@ MUTANTS = [
     Mutant("lambda = 1", WGP, re.escape("GP_LAMBDA * penalty"), "1.0 * penalty", "4.5/d_loss value",
            says="lambda is 10"),
     Mutant("gradient of the mean output", WGP, re.escape("d(x_hat).sum()"), "d(x_hat).mean()", "4.5/d_loss value",
-           says="differentiate the sum"),
+           says="B times too small"),
     Mutant("penalty not squared", WGP, re.escape("- 1).square().mean()"), "- 1).abs().mean()", "4.5/d_loss value",
            says="not squared"),
     Mutant("one-sided penalty, only gradient norms below 1", WGP,
@@ -114,6 +114,17 @@ MUTANTS = [
            "4.5/d_loss gradient to D", says="punishes norms on both sides of 1"),
     Mutant("G loss of the critic with the wrong sign", WGP, re.escape("g_loss = -d(x_fake).mean()"),
            "g_loss = d(x_fake).mean()", "4.5/g_loss value", says="G's loss is -E[D(G(z))]"),
+    Mutant("losses returned in the wrong order", NS, re.escape("return d_loss, g_loss"), "return g_loss, d_loss",
+           "1.2/d_loss value", says="(d_loss, g_loss)"),
+    Mutant("losses returned as Python numbers", WGP, re.escape("return d_loss, g_loss"),
+           "return d_loss.item(), g_loss.item()", "4.5/d_loss value", says="not .item()"),
+    Mutant("conditional fake labels that never reach the last class", COND, re.escape("y_fake = y_real"),
+           "y_fake = torch.randint(0, 9, y_real.shape, device=device)",
+           "3.2/z ~ N(0, I), fake labels y_real or uniform", says="never include class 9"),
+    Mutant("interpolates built in place on the detached fakes", WGP,
+           re.escape("x_hat = (alpha * x_real + (1 - alpha) * x_fake.detach()).requires_grad_(True)"),
+           "x_hat = x_fake.detach(); x_hat.mul_(1 - alpha).add_(alpha * x_real); x_hat.requires_grad_(True)",
+           "4.5/d_loss value", says="in place"),
     Mutant("Wasserstein terms swapped", WGP, re.escape("d_loss = d(x_fake.detach()).mean() - d(x_real).mean()"),
            "d_loss = d(x_real).mean() - d(x_fake.detach()).mean()", "4.5/d_loss value",
            says="swapped"),
