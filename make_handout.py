@@ -14,7 +14,8 @@ of the grading suite. In its Python files, each solution region
 becomes ``raise NotImplementedError("<function>: <hint>")`` at the region's indentation, with the hint the course
 chooses (``--hints none|handout|full``, default handout). The same level sets what the public checks
 (tests/test_losses.py) say when one fails: none what they saw, handout also what it means in the handout's terms,
-full also how to write it. The ZIP is deterministic: the same sources give the
+full also how to write it. In its other text files (setup.sh), the lines from ``# BEGIN GRADER`` to ``# END GRADER`` are the
+instructors' and are left out. The ZIP is deterministic: the same sources give the
 same bytes.
 """
 from __future__ import annotations
@@ -35,6 +36,7 @@ STARTER = (
     "tests/test_losses.py",  # the public checks a student runs before submitting
 )
 SOURCES = {"README.md": "docs/starter_README.md"}  # starter files whose content comes from another file
+_GRADER = re.compile(r"^# BEGIN GRADER\b.*?^# END GRADER[^\n]*\n", flags=re.M | re.S)  # instructors' lines
 PUBLIC_CHECKS = "tests/test_losses.py"  # its HINTS line takes the course's hint level too
 _HINTS_LINE = re.compile(r'^HINTS = "handout"', flags=re.M)
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?::[ \t]*(?P<hint>.*?))?[ \t]*$")
@@ -105,6 +107,10 @@ def starter_files(root: Path = ROOT, names: tuple[str, ...] | list[str] = STARTE
             content = text.encode()
         elif b"# BEGIN SOLUTION" in content or b"# END SOLUTION" in content:
             raise ValueError(f"{name}: solution markers are only understood in Python files")
+        elif b"# BEGIN GRADER" in content or b"# END GRADER" in content:
+            content = _GRADER.sub("", content.decode()).encode()
+            if b"# BEGIN GRADER" in content or b"# END GRADER" in content:
+                raise ValueError(f"{name}: unbalanced # BEGIN GRADER / # END GRADER lines")
         files[name] = (content, 0o755 if path.stat().st_mode & 0o111 else 0o644)
     return files
 

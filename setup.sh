@@ -1,29 +1,39 @@
 #!/usr/bin/env bash
 # Set-up for a fresh machine: the Python requirements, then Fashion-MNIST from Debian's package where apt-get exists.
 # Without apt-get (macOS, Windows, non-Debian Linux) the run scripts download the data with torchvision instead.
-#   bash setup.sh            # students: enough to train, sample and check
+#   bash setup.sh            # enough to train, sample and check
+# BEGIN GRADER (lines between these markers are left out of the students' starter by make_handout.py)
 #   bash setup.sh --grader   # also bubblewrap and pyseccomp, the grader's sandbox, and chromium, to open the class
 #                            # report in a browser (instructors, and this repository's tests)
+# END GRADER
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
+# BEGIN GRADER
 GRADER=0
+# END GRADER
 for arg in "$@"; do
   case "$arg" in
+# BEGIN GRADER
     --grader) GRADER=1 ;;
-    *) echo "setup.sh: unknown option $arg (the only one is --grader)" >&2; exit 2 ;;
+# END GRADER
+    *) echo "setup.sh: unknown option $arg (see the comment at the top of setup.sh)" >&2; exit 2 ;;
   esac
 done
 
 "$PYTHON" -m pip install -q -r requirements.txt
+# BEGIN GRADER
 # The grader's children install a seccomp filter (no network, no keyrings) through libseccomp's binding.
 if [ "$GRADER" = 1 ]; then "$PYTHON" -m pip install -q pyseccomp; fi
+# END GRADER
 
 DATA=/usr/share/datasets/fashion-mnist
 PACKAGES=""
 [ -f "$DATA/train-images-idx3-ubyte.gz" ] || PACKAGES="dataset-fashion-mnist"
+# BEGIN GRADER
 if [ "$GRADER" = 1 ] && ! command -v bwrap >/dev/null 2>&1; then PACKAGES="$PACKAGES bubblewrap"; fi
 if [ "$GRADER" = 1 ] && ! command -v chromium >/dev/null 2>&1; then PACKAGES="$PACKAGES chromium"; fi
+# END GRADER
 
 if [ -z "$PACKAGES" ]; then
   echo "setup: Fashion-MNIST found in $DATA"

@@ -1,7 +1,5 @@
 """A small Fashion-MNIST classifier: the feature space of the project's FID and KID, and the judge of class accuracy.
 
-    python train_classifier.py    # retrains codebase/assets/fmnist_classifier.pt (a few minutes on 2 CPU cores)
-
 Inputs are images in [-1, 1], (B, 1, 28, 28): the range of the generators and of ``data.to_unit_range``.
 ``features(x)`` is the penultimate layer (B, 128), where FID and KID are measured; ``forward(x)`` gives logits
 (B, 10). The committed weights file is one dict ``{"model", "config", "test_accuracy", ...}`` loaded with
@@ -69,7 +67,7 @@ def cache_dir() -> Path:
 def load_classifier(path: str | Path | None = None, device: torch.device | str = "cpu") -> Classifier:
     """The trained classifier in eval mode, from ``path`` (default: the committed weights)."""
     path = Path(path) if path else WEIGHTS_PATH
-    retrain = "Restore it with `git checkout -- codebase/assets/` or rebuild it with `python train_classifier.py`."
+    retrain = "It ships in codebase/assets/: restore that file from the copy you were given."
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

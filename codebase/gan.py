@@ -77,6 +77,9 @@ def conditional_loss_nonsaturating(g: nn.Module, d: nn.Module, x_real: Tensor, y
         device: where to create new tensors.
     Returns:
         (d_loss, g_loss): two scalar tensors, each averaged over the batch.
+
+    The fakes' labels y follow the data's p(y): take the real batch's labels y_real, or draw them uniformly over
+    all g.num_classes classes (0..9); both are graded as correct.
     """
     # BEGIN SOLUTION: as loss_nonsaturating, with labels everywhere: score each real image under its own label, and draw each fake with labels y (y_real, or uniform draws) that d then scores it under
     # HANDOUT: L_D = -E_(x,y)[log D(x, y)] - E_(z,y)[log(1 - D(G(z, y), y))] and L_G = -E_(z,y)[log D(G(z, y), y)], with z ~ N(0, I) of shape (B, g.dim_z) and D(x, y) = sigmoid(d(x, y)); return (d_loss, g_loss), two scalars

@@ -237,6 +237,13 @@ def _grads(loss: torch.Tensor, net: nn.Module, what: str, rerun: Callable | None
     if isinstance(loss, (float, int)):
         raise TrainingError(f"codebase/gan.py: {what} is a Python number: return a tensor, not .item() (training needs "
                             "its gradient). Check it with: python -m pytest tests/test_losses.py")
+    unrelated = TrainingError(f"codebase/gan.py: {what} (the {'first' if what == 'd_loss' else 'second'} value the "
+                              f"function returns) does not depend on {net_name}'s parameters: the handout's functions "
+                              f"return (d_loss, g_loss) in that order, and {what} must depend on {net_name}. Check it "
+                              "with: python -m pytest tests/test_losses.py")
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.is_floating_point() and not loss.requires_grad \
+            and any(p.requires_grad for p in net.parameters()):
+        raise unrelated
     if not (isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.requires_grad):
         raise TrainingError(f"codebase/gan.py: {what} must be a scalar tensor that depends on the network's "
                             f"parameters, got {_describe(loss)}. Check it with: python -m pytest tests/test_losses.py")
@@ -249,10 +256,7 @@ def _grads(loss: torch.Tensor, net: nn.Module, what: str, rerun: Callable | None
         raise TrainingError(f"codebase/gan.py: the gradient of {what} failed ({diagnostics.first_sentence(error)}). "
                             f"{sentence}.") from None
     if all(grad is None for grad in grads):
-        raise TrainingError(f"codebase/gan.py: {what} (the {'first' if what == 'd_loss' else 'second'} value the "
-                            f"function returns) does not depend on {net_name}'s parameters: the handout's functions "
-                            f"return (d_loss, g_loss) in that order, and {what} must depend on {net_name}. Check it "
-                            "with: python -m pytest tests/test_losses.py")
+        raise unrelated
     return [torch.zeros_like(p) if grad is None else grad for p, grad in zip(params, grads)]
 
 
@@ -409,7 +413,8 @@ def train(cfg: Config) -> dict:
     elif step < total:  # scores of an earlier, shorter target would look current until this run ends
         _clear_outputs(out, ["metrics.json"])
     # The settings, and the step the run ends at: make_submission.sh tells a finished run's grids from an unfinished one's.
-    (out / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "total_steps": total}, indent=2) + "\n")
+    (out / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "total_steps": total,
+                                                   "gan_sha256": gan_digest}, indent=2) + "\n")
 
     # Fixed grid noise from its own generator, so grids never disturb the training RNG.
     grid_z = torch.randn(100, cfg.dim_z, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
@@ -471,7 +476,7 @@ def train(cfg: Config) -> dict:
         metrics = write_metrics(out, g_show, device, cfg.data_dir)
         defaults = Config(loss_type=cfg.loss_type, conditional=cfg.conditional, num_epochs=1)
         same = all(getattr(cfg, k) == getattr(defaults, k) for k in ("num_epochs", "batch_size", "lr", "dim_z", "ema"))
-        if metrics and (sentence := diagnostics.verdict(gan_kind, metrics, same)):
+        if metrics and (sentence := diagnostics.verdict(gan_kind, metrics, same, monitor.warnings)):
             print(f"warning: {sentence}")
     return {"step": step, "total": total, "interrupted": step < total, "out_dir": str(out)}
 

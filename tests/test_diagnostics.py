@@ -54,3 +54,21 @@ def test_the_reference_ranges_are_the_readmes():
         assert fid[names[gan]] == f"{low:.2f}–{high:.2f}"
     accuracy = re.search(r"\| ([\d.]+) \(([\d.]+)–([\d.]+)\), before", table)
     assert diagnostics.REFERENCE["conditional"][1] == (float(accuracy[2]), float(accuracy[3]))
+
+
+def test_a_conditional_run_names_the_columns_that_miss_their_class():
+    per_class = [0.84, 1.0, 0.8, 0.95, 0.76, 0.94, 0.73, 0.96, 0.96, 0.98]  # the reference's, seed 0
+    assert diagnostics.verdict("conditional", {"fid": 6.4, "class_accuracy": 0.89, "per_class_accuracy": per_class},
+                               True) is None
+    per_class[9] = 0.005  # fake labels drawn from 0..8: class 9's column shows something else
+    said = diagnostics.verdict("conditional", {"fid": 9.0, "class_accuracy": 0.8, "per_class_accuracy": per_class},
+                               True)
+    assert said.startswith("the grid's column 9 does not show its class: only 0.5% of the samples drawn for class 9 "
+                           "(ankle boot)") and "every class 0..9" in said
+
+
+def test_the_end_of_run_sentence_repeats_what_training_warned():
+    warned = ["the critic's loss (median 300 over the last 50 steps) is far beyond the +-10: check the penalty"]
+    said = diagnostics.verdict("wasserstein_gp", {"fid": 40.0}, True, warned)
+    assert "while training it warned: the critic's loss (median 300" in said
+    assert "latest_x3.png" in diagnostics.verdict("wasserstein_gp", {"fid": 40.0}, True)

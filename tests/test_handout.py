@@ -267,3 +267,36 @@ def test_every_readme_section_a_message_names_exists():
 def test_the_starter_readme_has_no_placeholder_left(starter):
     _, folder = starter
     assert not re.search(r"@[A-Z]+@", (folder / "README.md").read_text())
+
+
+# What the starter's files may name without holding it: the files a run or make_submission.sh writes.
+OUTPUTS = {"metrics.json", "fake_0050.png", "latest_x3.png", "real.png", "losses.csv", "losses.png", "hw3.zip",
+           "checkpoint.pt", "config.json", "out_wasserstein_gp/fake_0937.png", "run_dir/checkpoint.pt",
+           "out_dir/metrics.json", "args.json"}
+INSTRUCTORS = re.compile(r"\bgit\b|bubblewrap|chromium|pyseccomp|bench/|docs/|\bgrade(?:_all)?\.py|train_classifier\.py"
+                         r"|make_handout|make_autograder|--grader|tests/grading|this repository", flags=re.I)
+
+
+def test_the_starter_names_only_files_and_commands_it_holds(starter):
+    _, folder = starter
+    held = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    path = re.compile(r"(?<![\w./-])((?:[\w.-]+/)*[\w.-]+\.(?:py|sh|md|pt|json|csv|txt|zip|png))\b")
+    found = []
+    for name in sorted(held):
+        if name.endswith(".pt"):
+            continue
+        text = (folder / name).read_text()
+        for number, line in enumerate(text.splitlines(), 1):
+            for ref in path.findall(line):
+                if ref not in held and ref not in OUTPUTS and not any(h.endswith("/" + ref) for h in held):
+                    found.append(f"{name}:{number}: {ref}")
+            found += [f"{name}:{number}: {m}" for m in INSTRUCTORS.findall(line)]
+    assert found == []
+
+
+def test_the_starters_setup_takes_no_grader_option(starter):
+    _, folder = starter
+    text = (folder / "setup.sh").read_text()
+    assert "GRADER" not in text and "bwrap" not in text
+    done = subprocess.run(["bash", "setup.sh", "--grader"], cwd=folder, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "unknown option --grader" in done.stderr

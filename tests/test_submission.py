@@ -1,4 +1,6 @@
 """make_submission.sh: the ZIP holds gan.py and the last grid of each run, or the script names what is missing."""
+import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -9,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _project_copy(tmp_path):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "make_submission.sh", tmp_path)
     (tmp_path / "codebase").mkdir()
     shutil.copy(ROOT / "codebase" / "gan.py", tmp_path / "codebase")
@@ -87,3 +90,51 @@ def test_a_grid_of_an_unfinished_run_is_packed_and_named(tmp_path):
     assert "out_nonsaturating/fake_0937.png is from" not in proc.stderr
     with zipfile.ZipFile(root / "hw3.zip") as z:
         assert "out_wasserstein_gp/fake_0800.png" in z.namelist()
+
+
+def _zipped(root):
+    with zipfile.ZipFile(root / "hw3.zip") as z:
+        return sorted(z.namelist())
+
+
+def test_a_function_still_stubbed_is_named_with_what_the_grader_does(tmp_path):
+    root = _project_copy(tmp_path)
+    source = (root / "codebase" / "gan.py").read_text()
+    start = source.index("def loss_wasserstein_gp")
+    body = source.index("    z = torch.randn", start)
+    (root / "codebase" / "gan.py").write_text(source[:body] + "    raise NotImplementedError('4.5')\n" + source[body:])
+    proc = _run(root)
+    assert proc.returncode == 0, proc.stderr
+    assert "loss_wasserstein_gp still raises NotImplementedError: the grader gives handout 4.5 0 points" in proc.stderr
+    assert "loss_nonsaturating still" not in proc.stderr and _zipped(root) == ["codebase/gan.py"]
+    (root / "codebase" / "gan.py").write_text("def loss_nonsaturating(:\n")
+    proc = _run(root)
+    assert proc.returncode == 0 and "codebase/gan.py does not parse (line 1" in proc.stderr, proc.stderr
+
+
+def test_a_grid_trained_by_another_gan_py_is_named(tmp_path):
+    root = _project_copy(tmp_path)
+    digest = hashlib.sha256((root / "codebase" / "gan.py").read_bytes()).hexdigest()
+    for run, trained in (("out_nonsaturating", digest), ("out_wasserstein_gp", "0" * 64)):
+        (root / run).mkdir()
+        (root / run / "fake_0937.png").write_bytes(b"png")
+        (root / run / "config.json").write_text(json.dumps({"total_steps": 937, "gan_sha256": trained}))
+    proc = _run(root)
+    assert proc.returncode == 0, proc.stderr
+    assert ("out_wasserstein_gp/fake_0937.png was trained by another version of codebase/gan.py than the one packed"
+            in proc.stderr and "python run_gan.py --loss_type wasserstein_gp --overwrite" in proc.stderr)
+    assert "out_nonsaturating/fake_0937.png was trained" not in proc.stderr
+    assert "out_wasserstein_gp/fake_0937.png" in _zipped(root)
+
+
+def test_runs_made_in_another_folder_are_found_and_named(tmp_path):
+    root = _project_copy(tmp_path / "hw3")
+    (root / "codebase" / "out_nonsaturating").mkdir()
+    (root / "codebase" / "out_nonsaturating" / "fake_0937.png").write_bytes(b"png")
+    proc = subprocess.run(["bash", "../make_submission.sh"], cwd=root / "codebase", capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stderr
+    assert "there is one in out_nonsaturating/" in proc.stderr or "there is one in codebase/out_nonsaturating/" in \
+        proc.stderr, proc.stderr
+    assert f"Move that folder here ({root})" in proc.stderr
+    assert "wrote ../hw3.zip" in proc.stdout and _zipped(root) == ["codebase/gan.py"]

@@ -3,6 +3,7 @@ import csv
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -196,8 +197,11 @@ def test_a_bug_in_the_loss_keeps_its_traceback_and_writes_nothing(data_dir, tmp_
     with pytest.raises(NotImplementedError, match="a helper"):
         train(_config(data_dir, tmp_path / "run"))
     monkeypatch.setattr(gan, "loss_nonsaturating", lambda g, d, x, *, device: (x.sum(), x.sum()))
-    with pytest.raises(TrainingError, match="d_loss must be a scalar tensor that depends on"):
+    with pytest.raises(TrainingError, match=r"d_loss \(the first value the function returns\) does not depend on D's"):
         train(_config(data_dir, tmp_path / "run2"))
+    monkeypatch.setattr(gan, "loss_nonsaturating", lambda g, d, x, *, device: (x, x))
+    with pytest.raises(TrainingError, match="d_loss must be a scalar tensor that depends on"):
+        train(_config(data_dir, tmp_path / "run3"))
 
 
 def test_existing_run_needs_resume_or_overwrite(data_dir, tmp_path):
@@ -269,3 +273,39 @@ def test_resuming_after_gan_py_changed_says_the_weights_come_from_the_old_code(d
     train(_config(data_dir, tmp_path / "run", batch_size=16, num_epochs=3, resume=True))
     out = capsys.readouterr().out
     assert "codebase/gan.py changed since" in out and "use --overwrite instead of --resume" in out
+
+
+def _student(tmp_path, slug, name):
+    """Function ``name`` of the reference gan.py with the catalogued mistake ``slug``, from a file named gan.py."""
+    from grading.child.probes import load_module
+    from tests.grading import mutants
+
+    mutant = next(m for m in mutants.MUTANTS if m.slug == slug)
+    path = tmp_path / "student" / "gan.py"
+    path.parent.mkdir()
+    source = mutants.apply((ROOT / "codebase" / "gan.py").read_text(), mutant)
+    path.write_text(source)
+    return getattr(load_module(path, f"student_{slug}"), name), source
+
+
+def test_an_in_place_change_names_its_line_of_gan_py(data_dir, tmp_path, monkeypatch):
+    loss, source = _student(tmp_path, "interpolates_built_in_place_on_the_detached_fakes", "loss_wasserstein_gp")
+    line = next(n for n, text in enumerate(source.splitlines(), 1) if "x_hat.mul_(" in text)
+    monkeypatch.setattr(gan, "loss_wasserstein_gp", loss)
+    with pytest.raises(TrainingError) as raised:
+        train(_config(data_dir, tmp_path / "run", loss_type="wasserstein_gp"))
+    said = str(raised.value)
+    assert f"gan.py line {line} changes a tensor in place that autograd needs" in said, said
+    assert ".detach() shares memory" in said and "Hint:" not in said
+
+
+@pytest.mark.parametrize("slug, name, says", [
+    ("losses_returned_in_the_wrong_order", "loss_nonsaturating", "return (d_loss, g_loss) in that order"),
+    ("losses_returned_as_Python_numbers", "loss_wasserstein_gp", "d_loss is a Python number: return a tensor, "
+                                                                 "not .item()"),
+])
+def test_a_wrong_return_is_named_as_such(data_dir, tmp_path, monkeypatch, slug, name, says):
+    loss, _ = _student(tmp_path, slug, name)
+    monkeypatch.setattr(gan, name, loss)
+    with pytest.raises(TrainingError, match=re.escape(says)):
+        train(_config(data_dir, tmp_path / "run", loss_type=name.removeprefix("loss_")))
