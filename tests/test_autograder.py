@@ -206,3 +206,20 @@ def test_one_time_limit_by_default_everywhere(capsys):
         defaults.add(re.search(r"per problem \(default: ([\d.]+)\)", capsys.readouterr().out)[1])
     assert defaults == {f"{scoring.DEFAULT_TIMEOUT}"} and gradescope.DEFAULTS["timeout"] == scoring.DEFAULT_TIMEOUT
     assert make_autograder.DEFAULTS["timeout"] == scoring.DEFAULT_TIMEOUT == 120
+
+
+def test_the_hint_level_is_the_courses_and_chosen_when_the_autograder_is_built(tmp_path, autograder_zip):
+    with zipfile.ZipFile(autograder_zip) as zf:
+        assert json.loads(zf.read("autograder_config.json"))["hints"] == "handout"
+    built = tmp_path / "none.zip"
+    make_autograder.main(["-o", str(built), "--hints", "none"])
+    with zipfile.ZipFile(built) as zf:
+        assert json.loads(zf.read("autograder_config.json"))["hints"] == "none"
+    from tests.grading import mutants
+
+    mutant = next(m for m in mutants.MUTANTS if m.slug == "alpha_drawn_once_per_batch")
+    results, _ = _run(_root(tmp_path, built, _files(mutants.apply(REFERENCE, mutant)), parallel=3))
+    said = {t["name"]: t["output"] for t in results["tests"]}
+    alpha = said["4.5 loss_wasserstein_gp: interpolates with one alpha ~ U[0, 1] per sample"]
+    assert alpha.startswith("every sample has the same alpha") and "U[0, 1]" not in alpha and ":" not in alpha
+    assert results["score"] == 35 - 3
