@@ -52,3 +52,16 @@ def test_mutant_fails_its_check(mutant, tmp_path):
 @pytest.mark.parametrize("problem", checks.PROBLEMS)
 def test_correct_implementation_passes_every_check(path, problem):
     assert _failures(path, f"correct_{path.stem}", problem) == {}
+
+
+def test_an_autograd_error_names_the_line_of_gan_py_that_changed_a_tensor_in_place(tmp_path):
+    source = REFERENCE.read_text().replace(
+        "    d_loss = F.softplus(-d(x_real)).mean() + F.softplus(d(x_fake.detach())).mean()  # -log D(x) - log(1 - D(G(z)))\n",
+        "    p = torch.sigmoid(d(x_real))\n    p.mul_(1.0)\n    d_loss = -torch.log(p).mean() + F.softplus(d(x_fake.detach())).mean()\n", 1)
+    line = next(n for n, text in enumerate(source.splitlines(), 1) if "p.mul_(1.0)" in text)
+    (tmp_path / "gan.py").write_text(source)
+    failures = _failures(tmp_path / "gan.py", "inplace_autograd", "1.2")
+    said = failures["d_loss value"]
+    assert said.startswith("loss_nonsaturating raised RuntimeError: one of the variables needed for gradient "
+                           "computation has been modified by an inplace operation")
+    assert f"gan.py line {line} changes a tensor in place" in said and "graph.py" not in said and "Hint:" not in said

@@ -286,7 +286,7 @@ def _run_probe(function, probe: Probe, with_grads: bool) -> dict:
                 out["g_loss"], out["g_grads"] = _value_and_grads(g_loss, g)
             except RuntimeError as error:  # autograd's: name the lines of gan.py behind it
                 where = _where(lambda: function(*args, device=torch.device("cpu")), error)
-                out["error"] = _describe(error) + (f"; {where}" if where else "")
+                out["error"] = f"{_describe(error, located=False)}; {where}" if where else _describe(error)
         if g.changed_in_place():
             out["inplace"] = _inplace_lines(lambda: function(*args, device=torch.device("cpu")))
     except (Exception, SystemExit) as error:  # whatever the solution raises fails this probe only
@@ -345,15 +345,15 @@ def _value_and_grads(loss, net: nn.Module) -> tuple[Tensor, list[Tensor]]:
     return loss.detach().reshape(()).float().clone(), grads
 
 
-def _describe(error: BaseException) -> str:
+def _describe(error: BaseException, located: bool = True) -> str:
     """The error in one line, with where it was raised: the last line of gan.py in its traceback, if any."""
     if isinstance(error, Returned):
         return f"{error}"
     frames = traceback.extract_tb(error.__traceback__)
     own = [f for f in frames if Path(f.filename).name == "gan.py"]
     frame = own[-1] if own else frames[-1] if frames else None
-    where = f" (at {Path(frame.filename).name}:{frame.lineno})" if frame else ""
-    text = str(error).split(" Hint:")[0].strip()
+    where = f" (at {Path(frame.filename).name}:{frame.lineno})" if frame and located else ""
+    text = str(error).split(" Hint:")[0].strip().rstrip(".")
     return f"{type(error).__name__}: {text}"[:400] + where
 
 
