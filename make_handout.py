@@ -14,7 +14,7 @@ of the grading suite. In its Python files, each solution region
 becomes ``raise NotImplementedError("<function>: <hint>")`` at the region's indentation, with the hint the course
 chooses (``--hints none|handout|full``, default handout). The same level sets what the public checks
 (tests/test_losses.py) say when one fails: none what they saw, handout also what it means in the handout's terms,
-full also how to write it. In its other text files (setup.sh), the lines from ``# BEGIN GRADER`` to ``# END GRADER`` are the
+full also how to write it (below full, the file holds no such text: pytest shows a failing test's source). In its other text files (setup.sh), the lines from ``# BEGIN GRADER`` to ``# END GRADER`` are the
 instructors' and are left out. The ZIP is deterministic: the same sources give the
 same bytes.
 """
@@ -39,6 +39,7 @@ SOURCES = {"README.md": "docs/starter_README.md"}  # starter files whose content
 _GRADER = re.compile(r"^# BEGIN GRADER\b.*?^# END GRADER[^\n]*\n", flags=re.M | re.S)  # instructors' lines
 PUBLIC_CHECKS = "tests/test_losses.py"  # its HINTS line takes the course's hint level too
 _HINTS_LINE = re.compile(r'^HINTS = "handout"', flags=re.M)
+_FULL_HINTS = re.compile(r"^# BEGIN FULL HINTS\b.*?^# END FULL HINTS[^\n]*\n", flags=re.M | re.S)  # code, by message
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?::[ \t]*(?P<hint>.*?))?[ \t]*$")
 _END = re.compile(r"^[ \t]*# END SOLUTION[ \t]*$")
 _DEF = re.compile(r"^(?P<indent>[ \t]*)(?:async[ \t]+)?def[ \t]+(?P<name>\w+)")
@@ -104,6 +105,11 @@ def starter_files(root: Path = ROOT, names: tuple[str, ...] | list[str] = STARTE
             text, count = _HINTS_LINE.subn(f'HINTS = "{hints}"', content.decode())
             if count != 1:
                 raise ValueError(f'{name}: expected one line starting HINTS = "handout", found {count}')
+            if hints != "full":  # pytest shows a failing test's source: no recipe may stand in it
+                text, count = _FULL_HINTS.subn("FULL = {}  # how to write it: not given at this course's hint level\n",
+                                               text)
+                if count != 1:
+                    raise ValueError(f"{name}: expected one # BEGIN FULL HINTS ... # END FULL HINTS block, found {count}")
             content = text.encode()
         elif b"# BEGIN SOLUTION" in content or b"# END SOLUTION" in content:
             raise ValueError(f"{name}: solution markers are only understood in Python files")

@@ -23,11 +23,32 @@ LABELS = [2, 0, 1]
 MISMATCH = 4.0  # what the labelled discriminator adds to the logit of an image scored under another class
 
 
+# BEGIN FULL HINTS (make_handout.py keeps them only for --hints full)
+FULL = {  # how to write it, by message
+    "detach": "do not detach x_fake in g_loss",
+    "logits": "work on logits with F.softplus or F.logsigmoid, never log(sigmoid(h))",
+    "randn": "use torch.randn(B, g.dim_z)",
+    "fresh z": "draw with torch.randn on every call, not once, and without reseeding",
+    "labels": "y_fake = y_real, or torch.randint(0, g.num_classes, ...): its upper end is exclusive",
+    "alpha per sample": "alpha of shape (B, 1, 1, 1), not per pixel",
+    "same alpha": "one alpha ~ U[0, 1] per sample: alpha of shape (B, 1, 1, 1), drawn with torch.rand",
+    "penalty in graph": "take the gradient with torch.autograd.grad(..., create_graph=True)",
+    "norm": "grad.flatten(1).norm(dim=1), of the gradient of d(x_hat).sum()",
+}
+# END FULL HINTS
+
+
 def say(seen, handout="", full=""):
     """A failing check's message at the course's hint level: what the check saw, then what it means in the
-    handout's terms (handout), or how to write it (full)."""
-    more = {"none": "", "handout": handout, "full": full or handout}.get(HINTS, handout)
+    handout's terms (handout), or how to write it (full: FULL[full])."""
+    more = {"none": "", "handout": handout, "full": FULL.get(full, handout)}.get(HINTS, handout)
     return f"{seen}: {more}" if more else seen
+
+
+@pytest.fixture(autouse=True)
+def same_draws():
+    """Every test starts from the same seed: the same draws, so the same verdicts, on every run."""
+    torch.manual_seed(0)
 
 
 def softplus(h):
@@ -68,6 +89,7 @@ class FixedG(Fake):
         self.x = images(logits)
         self.scale = nn.Parameter(torch.ones((), dtype=torch.float64))
         self.calls = []  # (z, y) of every call
+        self.returned = []  # (images, their version when returned) of every call
 
     def forward(self, z, y=None):
         self.calls.append((z.detach().clone(), None if y is None else y.detach().clone()))
@@ -75,7 +97,12 @@ class FixedG(Fake):
         if y is not None:
             x = x.clone()
             x[:, 0, 0, 1] = y.to(x.dtype)
-        return x * self.scale
+        x = x * self.scale
+        self.returned.append((x, x._version))
+        return x
+
+    def changed_in_place(self):
+        return any(x._version != version for x, version in self.returned)
 
 
 class FirstPixel(Fake):
@@ -90,13 +117,16 @@ class FirstPixel(Fake):
         self.w = nn.Parameter(torch.ones((), dtype=torch.float64))
         self.b = nn.Parameter(torch.zeros((), dtype=torch.float64))
         self.labels = []
+        self.mismatched = 0  # images scored under a label other than the class they carry
 
     def forward(self, x, y=None):
         self.labels.append(y)
         h = self.w * x.flatten(1)[:, 0] + self.b
         if y is None:
             return h
-        return h + MISMATCH * (y.to(h.dtype) != x.flatten(1)[:, 1].detach()).to(h.dtype)
+        wrong = y.to(h.dtype) != x.flatten(1)[:, 1].detach()
+        self.mismatched += int(wrong.sum())
+        return h + MISMATCH * wrong.to(h.dtype)
 
 
 class LinearCritic(Fake):
@@ -155,24 +185,56 @@ def call(name, g, d, x_real, y_real=None):
         raise
 
 
-def losses(name, g, d, x_real, y_real=None):
+def losses(name, g, d, x_real, y_real=None, first=False):
     """(d_loss, g_loss) once the function returns what every other check relies on: two 0-d tensors, in the
-    handout's order. A mistake there is the one message of every check that depends on it."""
-    returned = call(name, g, d, x_real, y_real)
-    check_returns(returned)
-    if name in ALL:
-        check_order(name)
+    handout's order, images scored under their own labels, and G's images left as they were. A mistake there
+    fails the ``first`` check that meets it; the checks that depend on it are held back (skipped), so that one
+    mistake gives one message."""
+    try:
+        returned = call(name, g, d, x_real, y_real)
+        check_returns(returned)
+        if name in ALL:
+            check_order(name)
+        if isinstance(d, FirstPixel) and d.mismatched:
+            raise Mistake(say(f"D scored {d.mismatched} of the images under a label other than their own",
+                              "D(x, y) scores each real image x under its own label y, and each fake G(z, y) under "
+                              "the label y it was drawn with"))
+        if isinstance(g, FixedG) and g.changed_in_place():
+            raise Mistake(say(f"the images G returned were changed in place{_lines(name, g, d, x_real, y_real)}",
+                              "an in-place operation changes every tensor that shares its memory, and a detached "
+                              "tensor shares the memory of the tensor it was detached from"))
+    except Mistake as mistake:
+        if first:
+            pytest.fail(str(mistake))
+        pytest.skip(f"held back until the check of what the function returns passes: {mistake}")
     return returned
+
+
+class Mistake(Exception):
+    """A mistake every other check depends on."""
+
+
+def _lines(name, g, d, x_real, y_real):
+    """' (gan.py line N)': where the function makes in-place operations."""
+    from codebase.diagnostics import inplace_lines
+
+    try:
+        lines = inplace_lines(lambda: call(name, g, d, x_real, y_real))
+    except Exception:  # noqa: BLE001 - the message stands without the lines
+        lines = []
+    return f" (gan.py line {', '.join(map(str, lines))})" if lines else ""
 
 
 def check_returns(returned):
     if not (isinstance(returned, tuple) and len(returned) == 2):
-        pytest.fail(say(f"the function returned {_kind(returned)}", "return (d_loss, g_loss), a pair"))
+        raise Mistake(say(f"the function returned {_kind(returned)}", "return (d_loss, g_loss), a pair"))
     for what, loss in zip(("d_loss", "g_loss"), returned):
         if isinstance(loss, (float, int)):
-            pytest.fail(say(f"{what} is a Python number", "return a tensor, not .item(): training needs its gradient"))
+            raise Mistake(say(f"{what} is a Python number", "return a tensor, not .item(): training needs its "
+                                                             "gradient"))
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-            pytest.fail(say(f"{what} is {_kind(loss)}", "each loss is one scalar tensor: E[...] averages the batch"))
+            raise Mistake(say(f"{what} is {_kind(loss)}", "each loss is one scalar tensor: E[...] averages the "
+                                                           "batch"))
 
 
 def _kind(value):
@@ -203,8 +265,8 @@ def check_order(name):
                         and math.isclose(values[1], expected[0], rel_tol=1e-6)
                         and not math.isclose(expected[0], expected[1], rel_tol=1e-6))
     if _ORDER[name]:
-        pytest.fail(say("the two values are swapped: the first is g_loss and the second d_loss",
-                        "the handout's functions return (d_loss, g_loss), in that order"))
+        raise Mistake(say("the two values are swapped: the first is g_loss and the second d_loss",
+                          "the handout's functions return (d_loss, g_loss), in that order"))
 
 
 def nonsaturating_expected(name):
@@ -241,7 +303,13 @@ def _close(actual, expected):
 def test_returns_two_scalar_tensors_in_order(name):
     g, d = FixedG(FAKE), (LinearCritic(1.0) if name == "loss_wasserstein_gp" else FirstPixel())
     y = torch.tensor(LABELS) if name.startswith("conditional") else None
-    losses(name, g, d, images(REAL, LABELS if y is not None else None), y)
+    losses(name, g, d, images(REAL, LABELS if y is not None else None), y, first=True)
+
+
+def test_each_image_is_scored_under_its_own_label():
+    n = 200
+    y = (torch.arange(n) % 10)[torch.randperm(n, generator=torch.Generator().manual_seed(2))]
+    losses("conditional_loss_nonsaturating", FixedG([0.5] * n), FirstPixel(), images([0.5] * n, y), y, first=True)
 
 
 @pytest.mark.parametrize("name", NONSATURATING)
@@ -283,7 +351,7 @@ def test_each_loss_trains_its_own_network(name):
     assert g_grad is not None and g_grad.abs() > 0, say(
         "g_loss sends no gradient to G's parameters",
         "L_G must depend on G's parameters through G(z): keep the fakes attached to G in g_loss",
-        "do not detach x_fake in g_loss")
+        "detach")
 
 
 @pytest.mark.parametrize("name", NONSATURATING)
@@ -296,7 +364,7 @@ def test_finite_at_extreme_logits(name, h):
     grads = torch.autograd.grad(d_loss + g_loss, [d.w, d.b, g.scale], allow_unused=True)
     stable = say(f"with logits of +-{abs(h):g}, d_loss = {d_loss.item():.6g} and g_loss = {g_loss.item():.6g}",
                  "at such logits sigmoid rounds to 0 or 1, so compute log D and log(1 - D) from the logits, not from "
-                 "probabilities", "work on logits with F.softplus or F.logsigmoid, never log(sigmoid(h))")
+                 "probabilities", "logits")
     assert torch.isfinite(d_loss) and torch.isfinite(g_loss), stable
     assert all(grad is None or torch.isfinite(grad) for grad in grads), stable
     # The real image at logit -h and the fake at +h each cost |h| / 2 after the batch mean; so do G's two fakes.
@@ -333,10 +401,10 @@ def test_z_is_fresh_standard_normal_noise_for_each_sample(name):
         assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05 and (spread > 0.7).all() and (spread < 1.3).all(), say(
             f"z does not look like independent N(0, I) draws, one per sample (mean {z.mean():.3f}, std {z.std():.3f}, "
             f"std across samples from {spread.min():.3f} to {spread.max():.3f})",
-            "the handout draws z ~ N(0, I) for each sample", "use torch.randn(B, g.dim_z)")
+            "the handout draws z ~ N(0, I) for each sample", "randn")
     assert not any(torch.equal(a, b) for a, _ in first for b, _ in second), say(
         "a second call fed G the same z as the first", "each call draws fresh noise z ~ N(0, I)",
-        "draw with torch.randn on every call, not once, and without reseeding")
+        "fresh z")
 
 
 def test_fake_labels_are_the_real_ones_or_uniform_over_every_class():
@@ -355,7 +423,7 @@ def test_fake_labels_are_the_real_ones_or_uniform_over_every_class():
                 f"a batch of {n}" + (f", and {counts[10]} outside 0..9)" if counts[10] else ")"))
         assert y.min() >= 0 and y.max() <= 9 and min(counts[:10]) > n / 20 and max(counts[:10]) < 3 * n / 20, say(
             seen, "the fakes' labels follow the data's p(y): the real batch's labels, or uniform draws over all 10 "
-            "classes 0..9", "y_fake = y_real, or torch.randint(0, g.num_classes, ...): its upper end is exclusive")
+            "classes 0..9", "labels")
     drawn = [y for _, y in first if not torch.equal(y, y_real)]
     assert not any(torch.equal(a, b) for a in drawn for _, b in second), say(
         "a second call drew the same fake labels as the first", "draw them afresh on every call (or use y_real)")
@@ -399,14 +467,14 @@ def test_gradient_penalty_is_taken_at_interpolates_with_one_alpha_per_sample():
     if not d.unread:
         assert not off_segment, say(
             "D was evaluated at points that are not on the line from each fake to its real image", where + ", one "
-            "alpha for each sample (not one per pixel)", "alpha of shape (B, 1, 1, 1), not per pixel")
+            "alpha for each sample (not one per pixel)", "alpha per sample")
         for alpha in found:
             assert len(alpha), say("D was never evaluated at a point between a fake and a real image", where)
             assert len(alpha) >= n, say(f"D saw {len(alpha)} points between a fake and a real image, for a batch of "
                                         f"{n}", where + ": one point per sample")
             assert alpha.std() > 0.1, say(
                 f"every sample has the same alpha ({alpha[0]:.3g})", "the handout draws alpha ~ U[0, 1] for each sample",
-                "one alpha ~ U[0, 1] per sample: alpha of shape (B, 1, 1, 1), drawn with torch.rand")
+                "same alpha")
             assert abs(alpha.mean() - 0.5) < 0.1 and alpha.min() < 0.05 and alpha.max() > 0.95, say(
                 f"alpha does not look like U[0, 1] draws (mean {alpha.mean():.3f}, range {alpha.min():.3f}.."
                 f"{alpha.max():.3f})", "alpha ~ U[0, 1]")
@@ -416,7 +484,9 @@ def test_gradient_penalty_is_taken_at_interpolates_with_one_alpha_per_sample():
         for alpha, d_loss in zip(found, d_losses):
             expected = 10 * ((a * (2 * alpha[:n] - 1).abs() - 1) ** 2).mean().item()
             assert math.isclose(d_loss, expected, rel_tol=1e-5), say(
-                f"d_loss = {d_loss:.6g}, expected {expected:.6g} from the points D was evaluated at", where)
+                f"d_loss = {d_loss:.6g}, expected {expected:.6g} from the points D was evaluated at (the right "
+                "ones), for a critic whose gradient at x is x", "so look at the penalty itself: lambda E[(||grad "
+                "D(x_hat)||_2 - 1)^2], with ||.||_2 the L2 norm of each sample's gradient, minus 1, squared")
     else:  # torch.func: the points cannot be read, but the average penalty over alpha ~ U[0, 1] is a^2/3 - a + 1
         expected = 10 * (a * a / 3 - a + 1)
         for d_loss in d_losses:
@@ -437,8 +507,8 @@ def test_wasserstein_gp_value_with_a_linear_critic(norm):
     assert _close(d_loss.item(), expected_d), say(
         f"d_loss = {d_loss.item():.6g}, expected {expected_d:.6g} (the critic's gradient norm is {norm:g} "
         f"everywhere, so the penalty term is {10 * (norm - 1) ** 2:.6g})",
-        "L_D = E_z[D(G(z))] - E_x[D(x)] + lambda E[(||grad D(x_hat)||_2 - 1)^2], with lambda = 10: the penalty "
-        "is squared, on both sides of 1")
+        "L_D = E_z[D(G(z))] - E_x[D(x)] + lambda E[(||grad D(x_hat)||_2 - 1)^2], with lambda = 10: the L2 norm "
+        "of the gradient (a square root of its sum of squares), minus 1, squared, on both sides of 1")
     assert _close(g_loss.item(), expected_g), say(f"g_loss = {g_loss.item():.6g}, expected {expected_g:.6g}",
                                                   "L_G = -E_z[D(G(z))]")
 
@@ -456,7 +526,7 @@ def test_gradient_penalty_reaches_the_critics_parameters(norm):
     assert not torch.allclose(grad, wasserstein), say(
         "the gradient penalty sends no gradient to D's parameters: d_loss's gradient w.r.t. D's weights lacks the "
         "penalty's term", "the penalty must stay a function of D's parameters, through grad D(x_hat)",
-        "take the gradient with torch.autograd.grad(..., create_graph=True)")
+        "penalty in graph")
     expected = wasserstein + 20 * (norm - 1) * d.w.detach() / norm
     assert torch.allclose(grad, expected, rtol=1e-6, atol=1e-9), say(
         f"d_loss's gradient w.r.t. D's weights is wrong (largest error {(grad - expected).abs().max():.3g})",
@@ -485,7 +555,7 @@ def test_gradient_penalty_norm_is_per_sample_over_all_pixels():
     assert d_loss.item() == pytest.approx(expected, rel=1e-6), say(
         f"d_loss = {d_loss.item():.6g}, expected {expected:.6g} for a critic whose gradient at x is x",
         "||grad D(x_hat)||_2 is one L2 norm per sample, over all of its pixels, of the gradient of D's output "
-        "for that sample", "grad.flatten(1).norm(dim=1), of the gradient of d(x_hat).sum()")
+        "for that sample", "norm")
 
 
 @pytest.mark.parametrize("name", ALL)

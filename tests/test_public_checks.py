@@ -75,16 +75,18 @@ def public(tmp_path_factory):
     work = tmp_path_factory.mktemp("public")
     folder = _starter(work)
     reference = (ROOT / "codebase" / "gan.py").read_text()
-    sources = {"reference": str(ROOT / "codebase" / "gan.py")}
-    sources.update({name: str(ROOT / "tests" / "grading" / name) for name in VARIANTS})
-    for mutant in mutants.MUTANTS:
-        path = work / f"{mutant.slug}.py"
-        path.write_text(mutants.apply(reference, mutant))
-        sources[mutant.slug] = str(path)
-    uniform = work / "uniform_labels.py"  # the other correct draw of the conditional fakes' labels
-    uniform.write_text(reference.replace("y_fake = y_real", "y_fake = torch.randint(0, g.num_classes, y_real.shape, "
-                                                            "device=device)", 1))
-    sources["uniform fake labels"] = str(uniform)
+    texts = {"reference": reference}
+    texts.update({name: (ROOT / "tests" / "grading" / name).read_text() for name in VARIANTS})
+    texts.update({mutant.slug: mutants.apply(reference, mutant) for mutant in mutants.MUTANTS})
+    # the other correct draw of the conditional fakes' labels
+    texts["uniform fake labels"] = reference.replace(
+        "y_fake = y_real", "y_fake = torch.randint(0, g.num_classes, y_real.shape, device=device)", 1)
+    sources = {}
+    for i, (label, text) in enumerate(texts.items()):
+        path = work / "sources" / str(i) / "gan.py"  # named as students name it: messages cite gan.py's lines
+        path.parent.mkdir(parents=True)
+        path.write_text(text)
+        sources[label] = str(path)
     return folder, _run(folder, sources)
 
 
@@ -106,12 +108,15 @@ def test_one_mistake_gives_one_message(public):
     numbers = set(public[1]["losses_returned_as_Python_numbers"].values())
     assert len(swapped) == 1 and "(d_loss, g_loss)" in swapped.pop()
     assert len(numbers) == 1 and "not .item()" in numbers.pop()
+    assert len(public[1]["losses_returned_in_the_wrong_order"]) == 1  # the checks that depend on it are held back
 
 
 @pytest.mark.parametrize("slug, says", [
     ("penalty_taken_at_the_real_images", "never evaluated"),
     ("alpha_drawn_once_per_batch", "every sample has the same alpha"),
     ("conditional_fake_labels_that_never_reach_the_last_class", "never include class 9"),
+    ("real_images_scored_under_shuffled_labels", "under a label other than their own"),
+    ("interpolates_built_in_place_on_the_detached_fakes", "changed in place (gan.py line"),
 ])
 def test_the_costly_mistakes_are_named(public, slug, says):
     assert any(says in message for message in public[1][slug].values()), public[1][slug]
@@ -120,7 +125,10 @@ def test_the_costly_mistakes_are_named(public, slug, says):
 @pytest.mark.parametrize("hints", ["none", "full"])
 def test_the_hint_level_of_the_starter_sets_what_the_checks_say(tmp_path, hints):
     folder = _starter(tmp_path, hints)
-    assert f'HINTS = "{hints}"' in (folder / "tests" / "test_losses.py").read_text()
+    checks = (folder / "tests" / "test_losses.py").read_text()
+    assert f'HINTS = "{hints}"' in checks
+    # pytest shows a failing test's source: below full, no recipe may stand in the file at all
+    assert bool([code for code in ("create_graph", "(B, 1, 1, 1)", "torch.randn(B") if code in checks]) == (hints == "full")
     reference = (ROOT / "codebase" / "gan.py").read_text()
     mutant = next(m for m in mutants.MUTANTS if m.slug == "alpha_drawn_once_per_batch")
     (tmp_path / "mutant.py").write_text(mutants.apply(reference, mutant))
