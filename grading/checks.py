@@ -172,7 +172,7 @@ def _close(actual: Tensor, expected: Tensor, what: str, hint: tuple[str, str] = 
 
 
 def _close_grads(actual: list[Tensor], expected: tuple[Tensor, ...], what: str, net: str,
-                 hint: tuple[str, str]) -> None:
+                 hint: tuple[str, str], wrong: tuple[str, str] = NO_HINT) -> None:
     if all(not a.any() for a in actual):
         raise Failure(f"{what} sends no gradient to {net}'s parameters", *hint)
     if not all(torch.isfinite(a).all() for a in actual):
@@ -183,7 +183,7 @@ def _close_grads(actual: list[Tensor], expected: tuple[Tensor, ...], what: str, 
         except AssertionError:
             error = (a - e).abs().max().item()
             raise Failure(f"{what}'s gradient w.r.t. {net}'s parameters is wrong (largest error {error:.3g}, "
-                          f"expected values up to {e.abs().max().item():.3g})") from None
+                          f"expected values up to {e.abs().max().item():.3g})", *wrong) from None
 
 
 # ---- Expected values -------------------------------------------------------------------------------------------
@@ -387,9 +387,9 @@ def _alpha(outputs) -> None:
 
 _ONE_ALPHA_EACH = _hint("the handout draws alpha ~ U[0, 1] for each sample",
                         "draw one alpha per sample, alpha ~ U[0, 1] of shape (B, 1, 1, 1)")
-_NO_INTERPOLATES = ("D was never evaluated at interpolates alpha x_real + (1 - alpha) x_fake with 0 < alpha < 1",
-                    "the gradient penalty is taken at x_hat = alpha x_1 + (1 - alpha) x_2, with x_1 = G(z), "
-                    "x_2 = x and alpha ~ U[0, 1]", "")
+_NO_INTERPOLATES = ("D was never evaluated at a point x_hat = alpha x_1 + (1 - alpha) x_2 between a fake x_1 = "
+                    "G(z) and a real image x_2 = x (0 < alpha < 1)", "the gradient penalty is taken there, with "
+                    "alpha ~ U[0, 1]", "")
 
 
 def _expected(problem: str, name: str, probe: dict, loss: str) -> list[Expected]:
@@ -478,7 +478,21 @@ def _loss_grads(problem: str, loss: str, outputs, name: str = "main") -> None:
                 raise Failure("the gradient penalty sends no gradient to D's parameters", "the penalty must stay a "
                               "function of D's parameters, through grad D(x_hat)", "take the gradient with "
                               "torch.autograd.grad(..., create_graph=True)")
-            _close_grads(actual, expected.d_grads if loss == "d_loss" else expected.g_grads, loss, net, hint)
+            inplace = probe.get("inplace")
+            wrong = _hint(f"every term of the handout's {'L_D' if loss == 'd_loss' else 'L_G'} must reach {net}'s "
+                          "parameters as the formula says: check what is detached, or computed outside autograd")
+            mismatched = probe.get("mismatched")
+            if problem == "3.2" and isinstance(mismatched, int) and not isinstance(mismatched, bool) and mismatched:
+                wrong = _hint(f"D scored {mismatched} images under a label other than their own: D(x, y) scores each "
+                              "real image under its label, and each fake under the label it was drawn with")
+            elif isinstance(inplace, list):
+                wrong = _hint("the images G returned were changed in place: an in-place operation changes every "
+                              "tensor that shares its memory, and a detached tensor shares the memory of the tensor "
+                              "it was detached from")
+            elif loss == "d_loss" and expected.wasserstein is not None:
+                wrong = _hint("the penalty's part of it comes through grad D(x_hat): lambda E[(||grad D(x_hat)||_2 - "
+                              "1)^2], one L2 norm per sample, minus 1, squared")
+            _close_grads(actual, expected.d_grads if loss == "d_loss" else expected.g_grads, loss, net, hint, wrong)
             return
         except Failure as failure:
             failures.append(failure)

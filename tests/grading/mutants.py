@@ -72,7 +72,7 @@ MUTANTS = [
            says="every sample has the same alpha"),
     Mutant("penalty taken at the real images", WGP, re.escape("(alpha * x_real + (1 - alpha) * x_fake.detach())"),
            "(x_real.clone())", "4.5/interpolates with one alpha ~ U[0, 1] per sample",
-           says="interpolates"),
+           says="never evaluated at a point x_hat"),
     Mutant("penalty without create_graph", WGP, re.escape("x_hat, create_graph=True)"), "x_hat, create_graph=False)",
            "4.5/d_loss gradient to D",
            says="function of D's parameters"),
