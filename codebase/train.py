@@ -275,7 +275,11 @@ def update(loss_fn: LossFn, args: tuple, g: nn.Module, d: nn.Module, g_opt: torc
     """
     def losses():
         with torch.autocast(torch.device(device).type, dtype=amp or torch.float32, enabled=amp is not None):
-            return loss_fn(*args, device=device)
+            returned = loss_fn(*args, device=device)
+        if not (isinstance(returned, tuple) and len(returned) == 2):
+            raise TrainingError(f"codebase/gan.py: the loss function returned {_describe(returned)}: return (d_loss, "
+                                "g_loss), a pair of scalar tensors. Check it with: python -m pytest tests/test_losses.py")
+        return returned
 
     # (1) Update D on d_loss, w.r.t. D's parameters only.
     d_loss, _ = losses()
@@ -306,17 +310,21 @@ def update_ema(g_ema: nn.Module, g: nn.Module, decay: float, step: int) -> None:
 def _describe(value) -> str:
     if isinstance(value, torch.Tensor):
         return f"a tensor of shape {tuple(value.shape)}" + ("" if value.requires_grad else " with no gradient")
-    return type(value).__name__
+    return f"a {type(value).__name__}"
 
 
 def _preflight(name: str, loss_fn: LossFn, g: nn.Module, d: nn.Module, x_real: torch.Tensor,
                y: torch.Tensor | None, device: torch.device) -> None:
-    """Call the loss once on copies of the networks, leaving their state and the RNG untouched, so that an
-    unwritten stub stops the run with one line before anything is written. Other errors keep their traceback."""
+    """One training step on copies of the networks, leaving their state and the RNG untouched, so that an
+    unwritten stub, or a loss that cannot train (swapped, a Python number, a failing gradient), stops the run with
+    one line before anything is written. Other errors keep their traceback."""
     devices = [torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         try:
-            loss_fn(copy.deepcopy(g), copy.deepcopy(d), x_real, *([] if y is None else [y]), device=device)
+            g, d = copy.deepcopy(g), copy.deepcopy(d)
+            args = (g, d, x_real) + (() if y is None else (y,))
+            update(loss_fn, args, g, d, torch.optim.SGD(g.parameters(), lr=0.0), torch.optim.SGD(d.parameters(), lr=0.0),
+                   device)
         except NotImplementedError as error:
             frames = traceback.extract_tb(error.__traceback__)
             if frames and frames[-1].name == name:

@@ -214,6 +214,8 @@ def _nonsaturating(problem: str, name: str) -> Expected:
     g_loss = F.softplus(-h_fake_g).mean()  # -log sig(h_fake)
     mistakes = (("g_loss", -F.softplus(h_fake_g).mean(), _hint("this is the minimax loss E[log(1 - D(G(z)))] of "
                  "1.1; the non-saturating G loss of 1.2 is -E[log D(G(z))]")),
+                ("g_loss", F.softplus(h_fake_g).mean(), _hint("the sign is wrong: this is -E[log(1 - D(G(z)))]; the "
+                 "non-saturating G loss is -E[log D(G(z))]")),
                 ("d_loss", F.softplus(h_real).mean() + F.softplus(-h_fake_d).mean(), _hint("real and fake are "
                  "swapped: D should call real images real (-log D(x)) and fakes fake (-log(1 - D(G(z))))")))
     return Expected(d_loss, g_loss, list(p.d.parameters()), list(p.g.parameters()), mistakes=mistakes)
@@ -482,7 +484,9 @@ def _loss_grads(problem: str, loss: str, outputs, name: str = "main") -> None:
             wrong = _hint(f"every term of the handout's {'L_D' if loss == 'd_loss' else 'L_G'} must reach {net}'s "
                           "parameters as the formula says: check what is detached, or computed outside autograd")
             mismatched = probe.get("mismatched")
-            if problem == "3.2" and isinstance(mismatched, int) and not isinstance(mismatched, bool) and mismatched:
+            if _value_wrong(problem, loss, outputs):
+                wrong = _hint(f"its value is wrong too: see the {loss} value check")
+            elif problem == "3.2" and isinstance(mismatched, int) and not isinstance(mismatched, bool) and mismatched:
                 wrong = _hint(f"D scored {mismatched} images under a label other than their own: D(x, y) scores each "
                               "real image under its label, and each fake under the label it was drawn with")
             elif isinstance(inplace, list):
@@ -499,12 +503,26 @@ def _loss_grads(problem: str, loss: str, outputs, name: str = "main") -> None:
     raise failures[0]
 
 
+def _value_wrong(problem: str, loss: str, outputs) -> bool:
+    """Whether ``loss``'s value on the main probe fails its check (so that other checks can point to it)."""
+    try:
+        _loss_value(problem, loss, outputs)
+    except Failure:
+        return True
+    except Exception:  # noqa: BLE001 - malformed outputs: the value check says so
+        pass
+    return False
+
+
 def _extreme(problem: str, outputs) -> None:
     for loss in ("d_loss", "g_loss"):
         try:
             _loss_value(problem, loss, outputs, "extreme")
             _loss_grads(problem, loss, outputs, "extreme")
         except Failure as failure:
+            if _value_wrong(problem, loss, outputs):
+                raise Failure(f"with logits of a few hundred: {failure.seen}", f"{loss} is wrong at ordinary "
+                              f"logits too: see the {loss} value check") from None
             raise failure.prefixed("with logits of a few hundred: ") from None
 
 

@@ -132,9 +132,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monke
     good = gan.loss_nonsaturating
 
     def turning_nan(*args, device):
-        calls["n"] += 1  # two calls per step: the D step's, then the G step's
+        calls["n"] += 1  # two calls per step, the D step's then the G step's, after the two of the pre-flight step
         d_loss, g_loss = good(*args, device=device)
-        return (d_loss * float("nan") if calls["n"] > 110 else d_loss), g_loss
+        return (d_loss * float("nan") if calls["n"] > 112 else d_loss), g_loss
 
     monkeypatch.setattr(gan, "loss_nonsaturating", turning_nan)
     with pytest.raises(TrainingError, match=r"d_loss became nan at step 56.*checkpoint.*kept"):
@@ -294,6 +294,7 @@ def test_an_in_place_change_names_its_line_of_gan_py(data_dir, tmp_path, monkeyp
     monkeypatch.setattr(gan, "loss_wasserstein_gp", loss)
     with pytest.raises(TrainingError) as raised:
         train(_config(data_dir, tmp_path / "run", loss_type="wasserstein_gp"))
+    assert not (tmp_path / "run").exists()
     said = str(raised.value)
     assert f"gan.py line {line} changes a tensor in place that autograd needs" in said, said
     assert ".detach() shares memory" in said and "Hint:" not in said
@@ -309,3 +310,11 @@ def test_a_wrong_return_is_named_as_such(data_dir, tmp_path, monkeypatch, slug, 
     monkeypatch.setattr(gan, name, loss)
     with pytest.raises(TrainingError, match=re.escape(says)):
         train(_config(data_dir, tmp_path / "run", loss_type=name.removeprefix("loss_")))
+    assert not (tmp_path / "run").exists()  # stopped by the pre-flight step, before anything was written
+
+
+def test_a_function_that_returns_no_pair_is_named_before_anything_is_written(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(gan, "loss_nonsaturating", lambda g, d, x, *, device: {"d_loss": x.sum(), "g_loss": x.sum()})
+    with pytest.raises(TrainingError, match=r"returned a dict: return \(d_loss, g_loss\), a pair"):
+        train(_config(data_dir, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()

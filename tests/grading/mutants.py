@@ -34,6 +34,8 @@ MUTANTS = [
     Mutant("minimax G loss instead of the non-saturating one", NS, _NS_G, "g_loss = -F.softplus(d(x_fake)).mean()",
            "1.2/g_loss value",
            says="minimax loss"),
+    Mutant("G loss of -log(1 - D) instead of -log D", NS, _NS_G, "g_loss = F.softplus(d(x_fake)).mean()",
+           "1.2/g_loss value", says="this is -E[log(1 - D(G(z)))]"),
     Mutant("D loss summed over the batch", NS, _NS_D,
            "d_loss = F.softplus(-d(x_real)).sum() + F.softplus(d(x_fake.detach())).sum()", "1.2/d_loss value",
            says="average over the batch"),
