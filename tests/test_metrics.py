@@ -307,7 +307,7 @@ def test_corrupt_classifier_weights_are_a_clear_error(tmp_path, monkeypatch, cap
     with pytest.raises(ClassifierError, match="does not hold this project's classifier"):
         load_classifier(bad)
     code, message = _main(monkeypatch, capsys, "--calibrate", "--classifier", tmp_path / "none.pt")
-    assert message.startswith("error: no classifier weights") and "train_classifier.py" in message
+    assert message.startswith("error: no classifier weights") and "codebase/assets" in message
 
 
 @pytest.mark.parametrize("args", [[], ["--n", "1", "--calibrate"], ["--n", "x", "run"], ["--device", "tpu", "run"]])
