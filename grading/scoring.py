@@ -30,6 +30,7 @@ from grading.submission import GAN, RUNS, check_grid, read_submission
 from make_handout import STARTER, starter_files
 
 GRID_POINTS = 0.0
+UNJUDGED_HERE = "not judged on this grading machine"  # the grader lacks what judging needs: no fault of the grid
 DEFAULT_TIMEOUT = 120.0  # seconds per problem, in grade.py, grade_all.py and on Gradescope alike
 HERE = Path(__file__).resolve().parent
 
@@ -117,7 +118,7 @@ def judge_grids(sub, grids: dict[str, str | None], grid_points: float) -> dict[s
         except judge.GridsUnavailable as error:
             if grid_points:
                 raise GradingFailed(f"the grids cannot be judged here: {error}") from None
-            judged[problem] = f"not judged on this grading machine ({error})"
+            judged[problem] = f"{UNJUDGED_HERE} ({error})"
     return judged
 
 
@@ -245,8 +246,9 @@ def results(outcomes: dict[str, dict | str], grids: dict[str, str | None], notes
                            GRID_POINTS, grids[number], passed="a valid PNG of sane size"))
         scores = (judged or {}).get(number, grids[number] or "not judged")
         said = _describe(scores) if isinstance(scores, dict) else scores
+        fine = scores["healthy"] if isinstance(scores, dict) else scores.startswith(UNJUDGED_HERE)  # not the student's
         tests.append(_test(f"{number}.{len(verdicts) + 2}", f"{number} sample grid judged by the classifier",
-                           grid_points, None if isinstance(scores, dict) and scores["healthy"] else said, passed=said))
+                           grid_points, None if fine else said, passed=said))
     score = sum(test["score"] for test in tests)
     top = sum(test["max_score"] for test in tests)
     return {"score": score, "execution_time": round(seconds, 1), "visibility": "visible",
@@ -310,12 +312,11 @@ def submission_hash(path: Path) -> str:
 
 
 def _test(number: str, name: str, points: float, message: str | None, passed: str = "passed") -> dict:
-    """A check's entry; one worth 0 points is information, with no passed or failed status."""
+    """A check's entry, passed or failed; one worth 0 points is named as information, and shows red all the same
+    when it failed (no grid, a grid below a healthy one), so that Gradescope never shows a failure in green."""
     test = {"name": name, "number": number, "score": 0.0 if message else float(points), "max_score": float(points),
-            "output": printable(message or passed)}
-    if points:
-        test["status"] = "failed" if message else "passed"
-    else:
+            "output": printable(message or passed), "status": "failed" if message else "passed"}
+    if not points:
         test["name"] += " (information, 0 points)"
     return test
 

@@ -81,13 +81,28 @@ def _assert_complete(results: dict) -> None:
     json.dumps(results)
     assert len(results["tests"]) == sum(len(p.checks) + 2 for p in checks.PROBLEMS.values())
     for test in results["tests"]:
-        status = {"status"} if test["max_score"] else set()  # a 0-point check is information: no status
-        assert set(test) == {"name", "number", "score", "max_score", "output"} | status
-        assert 0 <= test["score"] <= test["max_score"]
+        assert set(test) == {"name", "number", "score", "max_score", "output", "status"}
+        assert 0 <= test["score"] <= test["max_score"] and test["status"] in ("passed", "failed")
         if test["max_score"]:
-            assert test["status"] in ("passed", "failed")
             assert (test["status"] == "passed") == (test["score"] == test["max_score"])
     assert results["score"] == sum(test["score"] for test in results["tests"])
+
+
+def test_information_checks_show_failed_when_they_fail():
+    """Gradescope colours a test by its status: a 0-point grid check that says "no sample grid" must be red."""
+    from grading import scoring
+
+    grids = {"1.2": None, "3.2": "no sample grid in out_nonsaturating_conditional/", "4.5": None}
+    judged = {"1.2": {"healthy": True, "realism": 0.7, "classes": 9.8, "copies": 0},
+              "3.2": "not judged: there is no valid grid", "4.5": "not judged on this grading machine (no data)"}
+    results = scoring.results(dict.fromkeys(grids, "gan.py: missing"), grids, [], 0.0, judged)
+    status = {t["name"].split(" (")[0]: t["status"] for t in results["tests"] if not t["max_score"]}
+    assert status == {"1.2 sample grid out_nonsaturating/fake_<step>.png": "passed",
+                      "1.2 sample grid judged by the classifier": "passed",
+                      "3.2 sample grid out_nonsaturating_conditional/fake_<step>.png": "failed",
+                      "3.2 sample grid judged by the classifier": "failed",
+                      "4.5 sample grid out_wasserstein_gp/fake_<step>.png": "passed",
+                      "4.5 sample grid judged by the classifier": "passed"}  # the grader's lack, not the grid's
 
 
 # ---- Reading the ZIP (no child processes) ---------------------------------------------------------------------
