@@ -165,9 +165,14 @@ def current(entry: Entry, results: dict) -> bool:
             and (not entry.path.exists() or extra.get("submission_sha256") == submission_hash(entry.path)))
 
 
-def _cell(value: str) -> str:
-    """A CSV cell a spreadsheet shows as text: never a formula (student names and messages come from students)."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+_FORMULA = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")  # and their full-width forms
+
+
+def csv_cell(value: str) -> str:
+    """A CSV cell a spreadsheet shows as text: never a formula (student names and messages come from students).
+    OWASP's rule, applied also after leading spaces, which spreadsheets trim on import: a cell that starts with
+    = + - @ (or a tab or line break) gets a leading apostrophe."""
+    return "'" + value if value[:1] in _FORMULA or value.lstrip(" \u00a0")[:1] in _FORMULA else value
 
 
 def write_csv(out: Path, students: list[Entry], flags: dict[str, list[str]] | None = None) -> int:
@@ -187,7 +192,7 @@ def write_csv(out: Path, students: list[Entry], flags: dict[str, list[str]] | No
             else:
                 mine = results.get("extra_data", {}).get("flags", []) if row["status"] == GRADED else []
             row["flags"] = " | ".join(str(f)[:300] for f in mine[:10])
-            writer.writerow({k: _cell(v) for k, v in row.items()})
+            writer.writerow({k: csv_cell(v) for k, v in row.items()})
             rows += 1
     tmp = out / "grades.csv.tmp"
     tmp.write_text(buffer.getvalue())

@@ -21,7 +21,7 @@ import os
 import time
 from pathlib import Path
 
-from grading.batch import Entry, _cell, status, summary
+from grading.batch import Entry, csv_cell, status, summary
 from grading.status import GRADED
 
 DEFAULT_COLUMN = "GAN homework"
@@ -34,16 +34,16 @@ def rows(lms: str, column: str, students: list[Entry], results: dict[str, dict])
     if lms == "canvas":
         table = [["Student", "ID", "SIS User ID", "SIS Login ID", "Section", column],
                  ["Points Possible", "", "", "", "", f"{top:g}"]]
-        table += [[_cell(e.name), e.student, "", "", "", f"{c['score']:g}"] for e, c in graded]
+        table += [[csv_cell(e.name), e.student, "", "", "", f"{c['score']:g}"] for e, c in graded]
     elif lms == "moodle":
         table = [["Identifier", "Full name", "Grade", "Maximum Grade", "Last modified (grade)", "Feedback comments"]]
         now = time.strftime("%A, %d %B %Y, %I:%M %p")  # newer than the grades it replaces, as Moodle writes dates
-        table += [[f"Participant {e.student}", _cell(e.name), f"{c['score']:.2f}", f"{top:.2f}", now,
-                   _cell(html.escape(summary(e, c)["notes"]))] for e, c in graded]  # Moodle shows feedback as HTML
+        table += [[f"Participant {e.student}", csv_cell(e.name), f"{c['score']:.2f}", f"{top:.2f}", now,
+                   csv_cell(html.escape(summary(e, c)["notes"]))] for e, c in graded]  # Moodle shows feedback as HTML
     elif lms == "blackboard":
         name, _, column_id = column.partition("|")
         header = f"{name.strip()} [Total Pts: {top:g} Score]" + (f" |{column_id.strip()}" if column_id else "")
-        table = [["Username", header]] + [[_cell(e.student), f"{c['score']:g}"] for e, c in graded]
+        table = [["Username", header]] + [[csv_cell(e.student), f"{c['score']:g}"] for e, c in graded]
     else:
         raise ValueError(f"no gradebook format for {lms!r}")
     return table

@@ -178,3 +178,14 @@ def test_blank_and_collapsed_grids_are_not_paired():
     one = np.tile(np.pad(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8), 1), (10, 10))
     one = np.pad(one, 1)  # the same image 100 times, in the run scripts' layout
     assert similarity.collapsed(blank) and similarity.collapsed(one) and not similarity.collapsed(_grid(0))
+
+
+@pytest.mark.parametrize("value, shown", [
+    ("=1+1", "'=1+1"), (" =1+1", "' =1+1"), ("  +cmd", "'  +cmd"), ("\u00a0-2", "'\u00a0-2"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\t=x", "'\t=x"), ("\uff1d1+1", "'\uff1d1+1"), ("Ann Lee", "Ann Lee"), ("D'Souza", "D'Souza"), ("35", "35"),
+    ("a=b", "a=b"),
+])
+def test_no_cell_of_a_grader_csv_starts_a_formula_even_after_spaces(value, shown):
+    from grading.batch import csv_cell
+
+    assert csv_cell(value) == shown
