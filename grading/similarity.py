@@ -6,8 +6,10 @@ comments, docstrings, layout and names normalised away (every name becomes ``V``
 KGRAM tokens; the runs that the starter's own gan.py holds are dropped. Two files are paired when most of the
 smaller one's runs are in the other (``overlap``, at least CODE_OVERLAP) and it has at least MIN_KGRAMS runs of
 its own, so that stubs and one-liners never pair. Sample grids are paired when the root-mean-square difference of
-their pixels (in [0, 1]) is below GRID_DISTANCE: the same grid saved again, a few images changed, or another
-step of the same run; grids of one image repeated (blank, collapsed) are not compared.
+their pixels (in [0, 1]) is below GRID_DISTANCE, the other grid taken as it is or as a copier might disguise it
+(``disguises``: mirrored or flipped whole, or each image mirrored or flipped in place): the same grid saved again, a
+few images changed, or another step of the same run; grids of one image repeated (blank, collapsed) are not
+compared.
 """
 from __future__ import annotations
 
@@ -88,15 +90,34 @@ def collapsed(grid: np.ndarray) -> bool:
     return float(images.astype(np.float32).std(axis=0).mean()) < COLLAPSED_SPREAD
 
 
+def disguises(grid: np.ndarray) -> list[np.ndarray]:
+    """``grid`` and what a copier might make of it without training anything: mirrored or flipped as a whole, and,
+    in the run scripts' 302x302 layout, each image mirrored or flipped in place."""
+    found = [grid, grid[:, ::-1], grid[::-1, :], grid[::-1, ::-1]]
+    if grid.shape == (302, 302):
+        for axes in ((3,), (1,), (1, 3)):  # in place: across, upside down, both
+            copy = grid.copy()
+            cells = copy[2:, 2:].reshape(10, 30, 10, 30)
+            cells[:, :28, :, :28] = np.flip(cells[:, :28, :, :28], axes)
+            found.append(copy)
+    return found
+
+
 def similar_grids(grids: dict[str, np.ndarray]) -> list[tuple[str, str, float]]:
     """The pairs of students whose grids (same shape, uint8) differ by less than GRID_DISTANCE (root mean square,
-    pixels in [0, 1]): (a, b, distance), most alike first."""
+    pixels in [0, 1]), one taken as it is or as any of its ``disguises``: (a, b, distance), most alike first."""
     names = sorted(grids)
     if len(names) < 2:
         return []
-    x = np.stack([grids[n].reshape(-1).astype(np.float32) / 255 for n in names])  # (N, P)
-    squares = (x ** 2).sum(1)
-    d2 = np.maximum(squares[:, None] + squares[None, :] - 2 * x @ x.T, 0) / x.shape[1]
+    variants = [disguises(grids[n]) for n in names]
+    x = np.stack([v[0].reshape(-1).astype(np.float32) / 255 for v in variants])  # (N, P)
+    squares = (x ** 2).sum(1)  # a disguise moves pixels, so its squares are the grid's own
+    d2 = np.full((len(names), len(names)), np.inf, dtype=np.float32)
+    for k in range(len(variants[0])):
+        y = np.stack([v[k].reshape(-1).astype(np.float32) / 255 for v in variants])
+        # float32 is enough here: its rounding (about 1e-7 of d2) is far below the threshold's 1e-2
+        d2 = np.minimum(d2, np.maximum(squares[:, None] + squares[None, :] - 2 * x @ y.T, 0) / x.shape[1])
+    d2 = np.minimum(d2, d2.T)
     pairs = [(names[i], names[j], float(np.sqrt(d2[i, j]))) for i, j in zip(*np.triu_indices(len(names), 1))
              if d2[i, j] < GRID_DISTANCE ** 2]
     return sorted(pairs, key=lambda p: p[2])

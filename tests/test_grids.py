@@ -151,3 +151,28 @@ def test_a_cache_that_cannot_be_written_is_skipped_not_a_failure(tmp_path, monke
     finally:
         grids._reference.cache_clear()
     assert list((tmp_path / "cache").iterdir()) == []  # no partial file left behind
+
+
+@pytest.mark.parametrize("disguise", ["mirrored whole", "flipped whole", "each image mirrored in place",
+                                      "each image upside down in place"])
+def test_a_copied_grid_is_paired_however_it_was_mirrored_or_flipped(disguise):
+    g = np.random.default_rng(1)
+    a = np.zeros((302, 302), dtype=np.uint8)
+    for row in range(10):
+        for col in range(10):
+            a[2 + 30 * row:30 + 30 * row, 2 + 30 * col:30 + 30 * col] = g.integers(0, 256, (28, 28))
+    b = a.copy()
+    if disguise == "mirrored whole":
+        b = a[:, ::-1].copy()
+    elif disguise == "flipped whole":
+        b = a[::-1, :].copy()
+    else:
+        for row in range(10):
+            for col in range(10):
+                cell = a[2 + 30 * row:30 + 30 * row, 2 + 30 * col:30 + 30 * col]
+                b[2 + 30 * row:30 + 30 * row, 2 + 30 * col:30 + 30 * col] = (
+                    cell[:, ::-1] if "mirrored" in disguise else cell[::-1, :])
+    assert not np.array_equal(a, b)
+    c = g.integers(0, 256, (302, 302), dtype=np.uint8)
+    found = similarity.similar_grids({"a": a, "b": b, "c": c})
+    assert [(x, y) for x, y, _ in found] == [("a", "b")] and found[0][2] < 1e-3  # float32: 0 up to rounding
