@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--regrade: no such student: {', '.join(sorted(unknown))}")
     todo = [e for e in students if args.regrade == [] or e.student in (args.regrade or ())
             or not up_to_date(e, args.out / "results" / f"{e.file_name}.json", args.hints)]
-    flags = ["--timeout", str(args.timeout), "--sandbox", mode, "--parallel", "1" if args.jobs > 1 else "3",
+    # A submission's three problems run at once, whatever --jobs is: a student whose code hangs costs one time limit
+    flags = ["--timeout", str(args.timeout), "--sandbox", mode, "--parallel", "3",
              "--hints", args.hints]
     batch = Batch(args.out, flags, args.jobs)
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -255,3 +255,20 @@ runpy.run_path(sys.argv[0], run_name="__main__")
     capsys.readouterr()
     grade_all.main([*command, "--regrade", "203"])
     assert "3 already graded, 1 to grade" in capsys.readouterr().out
+
+
+def test_a_hanging_student_costs_one_time_limit_whatever_the_jobs(tmp_path):
+    folder = tmp_path / "class"
+    folder.mkdir()
+    for name, source in (("hang_201_hw3", REFERENCE + "\nwhile True:\n    pass\n"), ("ok_202_hw3", REFERENCE)):
+        for member, content in _files(source).items():
+            (folder / name / member).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name / member).write_bytes(content)
+    out = tmp_path / "graded"
+    done = subprocess.run([sys.executable, str(ROOT / "grade_all.py"), str(folder), "-o", str(out), "--jobs", "2",
+                           "--timeout", "10", "--student-pattern", PATTERN], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    hanging = json.loads((out / "results" / "hang.json").read_text())
+    assert all("time limit of 10 s" in t["output"] for t in hanging["tests"] if t["max_score"])
+    assert hanging["execution_time"] < 2 * 10  # its three problems waited out one limit together, not one after another
+    assert json.loads((out / "results" / "ok.json").read_text())["score"] == 35
