@@ -263,30 +263,38 @@ def _wasserstein_gp(name: str, alpha: Tensor) -> Expected:
 
 
 def _check_z(probe: dict) -> list[Tensor]:
-    """z of every G call has shape (k B, dim_z) and looks like N(0, I) draws, independent across samples."""
+    """z of every G call, once each has shape (k B, dim_z)."""
     zs = _calls(probe, "z")
     if not zs:
         raise Failure("G was never called", "the fakes are G(z)")
+    checked = []
     for z in zs:
         n = z.shape[0] if isinstance(z, Tensor) and z.dim() == 2 else 0
         if n == 0 or n % SAMPLING_BATCH or n > probes.MAX_CALLS * SAMPLING_BATCH:
             raise Failure(f"G got z as {probes._kind(z)}, for a batch of {SAMPLING_BATCH}",
                           f"z has one row per sample, shape (B, g.dim_z) = ({SAMPLING_BATCH}, {DIM_Z})")
-        z = _tensor(z, (n, DIM_Z), "z").double()
-        mean, std = z.mean().item(), z.std().item()
-        per_dim_mean, per_dim_std = z.mean(0).abs().max().item(), z.std(0)
-        if abs(mean) > 0.05 or abs(std - 1) > 0.05 or per_dim_mean > 0.4 or not (
-                (per_dim_std > 0.7) & (per_dim_std < 1.3)).all():
-            raise Failure(f"z does not look like N(0, I) draws, one per sample (mean {mean:.3f}, std {std:.3f}, "
-                          f"per-dimension std from {per_dim_std.min().item():.3f} to "
-                          f"{per_dim_std.max().item():.3f})", "the handout draws z ~ N(0, I) for each sample",
-                          "use torch.randn(B, g.dim_z)")
-    return zs
+        checked.append(_tensor(z, (n, DIM_Z), "z").double())
+    return checked
+
+
+def _check_z_distribution(checked: list[Tensor]) -> None:
+    """The rows of each z differ (one draw per sample), and all the calls' z together look like N(0, I) draws."""
+    within = min(z.std(0).mean().item() for z in checked)  # about 1 for independent rows, 0 for one row repeated
+    z = torch.cat(checked)
+    mean, std = z.mean().item(), z.std().item()
+    per_dim_mean, per_dim_std = z.mean(0).abs().max().item(), z.std(0)
+    if within < 0.5 or abs(mean) > 0.05 or abs(std - 1) > 0.05 or per_dim_mean > 0.4 or not (
+            (per_dim_std > 0.7) & (per_dim_std < 1.3)).all():
+        raise Failure(f"z does not look like N(0, I) draws, one per sample (mean {mean:.3f}, std {std:.3f}, "
+                      f"per-dimension std from {per_dim_std.min().item():.3f} to {per_dim_std.max().item():.3f}, "
+                      f"across one batch's rows {within:.3f})", "the handout draws z ~ N(0, I) for each sample",
+                      "use torch.randn(B, g.dim_z)")
 
 
 def _check_fake_labels(probe: dict, zs: list[Tensor]) -> None:
     """Fake labels are the real batch's labels, or uniform draws over the classes (p(y) = 1/m)."""
     y_real = probes.build("3.2", "sampling").y_real
+    drawn = []  # the labels that are not y_real, over all the calls: 64 per call are too few to judge alone
     for z, y in zip(zs, _calls(probe, "y")):
         n = z.shape[0]
         if y is None:
@@ -294,14 +302,17 @@ def _check_fake_labels(probe: dict, zs: list[Tensor]) -> None:
         y = _tensor(y, (n,), "the fake labels", integer=True).long()
         if y.min() < 0 or y.max() >= NUM_CLASSES:
             raise Failure(f"the fake labels lie in {y.min()}..{y.max()}", f"classes are 0..{NUM_CLASSES - 1}")
-        if torch.equal(y, y_real.repeat(n // len(y_real))):
-            continue
+        if not torch.equal(y, y_real.repeat(n // len(y_real))):
+            drawn.append(y)
+    if drawn:
+        y = torch.cat(drawn)
+        n = len(y)
         counts = torch.bincount(y, minlength=NUM_CLASSES)
         if counts.min() < 0.5 * n / NUM_CLASSES or counts.max() > 1.5 * n / NUM_CLASSES:
             missing = [str(k) for k in range(NUM_CLASSES) if counts[k] == 0]
-            seen = (f"the fake labels never include class {', '.join(missing)} (class counts {counts.tolist()} in a "
-                    f"batch of {n})" if missing else f"the fake labels are neither y_real nor uniform over the "
-                    f"{NUM_CLASSES} classes (class counts {counts.tolist()} in a batch of {n})")
+            seen = (f"the fake labels never include class {', '.join(missing)} (class counts {counts.tolist()} over "
+                    f"{n} fakes)" if missing else f"the fake labels are neither y_real nor uniform over the "
+                    f"{NUM_CLASSES} classes (class counts {counts.tolist()} over {n} fakes)")
             raise Failure(seen, f"the fakes' labels follow the data's p(y): y_real, or uniform draws over all "
                           f"{NUM_CLASSES} classes 0..{NUM_CLASSES - 1}", "y_real, or torch.randint(0, g.num_classes, "
                           "y_real.shape): torch.randint's upper end is exclusive")
@@ -352,14 +363,15 @@ def _sampling(problem: str, outputs) -> None:
         raise Failure("a second call of the function fed G the same z as the first", "each call draws fresh noise "
                       "z ~ N(0, I): not once for all calls, and without reseeding", "draw fresh noise with "
                       "torch.randn on every call (not once, and without reseeding)")
+    _check_z_distribution(zs)
     if problem == "3.2":
-        _check_fake_labels(probe, zs)
         y_real = probes.build("3.2", "sampling").y_real
         first, second = _split_calls(probe, "first_g", _calls(probe, "y"))
         drawn = [y for y in first if isinstance(y, Tensor) and not (y.shape == y_real.shape and torch.equal(y, y_real))]
         if _reused(drawn, second):
             raise Failure("a second call drew the same fake labels as the first",
                           "draw them afresh on every call (or use y_real)")
+        _check_fake_labels(probe, zs)
 
 
 def _alpha(outputs) -> None:
@@ -382,9 +394,10 @@ def _alpha(outputs) -> None:
         for alpha in found:
             if alpha.std() < 0.1:
                 raise Failure("every sample has the same alpha", *_ONE_ALPHA_EACH)
-            if name == "sampling" and (abs(alpha.mean() - 0.5) > 0.1 or alpha.min() > 0.05 or alpha.max() < 0.95):
-                raise Failure(f"alpha does not look like U[0, 1] draws (mean {alpha.mean():.3f}, range "
-                              f"{alpha.min():.3f}..{alpha.max():.3f})", "alpha ~ U[0, 1]", "use torch.rand")
+        alpha = torch.cat(found)  # all the calls' alphas: one batch of 64 is too few to judge alone
+        if name == "sampling" and (abs(alpha.mean() - 0.5) > 0.1 or alpha.min() > 0.05 or alpha.max() < 0.95):
+            raise Failure(f"alpha does not look like U[0, 1] draws (mean {alpha.mean():.3f}, range "
+                          f"{alpha.min():.3f}..{alpha.max():.3f})", "alpha ~ U[0, 1]", "use torch.rand")
 
 
 _ONE_ALPHA_EACH = _hint("the handout draws alpha ~ U[0, 1] for each sample",

@@ -65,3 +65,15 @@ def test_an_autograd_error_names_the_line_of_gan_py_that_changed_a_tensor_in_pla
     assert said.startswith("loss_nonsaturating raised RuntimeError: one of the variables needed for gradient "
                            "computation has been modified by an inplace operation")
     assert f"gan.py line {line} changes a tensor in place" in said and "graph.py" not in said and "Hint:" not in said
+
+
+def test_no_probe_runs_a_function_at_a_larger_batch_than_training(tmp_path):
+    """Correct code that trains at batch 64 (a per-sample loop, say) needs no more memory in the grader: a
+    solution that refuses larger batches still gets every check."""
+    guard = ("\n\ndef _at_most_64(function):\n    def checked(g, d, x_real, *args, **kwargs):\n"
+             "        if len(x_real) > 64:\n            raise MemoryError(f'batch {len(x_real)}')\n"
+             "        return function(g, d, x_real, *args, **kwargs)\n    return checked\n\n\n"
+             + "".join(f"{name} = _at_most_64({name})\n" for name in probes.FUNCTIONS.values()))
+    (tmp_path / "gan.py").write_text(REFERENCE.read_text() + guard)
+    for problem in checks.PROBLEMS:
+        assert _failures(tmp_path / "gan.py", f"at_most_64_{problem.replace('.', '_')}", problem) == {}

@@ -32,18 +32,19 @@ from torch import Tensor, nn
 DIM_Z = 64
 NUM_CLASSES = 10
 BATCH = 16  # batch of the probes whose values and gradients are checked
-SAMPLING_BATCH = 1024  # batch of the probe that looks at the distributions of z, fake labels and alpha
+SAMPLING_BATCH = 64  # batch of the probe that looks at the distributions of z, fake labels and alpha: training's,
+# so that correct code that trains on a laptop (a per-sample loop, say) never needs more memory here
 EXTREME_SCALE = 1000.0  # D's logits reach several hundred, where log(sigmoid(h)) is -inf in float32
 LABEL_PENALTY = 4.0
 PROBE_SEED = 0
-MAX_CALLS = 8  # calls recorded per network and probe, to bound what a child returns
+MAX_CALLS = 40  # calls recorded per network and probe, to bound what a child returns
 
 FUNCTIONS = {"1.2": "loss_nonsaturating", "3.2": "conditional_loss_nonsaturating", "4.5": "loss_wasserstein_gp"}
 STEEP_SCALE = 4.0  # 4.5's steep critic: gradient norms of about 2-4 at the interpolates, where the main one has < 1
 PROBES = {"1.2": ("main", "extreme", "sampling"), "3.2": ("main", "extreme", "sampling"),
           "4.5": ("main", "steep", "sampling")}
 _SEEDS = {"main": 10, "extreme": 20, "sampling": 30, "steep": 40}
-SAMPLING_CALLS = 2  # the sampling probe calls the function twice: noise, labels and alpha must be drawn afresh
+SAMPLING_CALLS = 16  # the sampling probe's calls: 1,024 samples in all, and noise, labels and alpha drawn afresh
 
 
 def load_module(path: str | Path, name: str = "gan_under_test") -> ModuleType:
