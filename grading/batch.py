@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grading.scoring import grader_version, submission_hash, unfinished, write_results
-from grading.status import GRADED, NEEDS_ATTENTION
+from grading.status import GRADED, HELD_BACK, NEEDS_ATTENTION
 from grading.submission import RUNS
 
 GRADE = Path(__file__).resolve().parents[1] / "grade.py"
@@ -121,6 +121,17 @@ def entries(folder: Path, pattern: re.Pattern | None = None, lms: str | None = N
     return sorted(chosen, key=lambda e: e.student)
 
 
+NOTE_CHARACTERS = 240  # of each problem's note: its root cause, cut at a word
+
+
+def words(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters, cut at a word and marked with an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return cut + "…"
+
+
 def status(results: dict) -> str:
     """GRADED, or NEEDS_ATTENTION when the grading itself failed (no score)."""
     graded = results.get("extra_data", {}).get("status") == GRADED
@@ -140,8 +151,10 @@ def summary(entry: Entry, results: dict) -> dict:
         tests = [t for t in results.get("tests", []) if t["number"].rsplit(".", 1)[0] == problem]
         row[problem] = f"{sum(t['score'] for t in tests):g}"
         failed = [t for t in tests if t.get("status") == "failed" and t["max_score"] > 0]
-        if failed:
-            notes.setdefault((failed[0]["output"].splitlines() or [""])[0][:120], []).append(problem)
+        # the root cause: the first failure that is not held back waiting for another check
+        root = next((t for t in failed if not t["output"].startswith(HELD_BACK)), failed[0] if failed else None)
+        if root:
+            notes.setdefault(words((root["output"].splitlines() or [""])[0], NOTE_CHARACTERS), []).append(problem)
     row["total"] = f"{results.get('score', 0):g}"
     row["notes"] = " | ".join(f"{', '.join(problems)}: {note}" for note, problems in notes.items())
     return row

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from grading.child import probes
+from grading.status import HELD_BACK
 from grading.child.probes import BATCH, DIM_Z, FUNCTIONS, NUM_CLASSES, SAMPLING_BATCH
 
 GP_LAMBDA = 10.0
@@ -571,7 +572,7 @@ def _swapped(problem: str, outputs) -> Failure | None:
     return None
 
 
-_NEEDS_VALUES = ("not scored until the d_loss and g_loss values are right: this check looks at how the function "
+_NEEDS_VALUES = (f"{HELD_BACK} the d_loss and g_loss values are right: this check looks at how the function "
                  "draws its random inputs, which counts once the losses it returns are correct")
 _NONSATURATING_POINTS = {"sampling": 1, "d_value": 2, "g_value": 2, "d_grads": 2, "g_grads": 2, "extreme": 1}
 PROBLEMS: dict[str, Problem] = {

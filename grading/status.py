@@ -12,4 +12,5 @@ GRADED = "graded"
 GRADING_FAILED = "grading failed"
 NEEDS_ATTENTION = "needs attention"
 OUT_OF_DATE = "out of date"
+HELD_BACK = "not scored until"  # how a check that waits for another's (the root cause's) message begins
 EXIT_GRADED, EXIT_UNREADABLE, EXIT_BAD_FLAGS, EXIT_GRADING_FAILED = 0, 1, 2, 3

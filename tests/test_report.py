@@ -189,3 +189,20 @@ def test_no_cell_of_a_grader_csv_starts_a_formula_even_after_spaces(value, shown
     from grading.batch import csv_cell
 
     assert csv_cell(value) == shown
+
+
+def test_the_note_carries_the_root_cause_in_whole_words():
+    from grading.batch import Entry, summary
+
+    held = "not scored until the d_loss and g_loss values are right: this check looks at how the function draws"
+    cause = ("d_loss = 0.460701, expected 0.35796: the images G returned were changed in place (gan.py line 110): an "
+             "in-place operation changes every tensor that shares its memory, and a detached tensor shares the memory "
+             "of the tensor it was detached from, which is why the interpolates moved")
+    tests = [{"number": "4.5.1", "score": 0.0, "max_score": 1.0, "status": "failed", "output": held},
+             {"number": "4.5.2", "score": 0.0, "max_score": 3.0, "status": "failed", "output": cause},
+             {"number": "1.2.1", "score": 1.0, "max_score": 1.0, "status": "passed", "output": "passed"}]
+    results = {"score": 1.0, "tests": tests, "extra_data": {"status": "graded"}}
+    note = summary(Entry("ann", Path("ann.zip"), "Ann", False, 0, ()), results)["notes"]
+    assert note.startswith("4.5: d_loss = 0.460701, expected 0.35796: the images G returned were changed in place")
+    assert held not in note and note.endswith("…") and len(note) <= len("4.5: ") + 240
+    assert note[:-1].split()[-1] in cause.split()  # cut between words
