@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from grading import sandbox
-from grading.status import GRADED, GRADING_FAILED  # noqa: F401 - results.json's statuses
+from grading.status import GRADED, GRADING_FAILED, NEEDS_ATTENTION  # noqa: F401 - results.json's statuses
 from grading.sandbox import cgroups, cleanup
 from grading.child.ready import split as split_ready
 from grading.submission import GAN, RUNS, check_grid, read_submission
@@ -98,6 +98,8 @@ def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", para
                                  grids={p: s for p, s in judged.items() if isinstance(s, dict)},
                                  not_judged={p: s for p, s in judged.items() if isinstance(s, str)}, flags=flags,
                                  missing=[m[:300] for m in missing])
+    if sub.ambiguous:  # no rule chooses what to grade: a human does, and no score stands until then
+        content["extra_data"].update(status=NEEDS_ATTENTION, ambiguous=sub.ambiguous[:300])
     return content
 
 

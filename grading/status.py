@@ -5,7 +5,9 @@ name them.
     grading failed   no score: the grading itself failed (no sandbox could run, a child failed before the
                      student's code ran, leftovers that could not be removed); grade.py exits 3, and a rerun of
                      grade_all.py grades it again
-    needs attention  what grades.csv and the class report say of a student whose grading failed: a TA acts
+    needs attention  what grades.csv and the class report say of a student whose grading failed, and what
+                     results.json says of a submission where no rule chooses what to grade (two different gan.py
+                     files): a TA acts; no gradebook row until then
     out of date      results of another grader version or of an older submission: grade_all.py grades them again
 """
 GRADED = "graded"

@@ -8,7 +8,10 @@ folder holding ``hw3.zip``, a ZIP of ``hw3.zip``). Names are listed without read
 only what is graded is read, each under its size cap, and nothing is written to disk. Reading one upload costs at
 most MAX_READ_BYTES decompressed and MAX_READ_SECONDS, one inner ZIP is held in memory at a time, and gan.py
 candidates are compared by hash as they are read, so the cost follows the upload, not what it expands to. Several copies of one
-``gan.py`` are fine; two different ones are refused, naming both. Symbolic links, encrypted, duplicate, absolute
+``gan.py`` are fine. Of different ones, the starter's unchanged gan.py (all three functions still stubs) is never
+chosen; then one at ``codebase/gan.py`` wins over those elsewhere (``old/gan.py``, a backup), and among several
+there, the one whose folder also holds the run grids. Where no rule decides, the submission is ``ambiguous``: a
+human chooses, naming both. Symbolic links, encrypted, duplicate, absolute
 and ``..`` members are never read. ``check_grid`` judges a run's final sample grid.
 """
 from __future__ import annotations
@@ -49,6 +52,7 @@ class Submission:
     fatal: str | None = None  # why nothing of the submission was graded
     where: str = "submission"  # what the messages call it
     listed: list[str] = field(default_factory=list)  # the first names found, for a message when gan.py is missing
+    ambiguous: str | None = None  # why no rule could choose the gan.py to grade: for a human
 
     def grid(self, run: str) -> tuple[str, bytes | str] | None:
         """(name, content or rejection) of the run's final grid, the one with the highest step."""
@@ -299,29 +303,78 @@ def _pick_gan(files: list[_File], sub: Submission) -> None:
     candidates = [f for f in files if PurePosixPath(f.name.split("!/")[-1]).name == "gan.py"]
     if not candidates:
         return
-    first: bytes | None = None
+    kept: dict[str, bytes] = {}  # sha256 -> content, for the few different contents (each under MAX_GAN_BYTES)
     names: dict[str, list[str]] = {}  # sha256 -> the names of that content
     rejected = []
     for candidate in candidates:
         content = candidate.problem or candidate.read(MAX_GAN_BYTES)
         if isinstance(content, bytes):
-            names.setdefault(hashlib.sha256(content).hexdigest(), []).append(candidate.name)
-            first = content if first is None else first
+            digest = hashlib.sha256(content).hexdigest()
+            names.setdefault(digest, []).append(candidate.name)
+            if len(kept) < 4 or digest in kept:
+                kept.setdefault(digest, content)
         else:
             rejected.append(f"{candidate.name} ({content})")
-    if len(names) == 1:
-        found = next(iter(names.values()))[0]
-        sub.members[GAN] = first
+    chosen = _choose(names, kept, files, sub)
+    if chosen is not None:
+        found = names[chosen][0]
+        sub.members[GAN] = kept[chosen]
         if not found.endswith(GAN):
             sub.notes.append(f"graded {found} as {GAN}")
     elif len(names) > 1:
         one, two = (group[0] for group in list(names.values())[:2])
+        sub.ambiguous = f"two different gan.py files, {one} and {two}, and no rule chooses between them"
         sub.members[GAN] = (f"rejected: two different gan.py files, {one} and {two}: submit one "
                             f"(make_submission.sh packs {GAN})")
     else:
         sub.members[GAN] = f"rejected: {rejected[0]}"
     for reason in rejected if names else []:
         sub.notes.append(f"not graded: {reason}")
+
+
+def _choose(names: dict[str, list[str]], kept: dict[str, bytes], files: list[_File], sub: Submission) -> str | None:
+    """The sha256 of the gan.py to grade among different contents, by the rules of the module's docstring, or None
+    when they do not decide. What is left out is noted."""
+    if len(names) == 1:
+        return next(iter(names))
+    work = [d for d in names if d in kept and not _starter_stub(kept[d])]
+    for digest in set(names) - set(work):
+        if digest in kept and _starter_stub(kept[digest]):
+            sub.notes.append(f"not graded: {', '.join(names[digest])} (the starter's gan.py, unchanged)")
+    if not work:
+        return next(iter(names)) if all(d in kept for d in names) else None
+    if len(work) > 1:  # codebase/gan.py over gan.py files elsewhere
+        layout = [d for d in work if any(n.endswith(GAN) for n in names[d])]
+        work = layout or work
+    if len(work) > 1:  # several codebase/gan.py: the one whose project folder holds the grids
+        grids = {f.name[:m.start()] for f in files if (m := _GRID_IN_FOLDER.search(f.name))}
+        beside = [d for d in work if any(n[:-len(GAN)].rstrip("/") in grids for n in names[d] if n.endswith(GAN))]
+        work = beside if len(beside) == 1 else work
+    if len(work) > 1 or len(work) + len(set(names) - set(kept)) > 1:
+        return None
+    for digest in set(names) - {work[0]}:
+        if digest in kept and not _starter_stub(kept[digest]):
+            sub.notes.append(f"not graded: {', '.join(names[digest])} (another gan.py; graded: {names[work[0]][0]})")
+    return work[0]
+
+
+def _starter_stub(source: bytes) -> bool:
+    """Whether a gan.py is the starter's, unchanged: each handout function still only raises NotImplementedError."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    bodies = {node.name: [s for s in node.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+              for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in _HANDOUT_FUNCTIONS}
+    return len(bodies) == len(_HANDOUT_FUNCTIONS) and all(  # what follows the raise is never reached
+        body and isinstance(body[0], ast.Raise) and "NotImplementedError" in ast.unparse(body[0])
+        for body in bodies.values())
+
+
+_HANDOUT_FUNCTIONS = ("loss_nonsaturating", "conditional_loss_nonsaturating", "loss_wasserstein_gp")
+_GRID_IN_FOLDER = re.compile(r"/?out_[^/]+/fake_\d+\.png$")  # what precedes it is the project's folder
 
 
 def _pick_grids(files: list[_File], sub: Submission) -> None:

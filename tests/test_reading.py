@@ -80,3 +80,51 @@ def test_the_grader_version_covers_the_starter_files_copied_beside_gan_py(tmp_pa
     from grading.scoring import grader_version
 
     assert versions[0] == grader_version() != versions[1]  # on main at 712f5a9 the two were equal
+
+
+def _starter_gan() -> bytes:
+    import make_handout
+
+    return make_handout.starter_files(names=["codebase/gan.py"])["codebase/gan.py"][0]
+
+
+def test_the_starters_own_gan_py_is_never_chosen_over_the_work(tmp_path):
+    """The whole course folder zipped, with the starter ZIP the student downloaded inside it."""
+    starter = tmp_path / "hw3_starter.zip"
+    with zipfile.ZipFile(starter, "w") as zf:
+        zf.writestr("hw3/codebase/gan.py", _starter_gan())
+    members = {"course/hw3/codebase/gan.py": REFERENCE, "course/hw3_starter.zip": starter.read_bytes(),
+               **{f"course/hw3/{k}": v for k, v in GRIDS.items()}}
+    read = submission.read_submission(_zip(tmp_path / "hw3.zip", members))
+    assert read.members[submission.GAN] == REFERENCE.encode() and read.ambiguous is None
+    assert any("the starter's gan.py, unchanged" in note for note in read.notes), read.notes
+
+
+def test_codebase_gan_py_wins_over_an_older_attempt_elsewhere(tmp_path):
+    old = REFERENCE.replace("F.softplus(-d(x_fake)).mean()", "-F.softplus(d(x_fake)).mean()", 1)
+    members = {"hw3/codebase/gan.py": REFERENCE, "hw3/old/gan.py": old, **{f"hw3/{k}": v for k, v in GRIDS.items()}}
+    read = submission.read_submission(_zip(tmp_path / "hw3.zip", members))
+    assert read.members[submission.GAN] == REFERENCE.encode() and read.ambiguous is None
+    assert any("hw3/old/gan.py (another gan.py; graded: hw3/codebase/gan.py)" in note for note in read.notes)
+
+
+def test_of_two_projects_the_one_beside_the_grids_is_graded_and_else_a_human_decides(tmp_path):
+    old = REFERENCE.replace("F.softplus(-d(x_fake)).mean()", "-F.softplus(d(x_fake)).mean()", 1)
+    members = {"final/codebase/gan.py": REFERENCE, "draft/codebase/gan.py": old,
+               **{f"final/{k}": v for k, v in GRIDS.items()}}
+    read = submission.read_submission(_zip(tmp_path / "a.zip", members))
+    assert read.members[submission.GAN] == REFERENCE.encode() and read.ambiguous is None
+    del members["final/out_nonsaturating/fake_0500.png"], members["final/out_wasserstein_gp/fake_0500.png"]
+    members.update({f"draft/{k}": v for k, v in GRIDS.items() if "wasserstein" in k})  # grids in both
+    read = submission.read_submission(_zip(tmp_path / "b.zip", members))
+    assert read.ambiguous and "final/codebase/gan.py" in read.ambiguous and "draft/codebase/gan.py" in read.ambiguous
+
+
+def test_an_ambiguous_submission_is_for_a_human_not_a_zero(tmp_path):
+    old = REFERENCE.replace("F.softplus(-d(x_fake)).mean()", "-F.softplus(d(x_fake)).mean()", 1)
+    upload = _zip(tmp_path / "hw3.zip", {"a/codebase/gan.py": REFERENCE, "b/codebase/gan.py": old})
+    done = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(upload), "-o", str(tmp_path / "r.json"),
+                           "--sandbox", "process"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "needs a human: two different gan.py files" in done.stderr, done.stderr
+    extra = json.loads((tmp_path / "r.json").read_text())["extra_data"]
+    assert extra["status"] == "needs attention" and "a/codebase/gan.py" in extra["ambiguous"]
