@@ -188,6 +188,11 @@ def run_problem(problem: str, package: dict[str, bytes], timeout: float, mode: s
     if -code in _EXTERNAL:  # neither the time limit, a budget, a memory limit nor the CPU limit (SIGXCPU)
         return GradingFailed(f"problem {problem}'s child was killed by {_signal_name(-code)}, which the grader did "
                              "not send (the machine's out-of-memory killer, or another process?)")
+    missing = _MISSING_MODULE.search(finished.output)
+    if missing and missing[1].split(".")[0] not in _PROVIDED:
+        return _with_output(f"gan.py imports {missing[1]}, which the grader does not have: only {GAN} is graded, "
+                            "beside the starter's own files and the installed packages; put what it needs into "
+                            "gan.py itself", finished)
     how = f"was killed by signal {_signal_name(-code)}" if code < 0 else f"exited with status {code}"
     return _with_output(f"the grading process {how} before reporting (a crash, an error at import, or a "
                         "sys.exit / os._exit in gan.py?)", finished)
@@ -212,6 +217,8 @@ def decode(raw: bytes | str) -> dict | str:
     return outputs if isinstance(outputs, dict) else "the grading process returned malformed results"
 
 
+_MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
+_PROVIDED = ("torch", "torchvision", "numpy")  # a missing one of these is the machine's, not the student's
 _EXTERNAL = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 

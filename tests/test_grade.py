@@ -852,3 +852,13 @@ def test_a_child_killed_from_outside_is_the_gradings_failure_not_a_score(tmp_pat
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["extra_data"]["status"] == scoring.GRADING_FAILED and results["score"] == 0
     assert "the grading failed, not your code" in results["output"] and "SIGKILL" in results["output"]
+
+
+def test_a_helper_module_of_the_students_is_named_with_what_is_graded(tmp_path):
+    source = REFERENCE.replace("import torch\n", "import torch\nfrom codebase.my_helpers import stable_bce\n", 1)
+    results, _ = _grade(tmp_path, source,
+                        {"codebase/my_helpers.py": "def stable_bce(x):\n    return x\n"})
+    first = results["tests"][0]["output"]
+    assert first.startswith("gan.py imports codebase.my_helpers, which the grader does not have: only "
+                            "codebase/gan.py is graded"), first
+    assert results["score"] == 0
