@@ -193,9 +193,9 @@ def histogram(totals: list[float], top: float) -> str:
 
 
 def _grid_score(scores: dict | None) -> float:
-    """One number per grid to sort by (lower is worse): realism, or column accuracy when lower; -1 if none."""
+    """One number per grid to sort by (lower is worse): realism, or column accuracy when lower; 2 if none."""
     if not scores:
-        return -1.0
+        return 2.0  # no grid: after every judged one, so that "worst first" opens on broken grids
     return min(scores.get("realism", 0), scores.get("accuracy", 1))
 
 
@@ -231,29 +231,53 @@ def card(entry: Entry, content: dict | None, work: Path, flagged: list[str]) -> 
             f"{'<ul class=flags>' + note + '</ul>' if note else ''}</div>")
 
 
+# What a TA does first: a grading to redo, a choice only a human can make, an upload to ask for again, then what to
+# look at (time limits, flags, grids), then what to know (late work, files left out).
+TODO = ("grade again", "choose", "ask for a new upload", "look at the code", "look at the flag", "look at the grids",
+        "late", "left out")
+
+
+def todo(entry: Entry, content: dict | None, flags: list[str]) -> list[tuple[int, str]]:
+    """(rank in TODO, reason) of everything about a student that a human must act on or know."""
+    extra = (content or {}).get("extra_data", {})
+    found: list[tuple[int, str]] = []
+    if content is None:
+        found.append((0, "not graded yet: run grade_all.py again"))
+    elif extra.get("status") == OUT_OF_DATE:
+        found.append((0, "graded by another grader version, or before the submission changed: run grade_all.py "
+                         "again"))
+    elif extra.get("ambiguous"):
+        found.append((1, f"{extra['ambiguous'][:300]}: choose the one to grade, and grade that alone"))
+    elif status(content) != GRADED:
+        found.append((0, "the grading failed: " + (content.get("output", "").splitlines() or [""])[-1][:200]))
+    else:
+        found += [(2, str(m)[:300]) for m in extra.get("missing", [])[:4]]
+        stopped = sorted({t["number"].rsplit(".", 1)[0] for t in content.get("tests", [])
+                          if "stopped at the time limit" in t.get("output", "")})
+        if stopped:
+            found.append((3, f"{', '.join(stopped)}: stopped at the time limit (an endless loop, or very slow code?)"))
+        found += [(5, f"{p} grid below a healthy one-epoch grid") for p, s in sorted(extra.get("grids", {}).items())
+                  if isinstance(s, dict) and not s.get("healthy", True)]
+        found += [(7, line[:300]) for line in content.get("output", "").splitlines()[1:] if line.startswith("not graded")]
+    found += [(4, str(f)[:300]) for f in flags]
+    if entry.late:
+        found.append((6, "submitted late"))
+    return sorted(found)
+
+
 def attention(students: list[Entry], results: dict[str, dict], found: dict[str, list[str]]) -> str:
+    """The TA's to-do list: every student with something to act on or know, most urgent first."""
     rows = []
     for entry in students:
-        content = results.get(entry.student)
-        reasons = []
-        extra = (content or {}).get("extra_data", {})
-        if content is None:
-            reasons.append("not graded yet: run grade_all.py again")
-        elif extra.get("status") == OUT_OF_DATE:
-            reasons.append("graded by another grader version, or before the submission changed: run grade_all.py "
-                           "again")
-        elif status(content) != GRADED:
-            reasons.append("the grading failed: " + (content.get("output", "").splitlines() or [""])[-1][:200])
-        else:
-            reasons += [str(m)[:300] for m in extra.get("missing", [])[:4]]
-        reasons += found.get(entry.student, [])
-        if reasons:
+        items = todo(entry, results.get(entry.student), found.get(entry.student, []))
+        if items:
             name = entry.name if entry.name != entry.student else ""
-            rows.append(f"<tr><td>{e(entry.student)}</td><td>{e(name)}</td>"
-                        f"<td>{'<br>'.join(e(r) for r in reasons)}</td></tr>")
+            rows.append((items[0][0], entry.student, f"<tr><td>{e(TODO[items[0][0]])}</td><td>{e(entry.student)}</td>"
+                         f"<td>{e(name)}</td><td>{'<br>'.join(e(r) for _, r in items)}</td></tr>"))
     if not rows:
         return "<p>Nobody.</p>"
-    return "<table><tr><th>student</th><th>name</th><th>why</th></tr>" + "".join(rows) + "</table>"
+    return ("<table><tr><th>to do</th><th>student</th><th>name</th><th>why</th></tr>"
+            + "".join(row for *_, row in sorted(rows)) + "</table>")
 
 
 def render(out: Path, students: list[Entry], results: dict[str, dict], found: dict[str, list[str]]) -> str:

@@ -150,7 +150,7 @@ def test_a_browser_loads_every_image_and_sorts_the_gallery_offline(tmp_path):
     assert 'data-sorted="worst"' in body
     assert 'data-images="13/13"' in body  # 12 grids and the histogram
     order = re.findall(r'class="card" data-student="([^"]+)"', dom)
-    assert order == ["105", "104", "102", "103", "101"]  # no grids (-1), then by the worst grid's realism
+    assert order == ["104", "102", "103", "101", "105"]  # by the worst grid's realism; no grids last
     assert all(s.startswith("data:") for s in re.findall(r'<img[^>]*\ssrc="([^"]*)"', dom))  # the name stayed text
 
 
@@ -206,3 +206,25 @@ def test_the_note_carries_the_root_cause_in_whole_words():
     assert note.startswith("4.5: d_loss = 0.460701, expected 0.35796: the images G returned were changed in place")
     assert held not in note and note.endswith("…") and len(note) <= len("4.5: ") + 240
     assert note[:-1].split()[-1] in cause.split()  # cut between words
+
+
+def test_needs_a_human_is_a_to_do_list_most_urgent_first():
+    students = [Entry(s, Path(f"{s}.zip"), s.title(), late=s == "late") for s in
+                ("ok", "late", "crashed", "stale", "ambiguous", "hung", "copied", "corrupt", "unhealthy", "ignored")]
+    def graded(**extra):
+        return {"score": 35, "output": "Score 35 / 35.", "tests": [],
+                "extra_data": {"status": GRADED, "grader_version": grader_version(), **extra}}
+    results = {"ok": graded(), "late": graded(), "crashed": {"output": "x\nthe grading failed (sandbox)",
+                                                              "extra_data": {"status": GRADING_FAILED}},
+               "stale": graded(status="out of date"),
+               "ambiguous": graded(status="needs attention", ambiguous="two different gan.py files, a and b"),
+               "hung": {**graded(), "tests": [{"number": "4.5.1", "output": "stopped at the time limit of 120 s"}]},
+               "copied": graded(), "corrupt": graded(missing=["cannot read the submission as a ZIP"]),
+               "unhealthy": graded(grids={"1.2": {"healthy": False}}),
+               "ignored": {**graded(), "output": "Score 35 / 35.\nnot graded: old/gan.py (another gan.py)"}}
+    page = report.attention(students, results, {"copied": ["1.2 grid like ok's"]})
+    order = re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td>", page)
+    assert order == [("grade again", "crashed"), ("grade again", "stale"), ("choose", "ambiguous"),
+                     ("ask for a new upload", "corrupt"), ("look at the code", "hung"),
+                     ("look at the flag", "copied"), ("look at the grids", "unhealthy"), ("late", "late"),
+                     ("left out", "ignored")]
