@@ -12,6 +12,8 @@ leaves no process behind.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -61,8 +63,12 @@ class Entry:
 
     @property
     def file_name(self) -> str:
-        """The student's identifier made safe as a file name."""
-        return re.sub(r"[^\w.@-]", "_", self.student).lstrip(".") or "_"
+        """The student's identifier made safe as a file name, and still one per student: an identifier that had to
+        change ("D'Souza Ryan", "D Souza Ryan") carries a short hash of itself."""
+        safe = re.sub(r"[^\w.@-]", "_", self.student).lstrip(".") or "_"
+        if safe == self.student:
+            return safe
+        return f"{safe}-{hashlib.sha256(self.student.encode()).hexdigest()[:8]}"
 
 
 def student_of(name: str, pattern: re.Pattern | None) -> str | None:
@@ -90,6 +96,38 @@ def _entry(path: Path, pattern: re.Pattern | None) -> Entry | None:
     return Entry(student, path, groups.get("name") or student, bool(groups.get("late")), order)
 
 
+_ATTEMPT = re.compile(r"^(?P<stem>.+)_attempt_(?P<order>\d{4}(?:-\d\d){5})")
+_RECEIPT_NAME = re.compile(r"^Name:.*\((?P<username>[^()\s]+)\)\s*$", flags=re.M)
+
+
+def _blackboard_usernames(folder: Path) -> dict[str, str]:
+    """{file name: username} of a Blackboard export. Its names are <assignment>_<username>_attempt_<time>, and both
+    the assignment and the username may hold underscores: the assignment is what every name of the export begins
+    with; with one student only, the attempt receipt's "Name: ... (username)" line says where it ends."""
+    stems = {p.name: m["stem"] for p in folder.iterdir() if (m := _ATTEMPT.match(p.name))}
+    receipts = {}
+    for path in folder.glob("*_attempt_*.txt"):
+        try:
+            if found := _RECEIPT_NAME.search(path.read_text(errors="replace")[:4096]):
+                receipts[_ATTEMPT.match(path.name)["stem"]] = found["username"]
+        except (OSError, TypeError):
+            pass
+    distinct = sorted(set(stems.values()))
+    prefix = ""
+    if len(distinct) > 1:
+        common = os.path.commonprefix(distinct)
+        prefix = common[:common.rfind("_") + 1]  # the assignment ends at an underscore
+    names = {}
+    for name, stem in stems.items():
+        if stem in receipts and stem.endswith("_" + receipts[stem]):
+            names[name] = receipts[stem]
+        elif prefix and len(stem) > len(prefix):
+            names[name] = stem[len(prefix):]
+        else:
+            names[name] = stem.rsplit("_", 1)[-1]
+    return names
+
+
 def entries(folder: Path, pattern: re.Pattern | None = None, lms: str | None = None) -> list[Entry]:
     """The submissions in ``folder``, one per student: with several of one student, the newest (the LMS's order,
     else the file's time), the others listed in ``others``; raises BatchError on names the pattern does not match.
@@ -98,16 +136,19 @@ def entries(folder: Path, pattern: re.Pattern | None = None, lms: str | None = N
         raise BatchError(f"{folder}: not a folder of submissions")
     if lms:
         pattern = PRESETS[lms]
+    usernames = _blackboard_usernames(folder) if lms == "blackboard" else {}
     found: dict[str, list[Entry]] = {}
     unmatched = []
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or path.name in JUNK or path.suffix.lower() in RECEIPTS.get(lms or "", ()):
             continue
         entry = _entry(path, pattern)
+        if entry is not None and lms == "blackboard":
+            entry = dataclasses.replace(entry, student=usernames.get(path.name, entry.student))
         if entry is None:
             unmatched.append(path.name)
         else:
-            found.setdefault(entry.file_name, []).append(entry)
+            found.setdefault(entry.student, []).append(entry)
     if unmatched:
         raise BatchError(f"{'--lms ' + lms if lms else '--student-pattern'} matches no student in {len(unmatched)} "
                          f"name(s), e.g. {', '.join(unmatched[:3])}: fix the pattern, or move those files out of "

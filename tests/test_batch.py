@@ -272,3 +272,31 @@ def test_a_hanging_student_costs_one_time_limit_whatever_the_jobs(tmp_path):
     assert all("time limit of 10 s" in t["output"] for t in hanging["tests"] if t["max_score"])
     assert hanging["execution_time"] < 2 * 10  # its three problems waited out one limit together, not one after another
     assert json.loads((out / "results" / "ok.json").read_text())["score"] == 35
+
+
+def test_blackboard_usernames_may_hold_underscores(tmp_path):
+    export = tmp_path / "blackboard"
+    export.mkdir()
+    for name in ("GAN_HW_3_john_smith_attempt_2026-03-01-10-00-00_hw3.zip",
+                 "GAN_HW_3_mary_smith_attempt_2026-03-01-11-00-00_hw3.zip",
+                 "GAN_HW_3_mary_smith_attempt_2026-03-02-11-00-00_hw3.zip", "GAN_HW_3_lee_attempt_2026-03-01-12-00-00_gan.py"):
+        (export / name).write_bytes(b"x")
+    students = {e.student: e for e in entries(export, lms="blackboard")}
+    assert sorted(students) == ["john_smith", "lee", "mary_smith"]
+    assert students["mary_smith"].others == ("GAN_HW_3_mary_smith_attempt_2026-03-01-11-00-00_hw3.zip",)
+    alone = tmp_path / "alone"  # one student: the attempt receipt says where the username begins
+    alone.mkdir()
+    (alone / "GAN_HW_3_john_smith_attempt_2026-03-01-10-00-00_hw3.zip").write_bytes(b"x")
+    (alone / "GAN_HW_3_john_smith_attempt_2026-03-01-10-00-00.txt").write_text(
+        "Name: John Smith (john_smith)\nAssignment: GAN HW 3\nDate Submitted: Sunday, 1 March 2026 10:00:00\n")
+    assert [e.student for e in entries(alone, lms="blackboard")] == ["john_smith"]
+
+
+def test_students_whose_names_differ_only_in_punctuation_stay_apart(tmp_path):
+    export = tmp_path / "named"
+    export.mkdir()
+    for name in ("D'Souza Ryan.zip", "D Souza Ryan.zip"):
+        (export / name).write_bytes(b"x")
+    found = entries(export)
+    assert sorted(e.student for e in found) == ["D Souza Ryan", "D'Souza Ryan"]
+    assert len({e.file_name for e in found}) == 2
