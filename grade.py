@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     extra = content["extra_data"]
     print(content["output"].splitlines()[0])
     print(f"sandbox: {extra['sandbox']}" + (f"; {'; '.join(extra['bounds'])}" if extra["bounds"] else ""))
-    if extra.get("ambiguous"):
-        sys.exit(f"error: needs a human: {extra['ambiguous']}")
+    if extra.get("ambiguous") or extra.get("unreadable"):
+        sys.exit(f"error: needs a human: {extra.get('ambiguous') or extra['unreadable']}")
     fatal = [n for n in content["output"].splitlines()[1:] if "not graded" in n or "cannot read" in n]
     if fatal:
         sys.exit(f"error: {fatal[-1]}")

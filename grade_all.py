@@ -28,7 +28,7 @@ from tqdm import tqdm
 from grade import _timeout, writable_target
 from grading import sandbox
 from grading import report
-from grading.batch import PRESETS, Batch, BatchError, entries, status, up_to_date, write_csv
+from grading.batch import PRESETS, Batch, BatchError, entries, for_a_human, status, up_to_date, write_csv
 from grading.gradebook import DEFAULT_COLUMN
 from grading.scoring import DEFAULT_TIMEOUT
 
@@ -38,6 +38,13 @@ def _pattern(text: str) -> re.Pattern:
         return re.compile(text)
     except re.error as error:
         raise argparse.ArgumentTypeError(f"not a regular expression ({error})") from None
+
+
+def _for_a_human(results_path) -> bool:
+    try:
+        return bool(for_a_human(json.loads(results_path.read_text())))
+    except (OSError, ValueError):
+        return False
 
 
 def _failed(results_path) -> bool:
@@ -112,6 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     graded = [e for e in students if up_to_date(e, args.out / "results" / f"{e.file_name}.json", args.hints)]
     attention = [e.student for e in students if e not in graded and _failed(args.out / "results" /
                                                                           f"{e.file_name}.json")]
+    human = [e.student for e in graded if _for_a_human(args.out / "results" / f"{e.file_name}.json")]
+    graded = [e for e in graded if e.student not in human]
     print(f"{args.out / 'grades.csv'}: {len(graded)} of {len(students)} students graded")
     if not batch.stopping:
         try:
@@ -124,10 +133,13 @@ def main(argv: list[str] | None = None) -> None:
     if batch.stopping:
         sys.exit(f"stopped after {done} gradings: rerun the same command to grade the "
                  f"{len(students) - len(graded)} left")
-    stale = len(students) - len(graded) - len(attention)
+    stale = len(students) - len(graded) - len(attention) - len(human)
     if stale and not batch.stopping:
         sys.exit(f"error: {stale} student(s) have results of another grader version or of an older submission "
                  "(the grader or a submission changed during the run): rerun the same command to grade them")
+    if human:
+        print(f"{len(human)} student(s) need a human, who decides what to grade or asks for a new upload (report.html, "
+              f"\"Needs a human\"): {', '.join(human[:20])}")
     if attention:
         sys.exit(f"error: the grading failed for {len(attention)} student(s), who need attention: "
                  f"{', '.join(attention[:20])}: rerun the same command to retry them")

@@ -173,6 +173,15 @@ def words(text: str, limit: int) -> str:
     return cut + "…"
 
 
+def for_a_human(results: dict) -> str | None:
+    """Why a finished grading left the decision to a human (two gan.py files no rule chooses between, an upload that
+    cannot be read), or None. Grading it again changes nothing: a TA acts."""
+    extra = results.get("extra_data", {})
+    if extra.get("status") != NEEDS_ATTENTION:
+        return None
+    return extra.get("ambiguous") or extra.get("unreadable") or None
+
+
 def status(results: dict) -> str:
     """GRADED, or NEEDS_ATTENTION when the grading itself failed (no score)."""
     graded = results.get("extra_data", {}).get("status") == GRADED
@@ -215,7 +224,7 @@ def current(entry: Entry, results: dict) -> bool:
     """Whether ``results`` are a finished grading by this grader of the submission as it is now (if it is still
     there: a report may be rebuilt where the submissions are not)."""
     extra = results.get("extra_data", {})
-    return (extra.get("status") == GRADED and extra.get("grader_version") == grader_version()
+    return ((extra.get("status") == GRADED or for_a_human(results)) and extra.get("grader_version") == grader_version()
             and (not entry.path.exists() or extra.get("submission_sha256") == submission_hash(entry.path)))
 
 

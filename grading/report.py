@@ -248,6 +248,8 @@ def todo(entry: Entry, content: dict | None, flags: list[str]) -> list[tuple[int
                          "again"))
     elif extra.get("ambiguous"):
         found.append((1, f"{extra['ambiguous'][:300]}: choose the one to grade, and grade that alone"))
+    elif extra.get("unreadable"):
+        found.append((2, f"{extra['unreadable'][:300]}: ask for a new upload"))
     elif status(content) != GRADED:
         found.append((0, "the grading failed: " + (content.get("output", "").splitlines() or [""])[-1][:200]))
     else:

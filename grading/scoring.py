@@ -100,6 +100,8 @@ def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", para
                                  missing=[m[:300] for m in missing])
     if sub.ambiguous:  # no rule chooses what to grade: a human does, and no score stands until then
         content["extra_data"].update(status=NEEDS_ATTENTION, ambiguous=sub.ambiguous[:300])
+    elif unreadable := sub.fatal or sub.unreadable:  # an upload that cannot be read is not a 0: ask for a new one
+        content["extra_data"].update(status=NEEDS_ATTENTION, unreadable=unreadable[:300])
     return content
 
 

@@ -53,6 +53,7 @@ class Submission:
     where: str = "submission"  # what the messages call it
     listed: list[str] = field(default_factory=list)  # the first names found, for a message when gan.py is missing
     ambiguous: str | None = None  # why no rule could choose the gan.py to grade: for a human
+    unreadable: str | None = None  # why the work could not be read at all (with fatal): a new upload is needed
 
     def grid(self, run: str) -> tuple[str, bytes | str] | None:
         """(name, content or rejection) of the run's final grid, the one with the highest step."""
@@ -97,6 +98,7 @@ class _Budget:
         self.inner: tuple[str, bytes | str] | None = None  # (its name, its bytes or why not)
         self.floor = 0  # GRADED_RESERVE while an inner ZIP is read to look inside it
         self.unopened: list[str] = []  # inner ZIPs not looked into: the budget was spent
+        self.unreadable: list[str] = []  # inner .zip files that are not readable ZIPs (corrupt, truncated)
 
     def charge(self, size: int) -> None:
         self.left -= size
@@ -150,6 +152,9 @@ def _pick(files: list[_File], sub: Submission) -> None:
                          f"(ZIPs inside the upload may expand to {MAX_READ_BYTES >> 20} MiB in all)")
     _pick_gan(files, sub)
     _pick_grids(files, sub)
+    if (unreadable := _budget.now.unreadable) and GAN not in sub.members:
+        sub.unreadable = (f"{', '.join(unreadable[:3])} cannot be read as a ZIP (corrupt or cut short), and no "
+                          f"gan.py was found elsewhere")
 
 
 # ---- Listing -------------------------------------------------------------------------------------------------
@@ -237,10 +242,13 @@ def _inner_zip(load: Callable[[], bytes | str], name: str, listed: int) -> list[
     if isinstance(data, str):
         return [_File(name, _never, data)]
     if not zipfile.is_zipfile(io.BytesIO(data)):
+        if name.lower().endswith(".zip"):
+            budget.unreadable.append(name)
         return [_File(name, lambda cap: data if len(data) <= cap else f"over the {cap} byte limit")]
     try:
         return _list_zip(zipfile.ZipFile(io.BytesIO(data)), f"{name}!/", listed, nested=True, reopen=reopen)
     except (zipfile.BadZipFile, ValueError, RuntimeError, EOFError) as error:
+        budget.unreadable.append(name)
         return [_File(name, _never, f"unreadable ZIP ({type(error).__name__})")]
 
 
@@ -335,8 +343,8 @@ def _pick_gan(files: list[_File], sub: Submission) -> None:
 def _choose(names: dict[str, list[str]], kept: dict[str, bytes], files: list[_File], sub: Submission) -> str | None:
     """The sha256 of the gan.py to grade among different contents, by the rules of the module's docstring, or None
     when they do not decide. What is left out is noted."""
-    if len(names) == 1:
-        return next(iter(names))
+    if len(names) <= 1:
+        return next(iter(names), None)
     work = [d for d in names if d in kept and not _starter_stub(kept[d])]
     for digest in set(names) - set(work):
         if digest in kept and _starter_stub(kept[digest]):
