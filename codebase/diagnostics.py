@@ -171,7 +171,7 @@ def where_in_gan(run, error: RuntimeError, filename: str = "gan.py") -> str | No
                       if isinstance(v, torch.Tensor) and v.requires_grad]
             for loss in losses:
                 torch.autograd.grad(loss.sum(), [t for t in _leaves(loss)], allow_unused=True, retain_graph=True)
-        except RuntimeError:
+        except Exception:  # noqa: BLE001 - whatever the second run raises, the first error is the one reported
             pass
     for warning in caught:  # anomaly detection: the traceback of the forward operation whose backward failed
         forward += [int(n) for n in re.findall(rf'{re.escape(filename)}", line (\d+)', str(warning.message))]
