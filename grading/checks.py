@@ -431,9 +431,7 @@ def _loss_value(problem: str, loss: str, outputs, name: str = "main") -> None:
             mismatched, inplace = probe.get("mismatched"), probe.get("inplace")
             if isinstance(inplace, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in inplace):
                 lines = f" (gan.py line {', '.join(map(str, inplace[:4]))})" if inplace else ""
-                hint = _hint(f"the images G returned were changed in place{lines}: an in-place operation changes every "
-                             "tensor that shares its memory, and a detached tensor shares the memory of the tensor "
-                             "it was detached from")
+                hint = _changed_in_place(lines)
             elif hint == NO_HINT and problem == "3.2" and isinstance(mismatched, int) and mismatched > 0:
                 hint = _hint(f"D scored {mismatched} images under a label other than their own: D(x, y) scores each "
                              "real image under its label, and each fake under the label it was drawn with",
@@ -461,6 +459,11 @@ def _d_value(problem: str, outputs) -> None:
             _loss_value(problem, "d_loss", outputs, "steep")
         except Failure as failure:
             raise failure.prefixed("with a critic whose gradient norms exceed 1: ") from None
+
+
+def _changed_in_place(lines: str = "") -> tuple[str, str]:
+    return _hint(f"the images G returned were changed in place{lines}: an in-place operation changes every tensor "
+                 "that shares its memory, and a detached tensor shares the memory of the tensor it was detached from")
 
 
 def _penalty_hint(actual: Tensor, expected: Expected) -> tuple[str, str]:
@@ -504,9 +507,7 @@ def _loss_grads(problem: str, loss: str, outputs, name: str = "main") -> None:
                 wrong = _hint(f"D scored {mismatched} images under a label other than their own: D(x, y) scores each "
                               "real image under its label, and each fake under the label it was drawn with")
             elif isinstance(inplace, list):
-                wrong = _hint("the images G returned were changed in place: an in-place operation changes every "
-                              "tensor that shares its memory, and a detached tensor shares the memory of the tensor "
-                              "it was detached from")
+                wrong = _changed_in_place()
             elif loss == "d_loss" and expected.wasserstein is not None:
                 wrong = _hint("the penalty's part of it comes through grad D(x_hat): lambda E[(||grad D(x_hat)||_2 - "
                               "1)^2], one L2 norm per sample, minus 1, squared")

@@ -125,7 +125,7 @@ def read_submission(path: Path) -> Submission:
         if path.is_dir():
             _pick(_list_folder(path), sub)
         elif path.suffix.lower() == ".py" and path.is_file():
-            _pick([_File("gan.py", lambda cap: _read_path(path, cap))], sub)
+            _pick([_File(GAN, lambda cap: _read_path(path, cap))], sub)  # one note below says what was graded
             sub.notes.append(f"graded {path.name} as {GAN}")
         elif (size := os.stat(path).st_size) > MAX_ZIP_BYTES:
             sub.fatal = f"the ZIP is {size} bytes, over the {MAX_ZIP_BYTES} byte limit: not graded"
