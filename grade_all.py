@@ -73,17 +73,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--column", default=DEFAULT_COLUMN,
                         help="the assignment's column in the LMS gradebook file (default: %(default)s; Canvas: "
                              "'Title (assignment id)', Blackboard: 'Title |column id' to update an existing one)")
+    parser.add_argument("--known", type=Path, metavar="DIR",
+                        help="a folder of known solutions (public ones, last year's): gan.py files alike only in "
+                             "what these hold are not flagged")
     parser.add_argument("--regrade", nargs="*", metavar="NAME",
                         help="grade again: everyone (no NAME), or these students (their ids)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: expected 1 or more")
+    if args.known is not None and not args.known.is_dir():
+        parser.error(f"--known {args.known}: not a folder (of known solutions, .py files)")
+    unmatched: list[str] = []
     try:
-        students = entries(args.folder, args.student_pattern, args.lms)
+        students = entries(args.folder, args.student_pattern, args.lms, unmatched)
     except BatchError as error:
         parser.error(str(error))
     if not students:
         parser.error(f"{args.folder}: no submissions in it")
+    if unmatched:
+        print(f"warning: {len(unmatched)} name(s) in {args.folder} are no student's and are not graded: "
+              f"{', '.join(unmatched[:5])}{' ...' if len(unmatched) > 5 else ''}", file=sys.stderr)
     if not args.out.exists():
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.mkdir(mode=0o700)  # results hold every student's code messages: private from the start
@@ -98,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
                      f"submissions or results: chmod 700 {shared[0]}")
     (args.out / "results").mkdir(mode=0o700, exist_ok=True)
     (args.out / "work").mkdir(mode=0o700, exist_ok=True)
-    report.save_class(args.out, students, args.lms, args.column)
+    report.save_class(args.out, students, args.lms, args.column, args.known)
     shutil.rmtree(args.out / "pending", ignore_errors=True)  # what a killed run left unfinished
     (args.out / "pending").mkdir(mode=0o700)
     if args.regrade and (unknown := set(args.regrade) - {e.student for e in students}):

@@ -12,7 +12,6 @@ leaves no process behind.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import io
 import json
@@ -40,26 +39,57 @@ class BatchError(ValueError):
     """The folder or the flags cannot be graded as given; the message names the fix."""
 
 
-# LMS exports, by their documented file names. Canvas: name[_LATE]_<user id>_<attachment id>_<file> (a later
-# attachment has a larger id); Moodle: <Full Name>_<participant id>_assignsubmission_file_[<file>] (a folder per
-# student when downloaded in folders); Blackboard: <assignment>_<username>_attempt_<YYYY-MM-DD-HH-MM-SS>[_<file>],
-# beside an attempt receipt (.txt) that is not graded.
+# LMS exports, by the names their download code writes.
+# Canvas: <name>[_LATE]_<user id>_<number>_<file>, where files of one submission share the number and a newer one has
+#   a larger one; anonymous grading writes anon_<anonymous id> in place of name and user id; a text or URL entry is
+#   <name>_<user id>_text.html or _link.html. The name is lower-cased and may hold underscores (never "_<digits>_").
+# Moodle: <Full Name>_<participant id>_assign<submission|feedback>_<plugin>_[<file>], a folder per student and plugin
+#   when downloaded in folders; team members each get their own copy, the team's name before the member's.
+# Blackboard: <assignment>_<username>_attempt_<YYYY-MM-DD-HH-MM-SS>[_<file>], beside an attempt receipt (.txt).
 PRESETS = {
-    "canvas": re.compile(r"^(?P<name>[^_]+?)_(?P<late>LATE_)?(?P<student>\d+)_(?P<order>\d+)_"),
-    "moodle": re.compile(r"^(?P<name>.+?)_(?P<student>\d+)_assign(?:submission|feedback)_"),
-    "blackboard": re.compile(r"^.+?_(?P<student>[^_]+)_attempt_(?P<order>\d{4}(?:-\d\d){5})"),
+    "canvas": re.compile(r"^(?:anon_(?P<anon>[A-Za-z0-9]+)|(?P<name>.*?)_(?:(?P<late>late)_)?(?P<student>\d+))_"
+                         r"(?:(?P<late2>late)_)?(?:(?P<order>\d+)_(?P<file>.+)|(?P<entry>text|link)\.html)$",
+                         re.IGNORECASE),
+    "moodle": re.compile(r"^(?P<name>.+?)_(?P<student>\d+)_assign(?P<plugin>submission|feedback)_(?P<type>[a-z]+)_"
+                         r"(?P<file>.*)$"),
+    "blackboard": re.compile(r"^(?P<stem>.+?)_attempt_(?P<order>\d{4}(?:-\d\d){5})(?:_(?P<file>.+)|\.txt)?$"),
 }
-RECEIPTS = {"blackboard": (".txt",)}
+DOCUMENTS = (".pdf", ".doc", ".docx", ".odt", ".rtf", ".txt", ".md", ".html", ".htm", ".tex", ".png", ".jpg",
+             ".jpeg", ".gif", ".csv", ".json", ".yml", ".yaml")  # handed in beside the code, never graded
 
 
 @dataclass(frozen=True)
 class Entry:
+    """One student's submission: the files of their newest attempt that hold code (graded together), with what else
+    they handed in."""
     student: str  # the key: the LMS's user id with a preset, else the pattern's group or the name
-    path: Path
+    path: Path  # the submission's file or folder; with several (``parts``), the first of them
     name: str = ""  # the student's name as the LMS writes it
     late: bool = False
     order: tuple = ()  # a newer submission of the same student sorts later
-    others: tuple[str, ...] = ()  # the student's older submissions, not graded
+    others: tuple[str, ...] = ()  # the student's other attempts, not graded
+    # with several files holding code in one attempt: (name in the export, name in the submission) of each, graded
+    # together as one folder
+    parts: tuple[tuple[str, str], ...] = ()
+    ignored: tuple[str, ...] = ()  # what else the student handed in: documents, text entries (never graded)
+
+    @property
+    def files(self) -> list[Path]:
+        return [self.path.parent / name for name, _ in self.parts] or [self.path]
+
+    @property
+    def no_code(self) -> bool:
+        """Whether the submission holds nothing that may be code (only documents, a text entry): for a human."""
+        return not _holds_code(self.path)
+
+    def sha256(self) -> str:
+        """The submission's hash: of its one file or folder, or of its parts' names and hashes."""
+        if not self.parts:
+            return submission_hash(self.path)
+        digest = hashlib.sha256()
+        for name, staged in self.parts:
+            digest.update(f"{staged}\0{submission_hash(self.path.parent / name)}\0".encode())
+        return digest.hexdigest()
 
     @property
     def file_name(self) -> str:
@@ -85,18 +115,55 @@ def student_of(name: str, pattern: re.Pattern | None) -> str | None:
     return match[1] if pattern.groups else match[0]
 
 
-def _entry(path: Path, pattern: re.Pattern | None) -> Entry | None:
+def _holds_code(path: Path) -> bool:
+    return path.is_dir() or path.suffix.lower() not in DOCUMENTS
+
+
+@dataclass
+class _Part:
+    path: Path
+    student: str
+    name: str
+    attempt: tuple  # the files of one attempt share it; a newer attempt sorts later
+    file: str  # its name in the submission
+    kind: str = "code"  # or what it is, when it is not graded: "a document", "a text entry", "a receipt"
+    late: bool = False
+
+
+def _part(path: Path, pattern: re.Pattern | None, lms: str | None, usernames: dict[str, str]) -> _Part | None:
+    """What the export's file ``path`` is: whose, of which attempt, under which name; None if the names of the
+    preset or pattern do not match it."""
+    match = pattern.search(path.name) if pattern else None
+    if pattern is not None and not match:
+        return None
+    kind = "code" if _holds_code(path) else "a document"
+    if lms == "canvas":
+        student = f"anon_{match['anon']}" if match["anon"] else match["student"]
+        if match["entry"]:
+            kind = f"a {'text' if match['entry'].lower() == 'text' else 'URL'} entry"
+            return _Part(path, student, match["name"] or student, (-1,), f"{match['entry'].lower()}.html", kind)
+        return _Part(path, student, match["name"] or student, (int(match["order"] or -1),),
+                     match["file"] or path.name, kind, bool(match["late"] or match["late2"]))
+    if lms == "moodle":
+        if match["plugin"] == "feedback":
+            kind = "feedback"
+        elif match["type"] != "file":
+            kind = "an online text entry" if match["type"] == "onlinetext" else f"a {match['type']} entry"
+        return _Part(path, match["student"], match["name"], (), match["file"] or match["type"], kind)
+    if lms == "blackboard":
+        student = usernames.get(path.name) or match["stem"].rsplit("_", 1)[-1]
+        if not match["file"]:
+            kind = "a receipt"
+        return _Part(path, student, student, (match["order"],), match["file"] or path.name, kind)
     student = student_of(path.name, pattern)
     if not student:
         return None
-    match = pattern.search(path.name) if pattern else None
     groups = match.groupdict() if match else {}
-    order = (groups["order"],) if groups.get("order") else ()
-    order = tuple(int(o) if o.isdigit() else o for o in order) + (path.stat().st_mtime_ns,)
-    return Entry(student, path, groups.get("name") or student, bool(groups.get("late")), order)
+    order = (int(groups["order"]) if groups["order"].isdigit() else groups["order"],) if groups.get("order") else ()
+    return _Part(path, student, groups.get("name") or student, order + (path.stat().st_mtime_ns,), path.name, kind,
+                 bool(groups.get("late")))
 
 
-_ATTEMPT = re.compile(r"^(?P<stem>.+)_attempt_(?P<order>\d{4}(?:-\d\d){5})")
 _RECEIPT_NAME = re.compile(r"^Name:.*\((?P<username>[^()\s]+)\)\s*$", flags=re.M)
 
 
@@ -104,12 +171,14 @@ def _blackboard_usernames(folder: Path) -> dict[str, str]:
     """{file name: username} of a Blackboard export. Its names are <assignment>_<username>_attempt_<time>, and both
     the assignment and the username may hold underscores: the assignment is what every name of the export begins
     with; with one student only, the attempt receipt's "Name: ... (username)" line says where it ends."""
-    stems = {p.name: m["stem"] for p in folder.iterdir() if (m := _ATTEMPT.match(p.name))}
+    attempt = PRESETS["blackboard"]
+    stems = {p.name: m["stem"] for p in folder.iterdir() if (m := attempt.match(p.name))}
     receipts = {}
     for path in folder.glob("*_attempt_*.txt"):
         try:
-            if found := _RECEIPT_NAME.search(path.read_text(errors="replace")[:4096]):
-                receipts[_ATTEMPT.match(path.name)["stem"]] = found["username"]
+            if (m := attempt.match(path.name)) and not m["file"]:
+                if found := _RECEIPT_NAME.search(path.read_text(errors="replace")[:4096]):
+                    receipts[m["stem"]] = found["username"]
         except (OSError, TypeError):
             pass
     distinct = sorted(set(stems.values()))
@@ -128,38 +197,65 @@ def _blackboard_usernames(folder: Path) -> dict[str, str]:
     return names
 
 
-def entries(folder: Path, pattern: re.Pattern | None = None, lms: str | None = None) -> list[Entry]:
-    """The submissions in ``folder``, one per student: with several of one student, the newest (the LMS's order,
-    else the file's time), the others listed in ``others``; raises BatchError on names the pattern does not match.
-    ``lms`` names a preset of PRESETS, in place of a pattern."""
+def entries(folder: Path, pattern: re.Pattern | None = None, lms: str | None = None,
+            unmatched: list[str] | None = None) -> list[Entry]:
+    """The submissions in ``folder``, one per student: the export's files grouped by student and attempt (``lms``
+    names a preset of PRESETS, in place of a pattern). The newest attempt that holds code is graded, all its files
+    that may be code together; other attempts are listed in ``others``, documents and text entries in ``ignored``.
+    Names that match no student are appended to ``unmatched`` (if given; else they raise BatchError); BatchError
+    also when no name matches at all."""
     if not folder.is_dir():
         raise BatchError(f"{folder}: not a folder of submissions")
     if lms:
         pattern = PRESETS[lms]
     usernames = _blackboard_usernames(folder) if lms == "blackboard" else {}
-    found: dict[str, list[Entry]] = {}
-    unmatched = []
+    found: dict[str, list[_Part]] = {}
+    missed = []
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.name in JUNK or path.suffix.lower() in RECEIPTS.get(lms or "", ()):
+        if path.name.startswith(".") or path.name in JUNK:
             continue
-        entry = _entry(path, pattern)
-        if entry is not None and lms == "blackboard":
-            entry = dataclasses.replace(entry, student=usernames.get(path.name, entry.student))
-        if entry is None:
-            unmatched.append(path.name)
+        part = _part(path, pattern, lms, usernames)
+        if part is None:
+            missed.append(path.name)
         else:
-            found.setdefault(entry.student, []).append(entry)
-    if unmatched:
-        raise BatchError(f"{'--lms ' + lms if lms else '--student-pattern'} matches no student in {len(unmatched)} "
-                         f"name(s), e.g. {', '.join(unmatched[:3])}: fix the pattern, or move those files out of "
+            found.setdefault(part.student, []).append(part)
+    if missed and (unmatched is None or not found):
+        raise BatchError(f"{'--lms ' + lms if lms else '--student-pattern'} matches no student in {len(missed)} "
+                         f"name(s), e.g. {', '.join(missed[:3])}: fix the pattern, or move those files out of "
                          f"{folder}")
-    chosen = []
-    for versions in found.values():
-        versions.sort(key=lambda e: e.order)
-        newest = versions[-1]
-        chosen.append(Entry(newest.student, newest.path, newest.name, newest.late, newest.order,
-                            tuple(e.path.name for e in versions[:-1])))
-    return sorted(chosen, key=lambda e: e.student)
+    if unmatched is not None:
+        unmatched.extend(missed)
+    return sorted((_submission(parts) for parts in found.values()), key=lambda e: e.student)
+
+
+def _submission(parts: list[_Part]) -> Entry:
+    """One student's Entry from their files: the newest attempt that holds code (else the newest)."""
+    attempts: dict[tuple, list[_Part]] = {}
+    for part in parts:
+        if part.kind != "feedback":
+            attempts.setdefault(part.attempt, []).append(part)
+    order = sorted(attempts) or [parts[0].attempt]
+    with_code = [a for a in order if any(p.kind == "code" for p in attempts[a])]
+    chosen = with_code[-1] if with_code else order[-1]
+    mine = attempts.get(chosen, parts)
+    code = [p for p in mine if p.kind == "code"]
+    shown = code or [p for p in mine if p.kind != "a receipt"] or mine
+    others = tuple(p.path.name for a in order if a != chosen for p in attempts[a] if p.kind == "code")
+    ignored = tuple(f"{p.file} ({p.kind})" for a in order for p in attempts[a] if p.kind not in ("code", "a receipt"))
+    staged: list[tuple[str, str]] = []
+    if len(code) > 1:
+        taken: set[str] = set()
+        for p in code:
+            name, n = p.file, 1
+            while name.lower() in taken:  # the same name twice: keep both
+                n += 1
+                stem, dot, suffix = p.file.rpartition(".")
+                name = f"{stem}-{n}.{suffix}" if dot and stem else f"{p.file}-{n}"
+            taken.add(name.lower())
+            staged.append((p.path.name, name))
+    first = shown[0]
+    return Entry(first.student, first.path, first.name, any(p.late for p in mine), chosen, others, tuple(staged),
+                 ignored)
 
 
 NOTE_CHARACTERS = 240  # of each problem's note: its root cause, cut at a word
@@ -192,7 +288,7 @@ def summary(entry: Entry, results: dict) -> dict:
     """A grades.csv row: points per problem, total, and the first failure of each problem; for a grading that
     failed, no points and the reason."""
     row = {"student": entry.student, "name": entry.name, "late": "late" if entry.late else "",
-           "status": status(results), "also submitted": " ".join(entry.others)}
+           "status": status(results), "also submitted": "; ".join(entry.others + entry.ignored)}
     if row["status"] != GRADED:
         row.update(dict.fromkeys(RUNS, ""), total="", notes=(results.get("output", "").splitlines() or [""])[-1][:300])
         return row
@@ -225,7 +321,7 @@ def current(entry: Entry, results: dict) -> bool:
     there: a report may be rebuilt where the submissions are not)."""
     extra = results.get("extra_data", {})
     return ((extra.get("status") == GRADED or for_a_human(results)) and extra.get("grader_version") == grader_version()
-            and (not entry.path.exists() or extra.get("submission_sha256") == submission_hash(entry.path)))
+            and (not all(p.exists() for p in entry.files) or extra.get("submission_sha256") == entry.sha256()))
 
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")  # and their full-width forms
@@ -263,6 +359,31 @@ def write_csv(out: Path, students: list[Entry], flags: dict[str, list[str]] | No
     return rows
 
 
+def no_code(entry: Entry) -> str:
+    return (f"no code in the submission, only {', '.join(entry.ignored[:4]) or entry.path.name}: read it (code may "
+            "be pasted in it), or ask for an upload of hw3.zip")
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError:  # another file system
+        shutil.copy2(source, target, follow_symlinks=False)
+
+
+def stage(entry: Entry, folder: Path) -> None:
+    """Lay out the files of a submission of several parts as one folder, each under its name in the submission
+    (hard links where the file system allows; symbolic links stay links, which the reader never follows)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for name, staged in entry.parts:
+        source = entry.path.parent / name
+        if source.is_dir() and not source.is_symlink():
+            shutil.copytree(source, folder / staged, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(str(source), str(folder / staged))
+
+
 class Batch:
     """Runs the gradings; ``stop()`` (from a signal handler) ends every one under way."""
 
@@ -277,24 +398,48 @@ class Batch:
         then say so, with status "grading failed", and the next run retries it) or was stopped."""
         pending = self.out / "pending" / f"{entry.file_name}.json"
         work = self.out / "pending" / f"{entry.file_name}.work"  # gan.py and grids, for the class report
+        results = self.out / "results" / f"{entry.file_name}.json"
+        if entry.no_code:  # a text entry, a PDF: nothing a rule may score, and perhaps code pasted in it
+            print(f"\n{entry.path.name}: needs a human: {no_code(entry)}", file=sys.stderr)
+            content = unfinished(no_code(entry))
+            content["extra_data"].update(status=NEEDS_ATTENTION, unreadable=no_code(entry)[:300],
+                                         submission_sha256=entry.sha256())
+            write_results(content, results)
+            return False
+        upload = self.out / "pending" / f"{entry.file_name}.upload"  # several files of one attempt, as one folder
         prefix = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []  # dies with us
-        with self.lock:
-            if self.stopping:
-                return False
-            proc = subprocess.Popen([*prefix, sys.executable, str(GRADE), str(entry.path.resolve()), "-o",
-                                     str(pending), "--keep", str(work), *self.flags], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                    start_new_session=True)
-            self.running.add(proc)
-        _, err = proc.communicate()
+        try:
+            if entry.parts:
+                stage(entry, upload)
+        except OSError as error:  # a full disk: the grading failed, not the student
+            shutil.rmtree(upload, ignore_errors=True)
+            print(f"\n{entry.path.name}: the grading failed (laying out its files: {error})", file=sys.stderr)
+            write_results(unfinished(f"the grading failed (laying out the submission's files: {error})"), results)
+            return False
+        try:
+            with self.lock:
+                if self.stopping:
+                    return False
+                proc = subprocess.Popen([*prefix, sys.executable, str(GRADE),
+                                         str(upload if entry.parts else entry.path.resolve()), "-o", str(pending),
+                                         "--keep", str(work), *self.flags], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, start_new_session=True)
+                self.running.add(proc)
+            _, err = proc.communicate()
+        finally:
+            shutil.rmtree(upload, ignore_errors=True)
         with self.lock:
             self.running.discard(proc)
         if self.stopping:
             pending.unlink(missing_ok=True)
             shutil.rmtree(work, ignore_errors=True)
             return False
-        results = self.out / "results" / f"{entry.file_name}.json"
         try:  # 1: an unreadable submission, graded all the same; anything else, or a placeholder, is a failure
-            graded = proc.returncode in (0, 1) and json.loads(pending.read_text())["extra_data"]["status"] == GRADED
+            content = json.loads(pending.read_text())
+            graded = proc.returncode in (0, 1) and content["extra_data"]["status"] == GRADED
+            if entry.parts:  # the hash of what the export holds, not of the folder it was graded as
+                content["extra_data"]["submission_sha256"] = entry.sha256()
+                write_results(content, pending)
         except (OSError, ValueError, KeyError, TypeError):
             graded = False
         if graded:

@@ -2,7 +2,8 @@
 
 - Canvas (Grades > Import): ``Student, ID, SIS User ID, SIS Login ID, Section, <column>`` and a "Points Possible"
   row; students matched by ID, the Canvas user id of the export's file names. A column named "Title (12345)"
-  updates assignment 12345; another name creates a new assignment.
+  updates assignment 12345; another name creates a new assignment. An export under anonymous grading names
+  students anon_<id>, which the import cannot match: their grades go into SpeedGrader, from grades.csv.
 - Moodle (the assignment's "Upload grading worksheet"): ``Identifier, Full name, Grade, Maximum Grade,
   Last modified (grade), Feedback comments``; Identifier is "Participant <id>", the id of the export's file names.
 - Blackboard (Grade Center > Work Offline > Upload): ``Username, <column> [Total Pts: <max> Score]``; a column named
@@ -34,7 +35,8 @@ def rows(lms: str, column: str, students: list[Entry], results: dict[str, dict])
     if lms == "canvas":
         table = [["Student", "ID", "SIS User ID", "SIS Login ID", "Section", column],
                  ["Points Possible", "", "", "", "", f"{top:g}"]]
-        table += [[csv_cell(e.name), e.student, "", "", "", f"{c['score']:g}"] for e, c in graded]
+        table += [[csv_cell(e.name), e.student, "", "", "", f"{c['score']:g}"] for e, c in graded
+                  if e.student.isdigit()]  # an anonymous id (anon_...) is no user id: SpeedGrader takes those
     elif lms == "moodle":
         table = [["Identifier", "Full name", "Grade", "Maximum Grade", "Last modified (grade)", "Feedback comments"]]
         now = time.strftime("%A, %d %B %Y, %I:%M %p")  # newer than the grades it replaces, as Moodle writes dates

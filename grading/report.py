@@ -34,18 +34,20 @@ from grading.submission import RUNS
 CLASS_FILE = "class.json"  # the students (ids, names, late) and the LMS preset, written by grade_all.py
 
 
-def save_class(out: Path, students: list[Entry], lms: str | None, column: str) -> None:
-    data = {"lms": lms, "column": column, "students": [{**asdict(e), "path": str(e.path)} for e in students]}
+def save_class(out: Path, students: list[Entry], lms: str | None, column: str, known: Path | None = None) -> None:
+    data = {"lms": lms, "column": column, "known": str(known.resolve()) if known else None,
+            "students": [{**asdict(e), "path": str(e.path)} for e in students]}
     tmp = out / f"{CLASS_FILE}.tmp"
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(tmp, out / CLASS_FILE)
 
 
-def load_class(out: Path) -> tuple[list[Entry], str | None, str]:
+def load_class(out: Path) -> tuple[list[Entry], str | None, str, str | None]:
     data = json.loads((out / CLASS_FILE).read_text())
-    students = [Entry(**{**s, "path": Path(s["path"]), "order": tuple(s["order"]), "others": tuple(s["others"])})
+    students = [Entry(**{**s, "path": Path(s["path"]), "order": tuple(s["order"]), "others": tuple(s["others"]),
+                         "parts": tuple(tuple(p) for p in s.get("parts", ())), "ignored": tuple(s.get("ignored", ()))})
                 for s in data["students"]]
-    return students, data.get("lms"), data.get("column") or gradebook.DEFAULT_COLUMN
+    return students, data.get("lms"), data.get("column") or gradebook.DEFAULT_COLUMN, data.get("known")
 
 
 def _results(out: Path, students: list[Entry]) -> dict[str, dict]:
@@ -64,9 +66,28 @@ def _results(out: Path, students: list[Entry]) -> dict[str, dict]:
     return found
 
 
-def flags(out: Path, students: list[Entry], results: dict[str, dict]) -> dict[str, list[str]]:
+REFERENCE = Path(__file__).resolve().parents[1] / "codebase" / "gan.py"  # the reference solution
+MAX_KNOWN = 1000  # files of --known read, each up to 512 KiB
+
+
+def known_solutions(folder: str | Path | None) -> list[str]:
+    """The .py files under ``folder`` (known public solutions, last year's class): what similarity discounts."""
+    if not folder:
+        return []
+    found = []
+    for path in sorted(Path(folder).rglob("*.py"))[:MAX_KNOWN]:
+        try:
+            if path.is_file() and path.stat().st_size <= 512 << 10:
+                found.append(path.read_text(errors="replace"))
+        except OSError:
+            pass
+    return found
+
+
+def flags(out: Path, students: list[Entry], results: dict[str, dict], known: str | None = None
+          ) -> dict[str, list[str]]:
     """Per student, what a human should look at: samples that are real images, gan.py files and grids like
-    another student's (naming them)."""
+    another student's (naming them), beyond what the starter, the reference and the ``known`` solutions share."""
     from make_handout import starter_files
 
     found: dict[str, list[str]] = {e.student: [] for e in students}
@@ -76,7 +97,9 @@ def flags(out: Path, students: list[Entry], results: dict[str, dict]) -> dict[st
     work = {e.student: out / "work" / e.file_name for e in students if e.student in results}
     sources = {s: (w / "gan.py").read_text(errors="replace") for s, w in work.items() if (w / "gan.py").is_file()}
     starter = starter_files(names=["codebase/gan.py"])["codebase/gan.py"][0].decode()
-    _pairs(found, "gan.py like", similarity.similar_code(sources, starter), "{:.0%} of the code")
+    code = similarity.similar_code(sources, starter, [REFERENCE.read_text(), *known_solutions(known)])
+    _pairs(found, "gan.py like", [(a, b, f"{value:.0%} of the code not common to the class; {a}'s lines {first}-"
+                                  f"{last} alike") for a, b, value, (first, last) in code])
     for problem in RUNS:
         grids = {}
         for s, w in work.items():
@@ -86,28 +109,29 @@ def flags(out: Path, students: list[Entry], results: dict[str, dict]) -> dict[st
             except OSError:
                 pass
         grids = {s: g for s, g in grids.items() if not similarity.collapsed(g)}  # blank grids match by chance
-        _pairs(found, f"{problem} grid like", similarity.similar_grids(grids), "RMS difference {:.3f}")
+        _pairs(found, f"{problem} grid like", [(a, b, f"RMS difference {value:.3f}")
+                                                for a, b, value in similarity.similar_grids(grids)])
     return found
 
 
-def _pairs(found: dict[str, list[str]], what: str, pairs: list[tuple[str, str, float]], measure: str,
-           named: int = 5) -> None:
-    """One flag per student for ``pairs`` (most alike first): the first ``named`` others, then how many more."""
-    others: dict[str, list[tuple[str, float]]] = {}
-    for a, b, value in pairs:
-        others.setdefault(a, []).append((b, value))
-        others.setdefault(b, []).append((a, value))
+def _pairs(found: dict[str, list[str]], what: str, pairs: list[tuple[str, str, str]], named: int = 5) -> None:
+    """One flag per student for ``pairs`` (a, b, how alike; most alike first): the first ``named`` others, then how
+    many more."""
+    others: dict[str, list[tuple[str, str]]] = {}
+    for a, b, measure in pairs:
+        others.setdefault(a, []).append((b, measure))
+        others.setdefault(b, []).append((a, measure))
     for student, alike in others.items():
-        text = ", ".join(f"{other}'s ({measure.format(value)})" for other, value in alike[:named])
+        text = ", ".join(f"{other}'s ({measure})" for other, measure in alike[:named])
         more = f" and {len(alike) - named} more" if len(alike) > named else ""
         found[student].append(f"{what} {text}{more}")
 
 
 def build(out: Path) -> dict:
     """Rewrite OUT/report.html, OUT/grades.csv (with flags) and the LMS gradebook; returns a short summary."""
-    students, lms, column = load_class(out)
+    students, lms, column, known = load_class(out)
     results = _results(out, students)
-    found = flags(out, students, results)
+    found = flags(out, students, results, known)
     write_csv(out, students, found)
     book = gradebook.write(out, lms, column, students, results) if lms else None
     page = render(out, students, results, found)
@@ -249,7 +273,8 @@ def todo(entry: Entry, content: dict | None, flags: list[str]) -> list[tuple[int
     elif extra.get("ambiguous"):
         found.append((1, f"{extra['ambiguous'][:300]}: choose the one to grade, and grade that alone"))
     elif extra.get("unreadable"):
-        found.append((2, f"{extra['unreadable'][:300]}: ask for a new upload"))
+        said = extra["unreadable"][:300]
+        found.append((2, said if "ask for" in said else f"{said}: ask for a new upload"))
     elif status(content) != GRADED:
         found.append((0, "the grading failed: " + (content.get("output", "").splitlines() or [""])[-1][:200]))
     else:
@@ -264,6 +289,10 @@ def todo(entry: Entry, content: dict | None, flags: list[str]) -> list[tuple[int
     found += [(4, str(f)[:300]) for f in flags]
     if entry.late:
         found.append((6, "submitted late"))
+    if entry.others:
+        found.append((7, f"other attempts, not graded: {', '.join(entry.others[:4])}"))
+    if entry.ignored and not extra.get("unreadable"):
+        found.append((7, f"handed in beside the code, not graded: {', '.join(entry.ignored[:4])}"))
     return sorted(found)
 
 

@@ -3,16 +3,21 @@
 ``gan.py`` files are compared as MOSS does, on what the student wrote: each file becomes a stream of tokens with
 comments, docstrings, layout and names normalised away (every name becomes ``V``; attribute names such as
 ``logsigmoid`` in ``F.logsigmoid`` stay, as do keywords, operators and numbers), cut into overlapping runs of
-KGRAM tokens; the runs that the starter's own gan.py holds are dropped. Two files are paired when most of the
-smaller one's runs are in the other (``overlap``, at least CODE_OVERLAP) and it has at least MIN_KGRAMS runs of
-its own, so that stubs and one-liners never pair. Sample grids are paired when the root-mean-square difference of
-their pixels (in [0, 1]) is below GRID_DISTANCE, the other grid taken as it is or as a copier might disguise it
-(``disguises``: mirrored or flipped whole, or each image mirrored or flipped in place): the same grid saved again, a
-few images changed, or another step of the same run; grids of one image repeated (blank, collapsed) are not
-compared.
+KGRAM tokens. The three functions are short and follow fixed formulas, so independent solutions share many runs;
+what everyone shares is discounted, as Dolos's and JPlag's base-code and frequency filters do: the runs of the
+starter, of the reference solution and of any known solutions (each also without its annotations and docstrings,
+as bare functions), and the runs that more than max(3, COMMON_SHARE of the class) students hold. Two files are
+paired when most of the smaller one's remaining runs are in the other (``overlap``, at least CODE_OVERLAP) and it
+has at least MIN_KGRAMS of them, so that stubs, one-liners and textbook solutions never pair; the longest shared
+fragment is named. Sample grids are paired when the root-mean-square difference of their pixels (in [0, 1]) is
+below GRID_DISTANCE, the other grid taken as it is or as a copier might disguise it (``disguises``: mirrored or
+flipped whole, or each image mirrored or flipped in place): the same grid saved again, a few images changed, or
+another step of the same run; grids of one image repeated (blank, collapsed) are not compared.
 """
 from __future__ import annotations
 
+import ast
+import collections
 import io
 import itertools
 import keyword
@@ -22,9 +27,10 @@ import zlib
 
 import numpy as np
 
-KGRAM = 10
-CODE_OVERLAP = 0.6  # docs/grading.md: renamed and reformatted copies 1.0; independent correct solutions 0.10-0.26
+KGRAM = 15
+CODE_OVERLAP = 0.7  # docs/grading.md: disguised copies 0.88-1.0; independent correct solutions up to 0.40-0.57
 MIN_KGRAMS = 20
+COMMON_SHARE = 0.25
 GRID_DISTANCE = 0.1  # independent one-epoch runs differ by 0.27-0.38 (same seed, other loss code: 0.30+);
 # one run's grids 37 steps apart by 0.03, 87 steps apart by 0.065; the same grid saved again by 0
 COLLAPSED_SPREAD = 8.0  # mean over pixels of their spread over the 100 images (0-255): one-epoch reference
@@ -34,9 +40,10 @@ _SKIP = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, token
 _FALLBACK = re.compile(r"[A-Za-z_]\w*|\d[\w.]*|\S")
 
 
-def tokens(source: str) -> list[str]:
-    """The normalised token stream of Python source (any text: what does not tokenise is split on its own)."""
-    out: list[str] = []
+def _stream(source: str) -> list[tuple[str, int]]:
+    """The normalised tokens of Python source (any text: what does not tokenise is split on its own), each with
+    its line."""
+    out: list[tuple[str, int]] = []
     try:
         stream = list(tokenize.generate_tokens(io.StringIO(source).readline))
     except (tokenize.TokenError, IndentationError, SyntaxError):
@@ -50,21 +57,52 @@ def tokens(source: str) -> list[str]:
         if tok.type == tokenize.STRING and statement_start:  # a docstring, or a string on its own
             continue
         if tok.type == tokenize.NAME:
-            keep = keyword.iskeyword(tok.string) or (out and out[-1] == ".")
-            out.append(tok.string if keep else "V")
+            keep = keyword.iskeyword(tok.string) or (out and out[-1][0] == ".")
+            out.append((tok.string if keep else "V", tok.start[0]))
         elif tok.type == tokenize.STRING:
-            out.append("S")
+            out.append(("S", tok.start[0]))
         else:
-            out.append(tok.string)
+            out.append((tok.string, tok.start[0]))
         statement_start = False
     return out
 
 
+def tokens(source: str) -> list[str]:
+    """The normalised token stream of Python source."""
+    return [t for t, _ in _stream(source)]
+
+
+def _runs(stream: list[str]) -> list[int]:
+    return [zlib.crc32(" ".join(stream[i:i + KGRAM]).encode()) for i in range(max(0, len(stream) - KGRAM + 1))]
+
+
 def fingerprints(source: str, base: set[int] = frozenset()) -> set[int]:
     """The hashes of the KGRAM-token runs of ``source`` that are not in ``base``."""
-    stream = tokens(source)
-    runs = (" ".join(stream[i:i + KGRAM]).encode() for i in range(max(0, len(stream) - KGRAM + 1)))
-    return {zlib.crc32(run) for run in runs} - set(base)
+    return set(_runs(tokens(source))) - set(base)
+
+
+def bare(source: str) -> str:
+    """``source`` as bare functions: without annotations and docstrings (as students who drop the starter's
+    type hints write it); "" if it does not parse."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return ""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.returns = None
+            for arg in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs, node.args.vararg,
+                        node.args.kwarg]:
+                if arg is not None:
+                    arg.annotation = None
+            if node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
+
+
+def base_prints(sources: list[str]) -> set[int]:
+    """The runs of the starter, the reference and known solutions, as written and as bare functions."""
+    return set().union(*(fingerprints(s) | fingerprints(bare(s)) for s in sources)) if sources else set()
 
 
 def overlap(a: set[int], b: set[int]) -> float:
@@ -74,13 +112,36 @@ def overlap(a: set[int], b: set[int]) -> float:
     return len(a & b) / min(len(a), len(b))
 
 
-def similar_code(sources: dict[str, str], starter: str) -> list[tuple[str, str, float]]:
-    """The pairs of students whose gan.py files overlap by at least CODE_OVERLAP: (a, b, overlap), most alike
-    first."""
-    base = fingerprints(starter)
+def shared_fragment(source: str, shared: set[int]) -> tuple[int, int]:
+    """(first line, last line) of the longest stretch of ``source`` made of runs in ``shared``."""
+    stream = _stream(source)
+    runs = _runs([t for t, _ in stream])
+    best, start = (0, -1, -1), None
+    for i, run in enumerate([*runs, None]):
+        if run is not None and run in shared:
+            start = i if start is None else start
+        elif start is not None:
+            best = max(best, (i - start, start, i - 1 + KGRAM - 1))
+            start = None
+    return (stream[best[1]][1], stream[best[2]][1]) if best[0] else (0, 0)
+
+
+def similar_code(sources: dict[str, str], starter: str, known: list[str] = ()
+                 ) -> list[tuple[str, str, float, tuple[int, int]]]:
+    """The pairs of students whose gan.py files overlap by at least CODE_OVERLAP beyond what everyone shares
+    (the starter, the reference and ``known`` solutions, and the runs common in the class): (a, b, overlap,
+    the lines of a's gan.py of their longest shared fragment), most alike first."""
+    base = base_prints([starter, *known])
     prints = {student: fingerprints(source, base) for student, source in sources.items()}
-    pairs = [(a, b, overlap(prints[a], prints[b])) for a, b in itertools.combinations(sorted(prints), 2)]
-    return sorted([p for p in pairs if p[2] >= CODE_OVERLAP], key=lambda p: -p[2])
+    held = collections.Counter(run for p in prints.values() for run in p)
+    common = {run for run, n in held.items() if n > max(3, COMMON_SHARE * len(prints))}
+    prints = {student: p - common for student, p in prints.items()}
+    pairs = []
+    for a, b in itertools.combinations(sorted(prints), 2):
+        value = overlap(prints[a], prints[b])
+        if value >= CODE_OVERLAP:
+            pairs.append((a, b, value, shared_fragment(sources[a], prints[a] & prints[b])))
+    return sorted(pairs, key=lambda p: -p[2])
 
 
 def collapsed(grid: np.ndarray) -> bool:

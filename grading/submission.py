@@ -3,8 +3,8 @@ final sample grid ``out_<run>/fake_<step>.png``.
 
 A submission is a ZIP, a folder of loose files (Gradescope unpacks an upload into one), or a bare ``.py`` file
 (an LMS export renames an uploaded gan.py, e.g. ``lee_10070_50070_gan.py``). Inside it the work may lie at any
-depth (``hw3_starter/hw3/codebase/gan.py``, a whole work folder with checkpoints) and in ZIPs one level down (a
-folder holding ``hw3.zip``, a ZIP of ``hw3.zip``). Names are listed without reading anything (up to MAX_LISTED);
+depth (``hw3_starter/hw3/codebase/gan.py``, a whole work folder with checkpoints) and in ZIPs inside it, down to
+MAX_ZIP_DEPTH (a folder holding ``hw3.zip``, a ZIP of ``hw3.zip``, an LMS's folder holding a ZIP of ``hw3.zip``). Names are listed without reading anything (up to MAX_LISTED);
 only what is graded is read, each under its size cap, and nothing is written to disk. Reading one upload costs at
 most MAX_READ_BYTES decompressed and MAX_READ_SECONDS, one inner ZIP is held in memory at a time, and gan.py
 candidates are compared by hash as they are read, so the cost follows the upload, not what it expands to. Several copies of one
@@ -38,6 +38,7 @@ GRID_PIXELS = (28, 2048)  # smallest and largest sane width or height
 MAX_ZIP_BYTES = 1 << 30  # an upload may hold checkpoints and data: only the graded members are read
 MAX_INNER_ZIP_BYTES = 64 << 20  # a ZIP inside the submission is read into memory to look inside
 MAX_LISTED = 20_000  # names listed, over every level
+MAX_ZIP_DEPTH = 3  # ZIPs inside the upload looked into: a ZIP of hw3.zip inside an LMS's folder is 2 deep
 MAX_READ_BYTES = 512 << 20  # decompressed while reading one upload: a whole work folder needs a few MiB
 MAX_READ_SECONDS = 60.0
 MAX_GAN_BYTES = 512 << 10
@@ -182,10 +183,11 @@ def _list_folder(folder: Path) -> list[_File]:
     return found
 
 
-def _list_zip(zf: zipfile.ZipFile, prefix: str, listed: int, nested: bool = False,
+def _list_zip(zf: zipfile.ZipFile, prefix: str, listed: int, depth: int = 0,
               reopen: Callable[[], zipfile.ZipFile | str] | None = None) -> list[_File]:
-    """The members of an open ZIP, named ``prefix`` + their name; ZIPs in it are looked into once (not deeper).
-    ``reopen`` gives the ZIP again when a member is read later (an inner ZIP is not kept open)."""
+    """The members of an open ZIP, named ``prefix`` + their name, ``depth`` ZIPs deep in the upload; ZIPs in it are
+    looked into down to MAX_ZIP_DEPTH. ``reopen`` gives the ZIP again when a member is read later (an inner ZIP is
+    not kept open)."""
     infos = zf.infolist()
     if listed + len(infos) > MAX_LISTED:
         raise _TooMany
@@ -210,9 +212,13 @@ def _list_zip(zf: zipfile.ZipFile, prefix: str, listed: int, nested: bool = Fals
             problem = "not a regular file"
         elif info.flag_bits & 0x1:
             problem = "encrypted"
-        if not problem and not nested and name.lower().endswith(".zip") and info.file_size <= MAX_INNER_ZIP_BYTES:
-            found.extend(_inner_zip(lambda info=info: _read_member(zf, info, MAX_INNER_ZIP_BYTES), prefix + name,
-                                    listed + len(found)))
+        if not problem and depth < MAX_ZIP_DEPTH and name.lower().endswith(".zip") and (
+                info.file_size <= MAX_INNER_ZIP_BYTES):
+            if reopen is None:
+                load = lambda info=info: _read_member(zf, info, MAX_INNER_ZIP_BYTES)  # noqa: E731
+            else:
+                load = lambda info=info: _read_reopened(reopen, info, MAX_INNER_ZIP_BYTES)  # noqa: E731
+            found.extend(_inner_zip(load, prefix + name, listed + len(found), depth + 1))
             continue
         if reopen is None:
             read = lambda cap, info=info: _read_member(zf, info, cap)  # noqa: E731
@@ -222,7 +228,7 @@ def _list_zip(zf: zipfile.ZipFile, prefix: str, listed: int, nested: bool = Fals
     return found
 
 
-def _inner_zip(load: Callable[[], bytes | str], name: str, listed: int) -> list[_File]:
+def _inner_zip(load: Callable[[], bytes | str], name: str, listed: int, depth: int = 1) -> list[_File]:
     """The members of the ZIP ``name`` inside the submission, whose bytes ``load`` reads. Only one inner ZIP is
     held in memory at a time: a member read later loads its ZIP again (charged to the budget)."""
     def reopen() -> zipfile.ZipFile | str:
@@ -246,7 +252,7 @@ def _inner_zip(load: Callable[[], bytes | str], name: str, listed: int) -> list[
             budget.unreadable.append(name)
         return [_File(name, lambda cap: data if len(data) <= cap else f"over the {cap} byte limit")]
     try:
-        return _list_zip(zipfile.ZipFile(io.BytesIO(data)), f"{name}!/", listed, nested=True, reopen=reopen)
+        return _list_zip(zipfile.ZipFile(io.BytesIO(data)), f"{name}!/", listed, depth, reopen=reopen)
     except (zipfile.BadZipFile, ValueError, RuntimeError, EOFError) as error:
         budget.unreadable.append(name)
         return [_File(name, _never, f"unreadable ZIP ({type(error).__name__})")]
