@@ -72,15 +72,11 @@ class Entry:
     # together as one folder
     parts: tuple[tuple[str, str], ...] = ()
     ignored: tuple[str, ...] = ()  # what else the student handed in: documents, text entries (never graded)
+    no_code: bool = False  # nothing handed in may be code (only documents, a text entry): for a human
 
     @property
     def files(self) -> list[Path]:
         return [self.path.parent / name for name, _ in self.parts] or [self.path]
-
-    @property
-    def no_code(self) -> bool:
-        """Whether the submission holds nothing that may be code (only documents, a text entry): for a human."""
-        return not _holds_code(self.path)
 
     def sha256(self) -> str:
         """The submission's hash: of its one file or folder, or of its parts' names and hashes."""
@@ -164,21 +160,23 @@ def _part(path: Path, pattern: re.Pattern | None, lms: str | None, usernames: di
                  bool(groups.get("late")))
 
 
-_RECEIPT_NAME = re.compile(r"^Name:.*\((?P<username>[^()\s]+)\)\s*$", flags=re.M)
+_RECEIPT_NAME = re.compile(r"^Name:\s*(?P<name>.*?)\s*\((?P<username>[^()\s]+)\)\s*$", flags=re.M)
 
 
-def _blackboard_usernames(folder: Path) -> dict[str, str]:
-    """{file name: username} of a Blackboard export. Its names are <assignment>_<username>_attempt_<time>, and both
-    the assignment and the username may hold underscores: the assignment is what every name of the export begins
-    with; with one student only, the attempt receipt's "Name: ... (username)" line says where it ends."""
+def _blackboard_usernames(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """({file name: username}, {username: full name}) of a Blackboard export. Its names are
+    <assignment>_<username>_attempt_<time>, and both the assignment and the username may hold underscores: the
+    assignment is what every name of the export begins with; with one student only, the attempt receipt's
+    "Name: <full name> (username)" line says where it ends."""
     attempt = PRESETS["blackboard"]
     stems = {p.name: m["stem"] for p in folder.iterdir() if (m := attempt.match(p.name))}
-    receipts = {}
+    receipts, full_names = {}, {}
     for path in folder.glob("*_attempt_*.txt"):
         try:
             if (m := attempt.match(path.name)) and not m["file"]:
                 if found := _RECEIPT_NAME.search(path.read_text(errors="replace")[:4096]):
                     receipts[m["stem"]] = found["username"]
+                    full_names[found["username"]] = found["name"]
         except (OSError, TypeError):
             pass
     distinct = sorted(set(stems.values()))
@@ -194,7 +192,7 @@ def _blackboard_usernames(folder: Path) -> dict[str, str]:
             names[name] = stem[len(prefix):]
         else:
             names[name] = stem.rsplit("_", 1)[-1]
-    return names
+    return names, full_names
 
 
 def entries(folder: Path, pattern: re.Pattern | None = None, lms: str | None = None,
@@ -208,13 +206,15 @@ def entries(folder: Path, pattern: re.Pattern | None = None, lms: str | None = N
         raise BatchError(f"{folder}: not a folder of submissions")
     if lms:
         pattern = PRESETS[lms]
-    usernames = _blackboard_usernames(folder) if lms == "blackboard" else {}
+    usernames, full_names = _blackboard_usernames(folder) if lms == "blackboard" else ({}, {})
     found: dict[str, list[_Part]] = {}
     missed = []
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or path.name in JUNK:
             continue
         part = _part(path, pattern, lms, usernames)
+        if part is not None and part.student in full_names:
+            part.name = full_names[part.student][:200]
         if part is None:
             missed.append(path.name)
         else:
@@ -255,7 +255,7 @@ def _submission(parts: list[_Part]) -> Entry:
             staged.append((p.path.name, name))
     first = shown[0]
     return Entry(first.student, first.path, first.name, any(p.late for p in mine), chosen, others, tuple(staged),
-                 ignored)
+                 ignored, not code)
 
 
 NOTE_CHARACTERS = 240  # of each problem's note: its root cause, cut at a word

@@ -130,9 +130,10 @@ def similar_code(sources: dict[str, str], starter: str, known: list[str] = ()
                  ) -> list[tuple[str, str, float, tuple[int, int]]]:
     """The pairs of students whose gan.py files overlap by at least CODE_OVERLAP beyond what everyone shares
     (the starter, the reference and ``known`` solutions, and the runs common in the class): (a, b, overlap,
-    the lines of a's gan.py of their longest shared fragment), most alike first."""
+    the lines of a's gan.py of the longest fragment they share, the starter's runs aside), most alike first."""
     base = base_prints([starter, *known])
-    prints = {student: fingerprints(source, base) for student, source in sources.items()}
+    raw = {student: fingerprints(source, fingerprints(starter)) for student, source in sources.items()}
+    prints = {student: p - base for student, p in raw.items()}
     held = collections.Counter(run for p in prints.values() for run in p)
     common = {run for run, n in held.items() if n > max(3, COMMON_SHARE * len(prints))}
     prints = {student: p - common for student, p in prints.items()}
@@ -140,7 +141,7 @@ def similar_code(sources: dict[str, str], starter: str, known: list[str] = ()
     for a, b in itertools.combinations(sorted(prints), 2):
         value = overlap(prints[a], prints[b])
         if value >= CODE_OVERLAP:
-            pairs.append((a, b, value, shared_fragment(sources[a], prints[a] & prints[b])))
+            pairs.append((a, b, value, shared_fragment(sources[a], raw[a] & raw[b])))
     return sorted(pairs, key=lambda p: -p[2])
 
 

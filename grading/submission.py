@@ -44,6 +44,8 @@ MAX_READ_SECONDS = 60.0
 MAX_GAN_BYTES = 512 << 10
 MAX_PNG_BYTES = 8 << 20
 JUNK = ("__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini")
+_CODE = {".py", ".ipynb", ".zip"}
+_WRITTEN = {".pdf", ".txt", ".md", ".html", ".htm", ".doc", ".docx", ".odt", ".rtf", ".tex"}  # may hold pasted code
 
 
 @dataclass
@@ -153,6 +155,11 @@ def _pick(files: list[_File], sub: Submission) -> None:
                          f"(ZIPs inside the upload may expand to {MAX_READ_BYTES >> 20} MiB in all)")
     _pick_gan(files, sub)
     _pick_grids(files, sub)
+    suffixes = {PurePosixPath(f.name.split("!/")[-1]).suffix.lower() for f in files}
+    if GAN not in sub.members and suffixes & _WRITTEN and not suffixes & _CODE:  # a write-up: code may be in it
+        shown = ", ".join(sorted(f.name for f in files)[:3])
+        sub.unreadable = (f"no code in the {sub.where}, only {shown}: read it (code may be pasted in it), or ask "
+                          "for an upload of hw3.zip")
     if (unreadable := _budget.now.unreadable) and GAN not in sub.members:
         sub.unreadable = (f"{', '.join(unreadable[:3])} cannot be read as a ZIP (corrupt or cut short), and no "
                           f"gan.py was found elsewhere")

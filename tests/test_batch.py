@@ -305,3 +305,91 @@ def test_students_whose_names_differ_only_in_punctuation_stay_apart(tmp_path):
     found = entries(export)
     assert sorted(e.student for e in found) == ["D Souza Ryan", "D'Souza Ryan"]
     assert len({e.file_name for e in found}) == 2
+
+
+# ---- A submission is every file of one attempt ------------------------------------------------------------------
+
+def _write(folder: Path, files: dict[str, bytes | str]) -> Path:
+    for name, content in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return folder
+
+
+def _zip_bytes(files: dict[str, bytes | str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for member, content in files.items():
+            zf.writestr(member, content)
+    return buffer.getvalue()
+
+
+def test_each_preset_groups_the_files_of_one_attempt_and_never_grades_a_document(tmp_path):
+    """On main at 712f5a9 the PDF beside gan.py, the online text beside the file folder and a lone gan.py attachment
+    beside hw3.zip were each graded in place of the work."""
+    canvas = _write(tmp_path / "canvas", {
+        "leeann_2001_9001_gan.py": "x", "leeann_2001_9001_writeup.pdf": "%PDF",  # one submission, two attachments
+        "o_brienpat_late_2002_9100_hw3.zip": "x", "o_brienpat_late_2002_9100_gan.py": "x",  # an underscore in a name
+        "kimsun_2003_text.html": "<p>code pasted here</p>", "parkjo_2004_link.html": "<a>",
+        "anon_Xy7Qa_9200_hw3.zip": "x"})  # anonymous grading
+    found = {e.student: e for e in entries(canvas, lms="canvas")}
+    assert sorted(found) == ["2001", "2002", "2003", "2004", "anon_Xy7Qa"]
+    assert found["2001"].path.name == "leeann_2001_9001_gan.py" and found["2001"].ignored == (
+        "writeup.pdf (a document)",)
+    assert found["2002"].parts == (("o_brienpat_late_2002_9100_gan.py", "gan.py"),
+                                   ("o_brienpat_late_2002_9100_hw3.zip", "hw3.zip"))
+    assert found["2002"].late and found["2002"].name == "o_brienpat"
+    assert found["2003"].no_code and found["2003"].ignored == ("text.html (a text entry)",)
+    assert found["2004"].no_code and not found["2001"].no_code
+    moodle = _write(tmp_path / "moodle", {
+        "Ann Lee_3001_assignsubmission_file_/hw3/codebase/gan.py": "x",
+        "Ann Lee_3001_assignsubmission_onlinetext_/onlinetext.html": "<p>see the file</p>",
+        "Bo Wu_3002_assignsubmission_file_gan.py": "x", "Bo Wu_3002_assignsubmission_file_report.pdf": "%PDF",
+        "Team A-Cy Do_3003_assignsubmission_file_hw3.zip": "x",  # a team member's own copy
+        "Cy Do_3003_assignfeedback_comments_feedback.html": "old feedback"})
+    found = {e.student: e for e in entries(moodle, lms="moodle")}
+    assert found["3001"].path.name == "Ann Lee_3001_assignsubmission_file_" and found["3001"].ignored == (
+        "onlinetext (an online text entry)",)
+    assert found["3002"].path.name == "Bo Wu_3002_assignsubmission_file_gan.py"
+    assert found["3003"].path.name.endswith("hw3.zip") and found["3003"].ignored == ()
+    blackboard = _write(tmp_path / "blackboard", {
+        "HW 3_mary_smith_attempt_2026-03-01-10-00-00.txt": "Name: Mary Smith (mary_smith)",
+        "HW 3_mary_smith_attempt_2026-03-01-10-00-00_gan.py": "x",
+        "HW 3_mary_smith_attempt_2026-03-01-10-00-00_hw3.zip": "x",
+        "HW 3_mary_smith_attempt_2026-03-02-10-00-00.txt": "Name: Mary Smith (mary_smith)",
+        "HW 3_mary_smith_attempt_2026-03-02-10-00-00_writeup.pdf": "%PDF",  # a later attempt of the write-up only
+        "HW 3_john_smith_attempt_2026-03-01-09-00-00_hw3.zip": "x"})
+    found = {e.student: e for e in entries(blackboard, lms="blackboard")}
+    assert sorted(found) == ["john_smith", "mary_smith"]
+    assert [name for name, _ in found["mary_smith"].parts] == [
+        "HW 3_mary_smith_attempt_2026-03-01-10-00-00_gan.py", "HW 3_mary_smith_attempt_2026-03-01-10-00-00_hw3.zip"]
+    assert found["mary_smith"].ignored == ("writeup.pdf (a document)",)
+
+
+def test_an_export_graded_end_to_end_finds_the_work_and_leaves_text_entries_to_a_human(tmp_path):
+    good = classmates.gan_py("two_steps")
+    grids = {k: v for k, v in _files("").items() if k != "codebase/gan.py"}
+    canvas = _write(tmp_path / "canvas", {
+        "leeann_2001_9001_gan.py": good, "leeann_2001_9001_writeup.pdf": "%PDF-1.4",
+        # the lone gan.py and the ZIP with the grids, of one submission: graded together
+        "wuqi_2002_9100_gan.py": good, "wuqi_2002_9100_hw3.zip": _zip_bytes({"codebase/gan.py": good, **grids}),
+        "kimsun_2003_text.html": "<pre>def loss_nonsaturating(g, d, x_real, *, device): ...</pre>",
+        "anon_Xy7Qa_9200_hw3.zip": _zip_bytes({"hw3/codebase/gan.py": good}),
+        "stray.txt": "not a student's"})
+    out = tmp_path / "graded"
+    run = subprocess.run([sys.executable, str(ROOT / "grade_all.py"), str(canvas), "-o", str(out), "--lms", "canvas",
+                          "--sandbox", "process", "--jobs", "2"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "1 name(s) in" in run.stderr and "stray.txt" in run.stderr  # said, and the run goes on
+    rows = {row["student"]: row for row in _grades(out / "grades.csv")}
+    assert {s: r["total"] for s, r in rows.items()} == {"2001": "35", "2002": "35", "2003": "", "anon_Xy7Qa": "35"}
+    assert "writeup.pdf (a document)" in rows["2001"]["also submitted"]
+    tests = json.loads((out / "results" / "2002.json").read_text())["tests"]
+    assert [t["status"] for t in tests if "fake_<step>.png" in t["name"]] == ["passed"] * 3  # the ZIP's grids
+    assert rows["2003"]["status"] == "needs attention" and "1 student(s) need a human" in run.stdout
+    book = (out / "gradebook_canvas.csv").read_text()
+    assert "2001" in book and "2003" not in book and "anon_" not in book  # no row for what no rule graded
+    rerun = subprocess.run([sys.executable, str(ROOT / "grade_all.py"), str(canvas), "-o", str(out), "--lms",
+                            "canvas", "--sandbox", "process"], capture_output=True, text=True, timeout=600)
+    assert "4 already graded, 0 to grade" in rerun.stdout  # several files hash as one submission

@@ -17,6 +17,7 @@ from grading import report
 from grading.batch import Entry
 from grading.scoring import GRADED, GRADING_FAILED, grader_version
 from tests.conftest import ROOT
+from tests.grading import classmates
 
 REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
 VARIANT = (ROOT / "tests" / "grading" / "variant_gan.py").read_text()
@@ -53,8 +54,9 @@ def _class(out: Path, lms: str | None = "canvas") -> list[Entry]:
     students = [Entry("101", out / "a.zip", "Ann"), Entry("102", out / "b.zip", "Ben", late=True),
                 Entry("103", out / "c.zip", "Cy"), Entry("104", out / "d.zip", HOSTILE),
                 Entry("105", out / "e.zip", "Eve")]  # the submissions are not kept: results are trusted as they are
-    copy = re.sub(r"#[^\n]*", "", REFERENCE).replace("x_fake", "fake")
-    sources = {"101": REFERENCE, "102": copy, "103": VARIANT, "104": OTHER}
+    original = classmates.gan_py("one_call")
+    copy = re.sub(r"#[^\n]*", "", original).replace("fakes", "generated")
+    sources = {"101": original, "102": copy, "103": VARIANT, "104": OTHER}
     grids = {"101": [1, 2, 3], "102": [4, 5, 3], "103": [6, 7, 8], "104": [9, 10, 11]}
     realism = {"101": [0.7] * 3, "102": [0.5] * 3, "103": [0.6] * 3, "104": [0.1, 0.7, 0.7]}
     scores = {s: {p: {**SCORES, "realism": r, "healthy": r > 0.45} for p, r in zip(("1.2", "3.2", "4.5"), rs)}
