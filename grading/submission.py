@@ -184,6 +184,10 @@ def _list_folder(folder: Path) -> list[_File]:
             elif name.lower().endswith(".zip") and info.st_size <= MAX_INNER_ZIP_BYTES and zipfile.is_zipfile(path):
                 found.extend(_inner_zip(lambda path=path: _read_path(path, MAX_INNER_ZIP_BYTES), rel, len(found)))
             else:
+                if name.lower().endswith(".zip") and info.st_size > MAX_INNER_ZIP_BYTES:
+                    _budget.now.unopened.append(rel)
+                elif name.lower().endswith(".zip"):  # not a ZIP: corrupt, cut short
+                    _budget.now.unreadable.append(rel)
                 found.append(_File(rel, lambda cap, path=path: _read_path(path, cap)))
             if len(found) > MAX_LISTED:
                 raise _TooMany

@@ -156,3 +156,15 @@ def test_a_zip_of_hw3_zip_in_an_lms_folder_is_read_and_deeper_nesting_is_bounded
     (tmp_path / "deep.zip").write_bytes(deep)
     read = submission.read_submission(tmp_path / "deep.zip")
     assert submission.GAN not in read.members and read.fatal is None  # not looked into: no gan.py, no crash
+
+
+def test_a_corrupt_zip_in_an_lms_folder_is_for_a_human_not_a_zero(tmp_path):
+    """Moodle's folder layout around a hw3.zip cut short: on this commit's parent it was graded 0, "no gan.py
+    (found: hw3.zip)"."""
+    folder = tmp_path / "Tia Du_1023_assignsubmission_file_"
+    folder.mkdir()
+    (folder / "hw3.zip").write_bytes(_zip_bytes({"codebase/gan.py": REFERENCE, **GRIDS})[:3000])
+    read = submission.read_submission(folder)
+    assert read.unreadable and "hw3.zip cannot be read as a ZIP" in read.unreadable
+    (folder / "gan.py").write_text(REFERENCE)  # the work is there all the same: graded
+    assert submission.read_submission(folder).unreadable is None
