@@ -4,7 +4,7 @@
 
 See ``python run_conditional_gan.py --help`` for all flags.
 """
-from codebase.train import main
+from codebase.cli import main
 
 if __name__ == "__main__":
     main(__doc__.splitlines()[0], loss_type="nonsaturating", conditional=True)

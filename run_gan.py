@@ -6,7 +6,7 @@
 
 See ``python run_gan.py --help`` for all flags.
 """
-from codebase.train import main
+from codebase.cli import main
 
 if __name__ == "__main__":
     main(__doc__.splitlines()[0], loss_types=["nonsaturating", "wasserstein_gp", "minimax"])

@@ -2,7 +2,7 @@
 # Set-up for a fresh machine: the Python requirements, then Fashion-MNIST from Debian's package where apt-get exists.
 # Without apt-get (macOS, Windows, non-Debian Linux) the run scripts download the data with torchvision instead.
 #   bash setup.sh            # enough to train, sample and check
-# BEGIN GRADER (lines between these markers are left out of the students' starter by make_handout.py)
+# BEGIN GRADER (lines between these markers are left out of the students' starter by python -m grading handout)
 #   bash setup.sh --grader   # also bubblewrap and pyseccomp, the grader's sandbox, and chromium, to open the class
 #                            # report in a browser (instructors, and this repository's tests)
 # END GRADER

@@ -3,7 +3,7 @@
     sudo python bench/autograder_limits.py                   # the reference solution, half a CPU
     sudo python bench/autograder_limits.py --cpu 1 --parallel 3 --submission hw3.zip
 
-Builds autograder.zip (make_autograder.py), lays out a Gradescope-like root in a temporary folder, and runs
+Builds autograder.zip (`python -m grading autograder`), lays out a Gradescope-like root in a temporary folder, and runs
 run_autograder in a fresh cgroup with a CPU quota (cpu.cfs_quota_us, or cpu.max on cgroup v2) and memory
 accounting. Peak memory is the cgroup's high-water mark for the whole grading, parent and children together
 (memory.max_usage_in_bytes, or memory.peak on v2; it counts page cache too, as a container's limit does).
@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import make_autograder  # noqa: E402
+from grading import autograder_zip  # noqa: E402
 from grading.submission import RUNS  # noqa: E402
 
 
@@ -87,7 +87,7 @@ def main() -> None:
         root = Path(tmp, "autograder")
         (root / "submission").mkdir(parents=True)
         zip_path = Path(tmp, "autograder.zip")
-        make_autograder.build(zip_path, {**make_autograder.DEFAULTS, "parallel": args.parallel, "after_due_date": []})
+        autograder_zip.build(zip_path, {**autograder_zip.DEFAULTS, "parallel": args.parallel, "after_due_date": []})
         with zipfile.ZipFile(zip_path) as zf:
             zf.extractall(root / "source")
         submission = args.submission or reference_zip(Path(tmp, "hw3.zip"))

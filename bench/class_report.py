@@ -1,6 +1,6 @@
-"""The class report's cost and its look in a real browser: a made-up class of N submissions graded by grade_all.py,
-then the report rebuilt alone (seconds, peak memory, size), opened in headless Chromium (images loaded, gallery
-sorted, nothing fetched), and a screenshot for the docs.
+"""The class report's cost and its look in a real browser: a made-up class of N submissions graded by `python -m
+grading class`, then the report rebuilt alone (seconds, peak memory, size), opened in headless Chromium (images
+loaded, gallery sorted, nothing fetched), and a screenshot for the docs.
 
     python bench/diagnostics.py --out /tmp/diag                      # the runs whose generators draw the grids
     python bench/class_report.py --runs /tmp/diag --out /tmp/class -n 150
@@ -9,7 +9,7 @@ sorted, nothing fetched), and a screenshot for the docs.
 The class: each student's gan.py is the reference, one of the variants written differently (tests/grading) or a
 catalogued mistake; each grid is drawn, with the student's own noise, by the generator of a reference run of that
 GAN. A few students copied real.png, pasted real images, copied another student's grid or gan.py, or left files out.
-A class already graded in --out is reused (grade_all.py grades only what changed).
+A class already graded in --out is reused (`python -m grading class` grades only what changed).
 """
 from __future__ import annotations
 
@@ -127,20 +127,20 @@ def main() -> None:
         (args.out / "story.json").write_text(json.dumps(story, indent=1))
         submissions.chmod(0o700)
     start = time.perf_counter()
-    subprocess.run([sys.executable, str(ROOT / "grade_all.py"), str(submissions), "-o", str(graded), "--jobs",
-                    str(args.jobs), "--timeout", "60"], check=False)
-    print(f"grade_all.py: {time.perf_counter() - start:.0f} s for what was not graded yet")
-    seconds, peak = measured(f"import sys; sys.argv = ['class_report.py', {str(graded)!r}]; "
-                             f"import runpy; runpy.run_path({str(ROOT / 'class_report.py')!r}, run_name='__main__')")
+    subprocess.run([sys.executable, "-m", "grading", "class", str(submissions), "-o", str(graded), "--jobs",
+                    str(args.jobs), "--timeout", "60"], check=False, cwd=ROOT)
+    print(f"python -m grading class: {time.perf_counter() - start:.0f} s for what was not graded yet")
+    seconds, peak = measured(f"import sys; sys.argv = ['grading', 'report', {str(graded)!r}]; "
+                             "import runpy; runpy.run_module('grading', run_name='__main__')")
     size = (graded / "report.html").stat().st_size
     print(f"report rebuilt alone: {seconds:.1f} s, peak memory {peak:.0f} MiB, {size / 2**20:.1f} MiB of HTML")
     grids = [str(p) for p in sorted(submissions.parent.glob("graded/work/*/[1-4].[25].png"))[:3]]
-    _, before = measured("import torch; from grading import checks")  # what grade.py holds anyway
+    _, before = measured("import torch; from grading import checks")  # what a grading holds anyway
     seconds, peak = measured("import time; import torch; from pathlib import Path; from grading import checks; "
                              "start = time.perf_counter(); from grading import grids; "
                              f"[grids.judge(Path(p).read_bytes(), False) for p in {grids!r}]; "
                              "print('SECONDS', time.perf_counter() - start)")
-    print(f"judging one submission's 3 grids, as grade.py does after its children: {seconds:.1f} s, peak memory "
+    print(f"judging one submission's 3 grids, as a grading does after its children: {seconds:.1f} s, peak memory "
           f"{peak:.0f} MiB against {before:.0f} MiB for what it holds anyway (torch, the checks)")
     print(json.dumps(browser(graded / "report.html", args.screenshot), indent=1))
     print("what the class did:", json.dumps(json.loads((args.out / "story.json").read_text()), indent=1))

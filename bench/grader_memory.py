@@ -1,5 +1,5 @@
-"""The grading process's own cost (not its children's): peak memory (VmHWM) and wall time of grade.py, for an
-honest hw3.zip and for the largest honest upload (a whole work folder zipped: checkpoints, data, every grid),
+"""The grading process's own cost (not its children's): peak memory (VmHWM) and wall time of `python -m grading grade`,
+for an honest hw3.zip and for the largest honest upload (a whole work folder zipped: checkpoints, data, every grid),
 from this checkout and, with --other, from another one, in one run.
 
     sudo python bench/grader_memory.py --other /path/to/older/checkout --sandbox user
@@ -31,9 +31,9 @@ def peak():
         if line.startswith("VmHWM"):
             print("VmHWM", int(line.split()[1]) // 1024, file=sys.stderr)
 atexit.register(peak)
-sys.argv = sys.argv[1:]
-sys.path.insert(0, str(__import__("pathlib").Path(sys.argv[0]).parent))
-runpy.run_path(sys.argv[0], run_name="__main__")
+sys.argv = ["grading", "grade", *sys.argv[2:]]
+sys.path.insert(0, ".")  # the checkout measured: the working folder
+runpy.run_module("grading", run_name="__main__")
 """
 
 
@@ -67,7 +67,7 @@ def uploads(folder: Path) -> dict[str, Path]:
 
 def measure(checkout: Path, upload: Path, out: Path, sandbox: str) -> tuple[int, float, str]:
     start = time.monotonic()
-    run = subprocess.run([sys.executable, "-c", _MEASURE, str(checkout / "grade.py"), str(upload), "-o", str(out),
+    run = subprocess.run([sys.executable, "-E", "-c", _MEASURE, "grade", str(upload), "-o", str(out),
                           "--sandbox", sandbox], capture_output=True, text=True, cwd=checkout)
     seconds = time.monotonic() - start
     peak = int(next(line.split()[1] for line in run.stderr.splitlines() if line.startswith("VmHWM")))

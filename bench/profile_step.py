@@ -46,7 +46,7 @@ def worker(gan: str, warmup: int, steps: int) -> dict:
 
     import codebase.train as train_mod
     from bench import speed
-    from codebase.checkpoint import Config
+    from codebase.config import Config
     from codebase.data import load_fashion_mnist, to_unit_range
 
     cfg = Config(**speed.GANS[gan])

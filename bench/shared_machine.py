@@ -1,6 +1,7 @@
-"""The grader as one of several on a shared machine: two grade_all.py batches of different grader versions (a copy
-of this checkout with one line changed), a grade.py beside them, and a `pip install` of an unrelated package
-while they run. Prints each grading's score, the time of each command, what is left behind, and the jails.
+"""The grader as one of several on a shared machine: two `python -m grading class` batches of different grader versions
+(a copy of this checkout with one line changed), a `python -m grading grade` beside them, and a `pip install` of an
+unrelated package while they run. Prints each grading's score, the time of each command, what is left behind, and
+the jails.
 
     sudo python bench/shared_machine.py --sandbox user --students 4
     sudo python bench/shared_machine.py --sandbox bwrap --students 4
@@ -26,7 +27,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import make_autograder  # noqa: E402
+from grading import autograder_zip  # noqa: E402
 from grading.sandbox import jail, slots  # noqa: E402
 from grading.submission import RUNS  # noqa: E402
 
@@ -52,10 +53,10 @@ def _class(folder: Path, students: int) -> None:
 
 def _copy(target: Path) -> Path:
     """This grader with one line changed in jail.py and checks.py: another version, with a jail of its own."""
-    for name in make_autograder.grader_files():
+    for name in autograder_zip.grader_files():
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT / name, target / name)
-    for name in ("grade_all.py", "codebase/gan.py"):  # the batch and its class report
+    for name in ("grading/grade_class.py", "codebase/gan.py"):  # the batch and its class report
         shutil.copyfile(ROOT / name, target / name)
     for name in ("grading/sandbox/jail.py", "grading/checks.py"):
         (target / name).write_text((target / name).read_text() + "\n# another grader version\n")
@@ -78,6 +79,11 @@ def _leftovers() -> list[str]:
     return found
 
 
+def _grading(checkout: Path) -> list[str]:
+    """``python -m grading`` of that checkout, whatever the working folder."""
+    return ["/usr/bin/env", f"PYTHONPATH={checkout}", sys.executable, "-m", "grading"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sandbox", choices=["user", "bwrap"], default="user")
@@ -91,12 +97,10 @@ def main() -> None:
         jails_before = sorted(p.name for p in jail.all_jails())
         batch = ["--sandbox", args.sandbox, "--jobs", "1"]
         commands = {
-            "grade_all (this version)": [sys.executable, str(ROOT / "grade_all.py"), str(folder), "-o",
-                                         str(work / "out-a"), *batch],
-            "grade_all (other version)": [sys.executable, str(other / "grade_all.py"), str(folder), "-o",
-                                          str(work / "out-b"), *batch],
-            "grade.py": [sys.executable, str(ROOT / "grade.py"), str(folder / "student0_hw3.zip"), "-o",
-                         str(work / "single.json"), "--sandbox", args.sandbox],
+            "class (this version)": [*_grading(ROOT), "class", str(folder), "-o", str(work / "out-a"), *batch],
+            "class (other version)": [*_grading(other), "class", str(folder), "-o", str(work / "out-b"), *batch],
+            "grade": [*_grading(ROOT), "grade", str(folder / "student0_hw3.zip"), "-o", str(work / "single.json"),
+                      "--sandbox", args.sandbox],
         }
         started, procs = {}, {}
         for name, argv in commands.items():
@@ -122,7 +126,7 @@ def main() -> None:
             with open(work / out / "grades.csv") as f:
                 scores += [(out, row["student"], row["status"], row["total"]) for row in csv.DictReader(f)]
         single = json.loads((work / "single.json").read_text())
-        scores.append(("grade.py", "student0", single["extra_data"]["status"], str(single["score"])))
+        scores.append(("grade", "student0", single["extra_data"]["status"], str(single["score"])))
         for row in scores:
             print("  ".join(row))
         honest = all(status == "graded" and float(total) == 35 for _, _, status, total in scores)

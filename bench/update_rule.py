@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from codebase.checkpoint import Config, build_models  # noqa: E402  (codebase first: it sets OpenMP's wait policy)
+from codebase.checkpoint import build_models  # noqa: E402  codebase first: it sets OpenMP's wait policy
+from codebase.config import Config
 from codebase.train import ADAM_BETAS, _grads, _step, loss_function  # noqa: E402
 
 import torch  # noqa: E402

@@ -1,7 +1,7 @@
 """Sample quality in the feature space of the project's Fashion-MNIST classifier: FID, KID and class accuracy.
 
-    python evaluate.py out_nonsaturating/ out_wasserstein_gp/    # one row per run
-    python evaluate.py --calibrate                               # what the numbers of real and broken data are
+    python -m codebase.evaluate out_nonsaturating/ out_wasserstein_gp/    # one row per run
+    python -m codebase.evaluate --calibrate                               # what the numbers of real and broken data are
 
 FID and KID compare N generated images (default 10,000) with the 10,000 test images in the 128-d penultimate layer
 of ``codebase/classifier.py`` (Inception needs a download and was made for 299x299 colour photos). torchmetrics
@@ -29,7 +29,8 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from torchvision.transforms.functional import gaussian_blur
 
-from codebase.checkpoint import Config, TrainingError, build_models, load_checkpoint
+from codebase.checkpoint import load_checkpoint
+from codebase.config import Config, TrainingError, build_models
 from codebase.classifier import Classifier, ClassifierError, cache_dir, load_classifier
 from codebase.data import CLASSES, DataError, load_fashion_mnist, to_unit_range
 

@@ -5,7 +5,7 @@ An unconditional network is the conditional one with ``num_classes=0``: one code
 * ``Generator(dim_z)``: z (B, dim_z) -> x (B, 1, 28, 28) in [-1, 1].
 * ``ConditionalGenerator(dim_z, num_classes)``: concatenates one-hot(y) to z.
 * ``Discriminator()``: x -> logits (B,).
-* ``ConditionalDiscriminator(num_classes)``: the projection form h(x, y) = y^T (A phi(x) + b) of handout 3.2,
+* ``ConditionalDiscriminator(num_classes)``: the projection form h(x, y) = y^T (A phi(x) + b) of handout 3.1,
   with phi a conv net and (A, b) a linear layer with one output per class.
 """
 from __future__ import annotations

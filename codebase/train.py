@@ -1,4 +1,5 @@
-"""The one training loop shared by ``run_gan.py`` and ``run_conditional_gan.py``.
+"""The one training loop shared by ``run_gan.py`` and ``run_conditional_gan.py`` (their command line:
+codebase/cli.py; the run's settings: codebase/config.py; what it writes: codebase/outputs.py).
 
 The loop trains with the handout's functions in ``codebase/gan.py`` (``loss_nonsaturating``,
 ``conditional_loss_nonsaturating``, ``loss_wasserstein_gp``, ``loss_minimax``), looked up when the run starts, so
@@ -12,11 +13,8 @@ saves a checkpoint and exits; ``--resume`` continues to the same final weights a
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import csv
 import dataclasses
-import errno
 import hashlib
 import json
 import math
@@ -30,172 +28,12 @@ from torch import nn
 from tqdm import tqdm
 
 from codebase import diagnostics, gan
-from codebase.checkpoint import (NUM_CLASSES, Config, TrainingError, amp_dtype, build_models, load_checkpoint,
-                                 pick_device, rng_state, save_checkpoint, set_rng_state)
+from codebase.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from codebase.config import (ADAM_BETAS, GRID_EVERY, HANDOUT, Config, TrainingError, amp_dtype, build_models,
+                             pick_device)
 from codebase.data import load_fashion_mnist, to_unit_range
+from codebase.outputs import VIEW, class_ordered_reals, clear_outputs, open_log, plot_losses, save_grid_image
 
-GRID_EVERY = 50  # steps between sample grids and checkpoints
-# Adam's betas per loss. With one D step per G step, momentum 0 lets each network answer the other's latest move
-# (measured after one epoch, seed 0: beta1 = 0.5 -> 0 took FID 26.8 -> 21.7 for the non-saturating GAN; for WGAN-GP,
-# beta1 = 0.5 gives streaky samples).
-ADAM_BETAS = {"nonsaturating": (0.0, 0.999), "minimax": (0.0, 0.999), "wasserstein_gp": (0.0, 0.9)}
-HANDOUT = {"loss_nonsaturating": "1.2", "loss_minimax": "1.1", "conditional_loss_nonsaturating": "3.2",
-           "loss_wasserstein_gp": "4.5"}
-
-
-# ---- Command line ----------------------------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def _batch_size(text: str) -> int:
-    value = _positive_int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError("must be at least 2: the generator's batch norm needs two samples per batch")
-    return value
-
-
-def _ema_decay(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
-    return value
-
-
-def make_parser(description: str, loss_types: list[str] | None) -> argparse.ArgumentParser:
-    """Flags shared by both run scripts; ``--loss_type`` only when ``loss_types`` is given."""
-    p = argparse.ArgumentParser(description=description)
-    if loss_types:
-        p.add_argument("--loss_type", choices=loss_types, default=loss_types[0], help="default: %(default)s")
-    p.add_argument("--num_epochs", type=_positive_int, default=None,
-                   help="epochs the run trains to (default: 1 for a new run; with --resume, the run's own target)")
-    p.add_argument("--batch_size", type=_batch_size, default=64, help="default: %(default)s")
-    p.add_argument("--lr", type=_positive_float, default=2e-3, help="Adam learning rate (default: %(default)s)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="auto picks cuda when available, else cpu")
-    p.add_argument("--seed", type=int, default=0, help="same seed, same images (default: %(default)s)")
-    p.add_argument("--out_dir", default="", help="default: " + ("out_<loss_type>" if loss_types
-                                                                 else "out_nonsaturating_conditional"))
-    p.add_argument("--data_dir", default=None, help="folder with the Fashion-MNIST IDX files")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out_dir")
-    p.add_argument("--overwrite", action="store_true", help="start again even if --out_dir holds a run")
-    p.add_argument("--no_metrics", dest="metrics", action="store_false",
-                   help="skip metrics.json at the end (FID/KID of 10,000 samples; "
-                        "see the README's \"Measuring sample quality\" section)")
-    p.add_argument("--amp", action="store_true",
-                   help="bf16 autocast where the CPU (AVX512-BF16, AMX) or GPU has native bf16; "
-                        "see the README's \"Speed\" section first")
-    p.add_argument("--ema", type=_ema_decay, default=0.99,
-                   help="decay of the moving average of G's weights that draws the grids and metrics; "
-                        "0 shows G itself (default: %(default)s)")
-    return p
-
-
-def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, **fixed) -> Config:
-    """Turn parsed flags into a Config; flag combinations that cannot work get argparse's error."""
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA GPU is visible to torch; use --device cpu (or auto)")
-    if args.resume and args.overwrite:
-        parser.error("--resume and --overwrite contradict each other; pick one")
-    fields = {f.name for f in dataclasses.fields(Config)}
-    return Config(**{k: v for k, v in vars(args).items() if k in fields}, **fixed)
-
-
-# ---- Outputs ---------------------------------------------------------------------------------------------------
-
-
-def class_ordered_reals(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """100 real images, column c of the 10x10 grid showing class c (wraps if a class is rare): (100, 28, 28)."""
-    per_class = [torch.nonzero(labels == c).flatten() for c in range(NUM_CLASSES)]
-    idx = [per_class[c][r % len(per_class[c])] if len(per_class[c]) else r for r in range(10) for c in range(10)]
-    return images[torch.stack([torch.as_tensor(i) for i in idx])]
-
-
-def save_grid_image(x: torch.Tensor, path: Path, view: Path | None = None) -> None:
-    """Save 100 images in [-1, 1] as a 10x10 grid, and at ``view`` the same grid 3x larger (each pixel a 3x3
-    block), to look at without zooming. torchvision loads here, on first use: importing it costs about a second
-    of start-up before the first step."""
-    from torchvision.utils import make_grid, save_image
-
-    grid = make_grid(x.float(), nrow=10, normalize=True, value_range=(-1, 1))  # (3, 302, 302) in [0, 1]
-    save_image(grid, path)
-    if view is not None:
-        save_image(grid.repeat_interleave(3, dim=1).repeat_interleave(3, dim=2), view)  # (3, 906, 906)
-
-
-def smooth(values: list[float], window: int) -> list[float]:
-    """Centred moving average over ``window`` points (shorter near the ends), so the curve keeps its length."""
-    half = window // 2
-    sums = [0.0]
-    for v in values:
-        sums.append(sums[-1] + v)
-    out = []
-    for i in range(len(values)):
-        lo, hi = max(0, i - half), min(len(values), i + half + 1)
-        out.append((sums[hi] - sums[lo]) / (hi - lo))
-    return out
-
-
-def plot_losses(csv_path: Path, png_path: Path) -> None:
-    """Loss curves from losses.csv: each step as a faint point, a moving average over ~2% of the run as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(csv_path) as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return
-    steps = [int(r["step"]) for r in rows]
-    window = max(1, len(rows) // 50) | 1  # odd, so the average is centred
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key, color in (("d_loss", "tab:blue"), ("g_loss", "tab:orange")):
-        values = [float(r[key]) for r in rows]
-        ax.scatter(steps, values, s=4, color=color, alpha=0.3, linewidths=0)
-        ax.plot(steps, smooth(values, window), color=color, linewidth=1.5,
-                label=f"{key} (mean of {window} steps)" if window > 1 else key)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    ax.set_title(png_path.parent.name)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
-
-
-def _open_log(csv_path: Path, step: int):
-    """losses.csv in append mode, holding only the rows up to ``step`` (rows after a checkpoint are redone)."""
-    rows = []
-    if step and csv_path.exists():
-        with open(csv_path) as f:
-            rows = [r for r in csv.reader(f)][1:]
-        rows = [r for r in rows if r and int(r[0]) <= step]
-    f = open(csv_path, "w", newline="")
-    writer = csv.writer(f)
-    writer.writerows([["step", "epoch", "d_loss", "g_loss"], *rows])
-    return f, writer
 
 
 class _StopRequest:
@@ -332,18 +170,6 @@ def _preflight(name: str, loss_fn: LossFn, g: nn.Module, d: nn.Module, x_real: t
             raise
 
 
-# Every file a run writes into its folder; a fresh run removes them all first, so nothing stale is left beside it.
-VIEW = "latest_x3.png"  # the latest grid, 3x larger, for a person to look at (the grader reads fake_<step>.png)
-OUTPUTS = ("checkpoint.pt", "checkpoint.pt.tmp", "config.json", "losses.csv", "losses.png", "metrics.json",
-           "real.png", "fake_*.png", VIEW)
-
-
-def _clear_outputs(out: Path, names=OUTPUTS) -> None:
-    for pattern in names:
-        for path in out.glob(pattern):
-            path.unlink()
-
-
 def _script(saved: dict) -> str:
     """The command that trains a run with this saved config."""
     if saved.get("conditional"):
@@ -417,9 +243,9 @@ def train(cfg: Config) -> dict:
                             f"start again, or choose another --out_dir.")
     out.mkdir(parents=True, exist_ok=True)
     if not cfg.resume:  # a fresh run leaves nothing of an older one behind (grids for make_submission.sh, scores)
-        _clear_outputs(out)
+        clear_outputs(out)
     elif step < total:  # scores of an earlier, shorter target would look current until this run ends
-        _clear_outputs(out, ["metrics.json"])
+        clear_outputs(out, ["metrics.json"])
     # The settings, and the step the run ends at: make_submission.sh tells a finished run's grids from an unfinished one's.
     (out / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "total_steps": total,
                                                    "gan_sha256": gan_digest}, indent=2) + "\n")
@@ -428,7 +254,7 @@ def train(cfg: Config) -> dict:
     grid_z = torch.randn(100, cfg.dim_z, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     grid_y = torch.arange(10, device=device).repeat(10) if cfg.conditional else None  # column c shows class c
     reals = class_ordered_reals(images, labels) if cfg.conditional else images[:100]
-    log_file, log = _open_log(out / "losses.csv", step)
+    log_file, log = open_log(out / "losses.csv", step)
 
     def checkpoint():
         save_checkpoint(ckpt_path, {"g": g.state_dict(), "d": d.state_dict(), "g_opt": g_opt.state_dict(),
@@ -498,47 +324,3 @@ def _check_finite(name: str, value, step: int, ckpt_path: Path) -> None:
                             f"lower --lr (or another --seed) in another --out_dir, or here with --overwrite.")
 
 
-def _raised_in(error: BaseException, filename: str) -> bool:
-    return any(Path(frame.filename).name == filename for frame in traceback.extract_tb(error.__traceback__))
-
-
-def describe_os_error(e: OSError, out: Path) -> str:
-    """One line for a failed read or write of the run's files: what failed, why, what to do, and what is kept."""
-    what = f"{e.filename}" if e.filename else f"a file in {out}"
-    fixes = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk space (quota exceeded)",
-             errno.EROFS: "the file system is read-only: pick another --out_dir",
-             errno.EACCES: "no permission: pick another --out_dir or fix the folder's permissions",
-             errno.EPERM: "no permission: pick another --out_dir or fix the folder's permissions",
-             errno.ENOTDIR: "a part of the path is a file, not a folder: pick another --out_dir",
-             errno.EEXIST: "a file is in the way: pick another --out_dir"}
-    fix = fixes.get(e.errno, "check the path and the disk")
-    ckpt = out / "checkpoint.pt"
-    kept = (f" The last checkpoint ({ckpt}) is intact: continue with the same command plus --resume."
-            if ckpt.is_file() else "")
-    return f"could not write {what} ({e.strerror or e}); {fix}.{kept}"
-
-
-def main(description: str, loss_types: list[str] | None = None, **fixed) -> None:
-    """Entry point of the run scripts: parse flags, train, and turn every expected failure into one message."""
-    import sys
-
-    from codebase.data import DataError
-
-    parser = make_parser(description, loss_types)
-    cfg = config_from_args(parser, parser.parse_args(), **fixed)
-    try:
-        result = train(cfg)
-    except (DataError, TrainingError) as e:
-        sys.exit(f"error: {e}")
-    except OSError as e:
-        if _raised_in(e, "gan.py"):  # a bug in the student's own code keeps its traceback
-            raise
-        sys.exit(f"error: {describe_os_error(e, Path(cfg.out_dir))}")
-    except KeyboardInterrupt:
-        sys.exit(f"\nstopped at once; any checkpoint in {cfg.out_dir}/ is intact (it is only ever replaced whole). "
-                 f"Continue with the same command plus --resume.")
-    if result["interrupted"]:
-        print(f"\ninterrupted at step {result['step']}/{result['total']}; checkpoint saved in "
-              f"{cfg.out_dir}/checkpoint.pt. Continue with the same command plus --resume.", file=sys.stderr)
-        sys.exit(130)
-    print(f"done: {result['step']} steps; sample grids, losses.csv and losses.png are in {cfg.out_dir}/")

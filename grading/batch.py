@@ -1,9 +1,9 @@
 """Grading a whole class on one machine: a folder of submissions (an LMS export) into results and grades.csv.
 
 Each submission (a ZIP, a folder of loose files or a bare .py directly in the folder) is graded by its own
-``grade.py`` process, ``jobs`` at a time, each with its own sandboxed children. A student's results.json lands in
+``python -m grading grade`` process, ``jobs`` at a time, each with its own sandboxed children. A student's results.json lands in
 OUT/results/<student>.json once its grading has ended, and grades.csv is rewritten (atomically) after each one.
-A grading that failed (grade.py's exit status other than 0 and 1) is recorded as "needs attention", with no score.
+A grading that failed (its exit status other than 0 and 1) is recorded as "needs attention", with no score.
 Rerun the same command and it grades only what is not up to date: students without results, gradings that
 failed, submissions that changed (their sha256 is in the results) and results of another grader version. So a
 run that is killed loses at most the gradings under way. SIGTERM or SIGINT stops every grading under way and
@@ -30,7 +30,8 @@ from grading.scoring import grader_version, submission_hash, unfinished, write_r
 from grading.status import GRADED, HELD_BACK, NEEDS_ATTENTION
 from grading.submission import RUNS
 
-GRADE = Path(__file__).resolve().parents[1] / "grade.py"
+ROOT = Path(__file__).resolve().parents[1]
+GRADE = [sys.executable, "-m", "grading", "grade"]  # run in ROOT, where Python finds this package
 JUNK = ("__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini")
 COLUMNS = ["student", "name", "late", "status", *RUNS, "total", "notes", "flags", "also submitted"]
 
@@ -396,8 +397,8 @@ class Batch:
     def grade_one(self, entry: Entry) -> bool:
         """Grade one submission into OUT/results; True if it was graded, False if the grading failed (its results
         then say so, with status "grading failed", and the next run retries it) or was stopped."""
-        pending = self.out / "pending" / f"{entry.file_name}.json"
-        work = self.out / "pending" / f"{entry.file_name}.work"  # gan.py and grids, for the class report
+        pending = self.out.resolve() / "pending" / f"{entry.file_name}.json"
+        work = pending.with_suffix(".work")  # gan.py and grids, for the class report
         results = self.out / "results" / f"{entry.file_name}.json"
         if entry.no_code:  # a text entry, a PDF: nothing a rule may score, and perhaps code pasted in it
             print(f"\n{entry.path.name}: needs a human: {no_code(entry)}", file=sys.stderr)
@@ -406,7 +407,7 @@ class Batch:
                                          submission_sha256=entry.sha256())
             write_results(content, results)
             return False
-        upload = self.out / "pending" / f"{entry.file_name}.upload"  # several files of one attempt, as one folder
+        upload = pending.with_suffix(".upload")  # several files of one attempt, as one folder
         prefix = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []  # dies with us
         try:
             if entry.parts:
@@ -420,10 +421,9 @@ class Batch:
             with self.lock:
                 if self.stopping:
                     return False
-                proc = subprocess.Popen([*prefix, sys.executable, str(GRADE),
-                                         str(upload if entry.parts else entry.path.resolve()), "-o", str(pending),
-                                         "--keep", str(work), *self.flags], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, start_new_session=True)
+                proc = subprocess.Popen([*prefix, *GRADE, str(upload if entry.parts else entry.path.resolve()),
+                                         "-o", str(pending), "--keep", str(work), *self.flags], cwd=ROOT,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
                 self.running.add(proc)
             _, err = proc.communicate()
         finally:
@@ -470,7 +470,7 @@ class Batch:
             self.stopping = True
             for proc in self.running:
                 try:
-                    os.killpg(proc.pid, signal.SIGTERM)  # grade.py kills its children and removes its folders
+                    os.killpg(proc.pid, signal.SIGTERM)  # python -m grading grade kills its children and removes its folders
                 except ProcessLookupError:
                     pass
 

@@ -1,4 +1,4 @@
-"""The grades in the import format of the LMS whose export was graded (grade_all.py --lms): OUT/gradebook_<lms>.csv.
+"""The grades in the import format of the LMS whose export was graded (python -m grading class --lms): OUT/gradebook_<lms>.csv.
 
 - Canvas (Grades > Import): ``Student, ID, SIS User ID, SIS Login ID, Section, <column>`` and a "Points Possible"
   row; students matched by ID, the Canvas user id of the export's file names. A column named "Title (12345)"

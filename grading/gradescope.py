@@ -5,7 +5,7 @@
 Gradescope unpacks autograder.zip into ROOT/source and a student's upload into ROOT/submission: the files of
 hw3.zip (loose, possibly under one folder), or hw3.zip itself. This writes a complete results.json whatever
 happens: a placeholder first, then the grading, or a failing result that says what went wrong. The settings
-chosen when autograder.zip was built (make_autograder.py) are in ROOT/source/autograder_config.json.
+chosen when autograder.zip was built (python -m grading autograder) are in ROOT/source/autograder_config.json.
 Before any student code runs, ROOT/source is made private to root and ROOT/results is root's alone, so that
 the sandboxed children (a dedicated uid where Docker forbids namespaces) can read neither and write to neither.
 """

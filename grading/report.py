@@ -1,6 +1,6 @@
 """The class at a glance: OUT/report.html from OUT/results and OUT/work, with flags for a human and the gradebook.
 
-    python class_report.py graded/    # rebuilds what grade_all.py builds at its end
+    python -m grading report graded/    # rebuilds what python -m grading class builds at its end
 
 One self-contained page (images inlined, a Content-Security-Policy that forbids every fetch, every student string
 escaped) that any browser opens offline: per check its pass rate, mean and median points and most common failure
@@ -10,6 +10,8 @@ and samples that are real images, from the results) also go to grades.csv's "fla
 the gradebook file for that LMS is written beside it (grading/gradebook.py).
 """
 from __future__ import annotations
+
+import argparse
 
 import base64
 import hashlib
@@ -31,7 +33,7 @@ from grading.batch import Entry, current, status, write_csv
 from grading.status import GRADED, NEEDS_ATTENTION, OUT_OF_DATE
 from grading.submission import RUNS
 
-CLASS_FILE = "class.json"  # the students (ids, names, late) and the LMS preset, written by grade_all.py
+CLASS_FILE = "class.json"  # the students (ids, names, late) and the LMS preset, written by python -m grading class
 
 
 def save_class(out: Path, students: list[Entry], lms: str | None, column: str, known: Path | None = None) -> None:
@@ -88,7 +90,7 @@ def flags(out: Path, students: list[Entry], results: dict[str, dict], known: str
           ) -> dict[str, list[str]]:
     """Per student, what a human should look at: samples that are real images, gan.py files and grids like
     another student's (naming them), beyond what the starter, the reference and the ``known`` solutions share."""
-    from make_handout import starter_files
+    from grading.handout import starter_files
 
     found: dict[str, list[str]] = {e.student: [] for e in students}
     for student, content in results.items():
@@ -266,9 +268,9 @@ def todo(entry: Entry, content: dict | None, flags: list[str]) -> list[tuple[int
     extra = (content or {}).get("extra_data", {})
     found: list[tuple[int, str]] = []
     if content is None:
-        found.append((0, "not graded yet: run grade_all.py again"))
+        found.append((0, "not graded yet: run python -m grading class again"))
     elif extra.get("status") == OUT_OF_DATE:
-        found.append((0, "graded by another grader version, or before the submission changed: run grade_all.py "
+        found.append((0, "graded by another grader version, or before the submission changed: run python -m grading class "
                          "again"))
     elif extra.get("ambiguous"):
         found.append((1, f"{extra['ambiguous'][:300]}: choose the one to grade, and grade that alone"))
@@ -325,7 +327,7 @@ def render(out: Path, students: list[Entry], results: dict[str, dict], found: di
     unjudged = {r for c in graded.values() for r in c.get("extra_data", {}).get("not_judged", {}).values()
                 if "on this grading machine" in str(r)}
     banner = (f'<p class="bad">The grids were not judged: {e(sorted(unjudged)[0])}. Install it and grade again '
-              "(python grade_all.py ... --regrade).</p>" if unjudged else "")
+              "(python -m grading class ... --regrade).</p>" if unjudged else "")
     digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
     return PAGE.format(csp=CSP.format(digest), summary=e(summary), banner=banner, plot=plot, script=SCRIPT,
                        attention=attention(students, results, found), problems=problem_table(results),
@@ -425,3 +427,19 @@ addEventListener("load", () => {
   document.body.dataset.images = loaded + "/" + images.length;
 });
 """
+
+
+# ---- The command line ------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="the -o folder of a `python -m grading class` run")
+    args = parser.parse_args(argv)
+    if not (args.folder / CLASS_FILE).is_file():
+        parser.error(f"{args.folder}: no {CLASS_FILE} in it: give the -o folder of a `python -m grading class` run")
+    try:
+        built = build(args.folder)
+    except OSError as error:
+        parser.error(f"{args.folder}: cannot write the report there ({error.strerror})")
+    book = f" and {built['gradebook']}" if built["gradebook"] else ""
+    print(f"{built['report']}{book} written ({built['bytes'] >> 10} KiB); {built['flagged']} student(s) flagged")

@@ -27,11 +27,11 @@ from grading.status import GRADED, GRADING_FAILED, NEEDS_ATTENTION  # noqa: F401
 from grading.sandbox import cgroups, cleanup
 from grading.child.ready import split as split_ready
 from grading.submission import GAN, RUNS, check_grid, read_submission
-from make_handout import STARTER, starter_files
+from grading.handout import STARTER, starter_files
 
 GRID_POINTS = 0.0
 UNJUDGED_HERE = "not judged on this grading machine"  # the grader lacks what judging needs: no fault of the grid
-DEFAULT_TIMEOUT = 120.0  # seconds per problem, in grade.py, grade_all.py and on Gradescope alike
+DEFAULT_TIMEOUT = 120.0  # seconds per problem, in python -m grading grade, python -m grading class and on Gradescope alike
 HERE = Path(__file__).resolve().parent
 
 
@@ -281,17 +281,18 @@ def unfinished(reason: str = "the grading did not finish") -> dict:
     return content
 
 
-CLASS_TOOLS = ("batch.py", "report.py", "gradebook.py", "similarity.py")  # a class's tools, not one grading's
+CLASS_TOOLS = ("batch.py", "report.py", "gradebook.py", "similarity.py", "grade_class.py", "autograder_zip.py",
+               "__main__.py")  # a class's tools and the package's command line, not one grading's
 
 
 def grader_version() -> str:
-    """A hash of everything that grades one submission: the grading package but the class tools, grade.py, the
+    """A hash of everything that grades one submission: the grading package but the class tools, the
     classifier's weights, and the starter's codebase files copied beside each gan.py. Results from another
     grader are regraded."""
     digest = hashlib.sha256()
     weights = HERE.parent / "codebase" / "assets" / "fmnist_classifier.pt"
     code = [p for p in sorted(HERE.rglob("*.py")) if p.name not in CLASS_TOOLS or p.parent != HERE]
-    for path in [*code, HERE.parent / "grade.py", weights]:
+    for path in [*code, weights]:
         digest.update(str(path.relative_to(HERE.parent)).encode() + b"\0" + path.read_bytes() + b"\0")
     for name, content in sorted(_starter_package().items()):
         digest.update(name.encode() + b"\0" + content + b"\0")

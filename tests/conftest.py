@@ -16,6 +16,11 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `import codebase`, `import tests.grading` under a bare `pytest`
+# `python -m grading ...` in a subprocess finds this checkout's package from any working folder
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+GRADING = [sys.executable, "-m", "grading"]  # the instructor's command
+GRADE = [*GRADING, "grade"]  # one submission
+GRADE_CLASS = [*GRADING, "class"]  # a folder of submissions
 
 
 def pytest_addoption(parser):
@@ -25,7 +30,7 @@ def pytest_addoption(parser):
 
 @pytest.fixture(scope="session")
 def gan(request):
-    """The module under grading, imported from --gan (in this process: use grade.py for untrusted code)."""
+    """The module under grading, imported from --gan (in this process: use python -m grading grade for untrusted code)."""
     from grading.child.probes import load_module
 
     return load_module(request.config.getoption("--gan"))

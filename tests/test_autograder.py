@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import make_autograder
+from grading import autograder_zip
 from grading.submission import RUNS
-from make_handout import starter_files
+from grading.handout import starter_files
 from tests import world_python
 from tests.conftest import ROOT
 
@@ -38,17 +38,17 @@ def _files(gan: str) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def autograder_zip(tmp_path_factory):
+def built_zip(tmp_path_factory):
     path = tmp_path_factory.mktemp("build") / "autograder.zip"
-    make_autograder.main(["-o", str(path), "--after-due-date", "4.5", "--timeout", "60"])
+    autograder_zip.main(["-o", str(path), "--after-due-date", "4.5", "--timeout", "60"])
     return path
 
 
-def _root(tmp_path, autograder_zip, files: dict[str, bytes], as_zip: bool = False, **config):
+def _root(tmp_path, built_zip, files: dict[str, bytes], as_zip: bool = False, **config):
     """A Gradescope-like root: source/ unzipped from autograder.zip (its config updated with ``config``),
     submission/ as the student uploaded it."""
     root = tmp_path / "autograder"
-    with zipfile.ZipFile(autograder_zip) as zf:
+    with zipfile.ZipFile(built_zip) as zf:
         zf.extractall(root / "source")
     if config:
         path = root / "source" / "autograder_config.json"
@@ -80,32 +80,32 @@ def _assert_complete(results: dict) -> None:
     assert results["output_format"] == "text" and all(t["output_format"] == "text" for t in results["tests"])
 
 
-def test_the_zip_holds_what_grading_needs_and_no_solution(autograder_zip, tmp_path):
-    with zipfile.ZipFile(autograder_zip) as zf:
+def test_the_zip_holds_what_grading_needs_and_no_solution(built_zip, tmp_path):
+    with zipfile.ZipFile(built_zip) as zf:
         names = zf.namelist()
         modes = {info.filename: info.external_attr >> 16 for info in zf.infolist()}
         setup = zf.read("setup.sh").decode()
-    assert {"setup.sh", "run_autograder", "grade.py", "grading/checks.py", "grading/sandbox/modes.py",
+    assert {"setup.sh", "run_autograder", "grading/grade.py", "grading/checks.py", "grading/sandbox/modes.py",
             "grading/child/harness.py", "grading/child/confine.py"} <= set(names)
     assert not [n for n in names if n == "codebase/gan.py" or n.startswith(("tests/", "docs/")) or "variant" in n]
     assert modes["setup.sh"] & 0o111 and modes["run_autograder"] & 0o111
     assert not re.search(r"@[A-Z]+@", setup) and "torch==" in setup and "bubblewrap" in setup  # pins filled
     subprocess.run(["bash", "-n", "-c", setup], check=True)  # the network steps themselves cannot run here
     again = tmp_path / "again.zip"
-    make_autograder.main(["-o", str(again), "--after-due-date", "4.5", "--timeout", "60"])
-    assert again.read_bytes() == autograder_zip.read_bytes()  # deterministic
+    autograder_zip.main(["-o", str(again), "--after-due-date", "4.5", "--timeout", "60"])
+    assert again.read_bytes() == built_zip.read_bytes()  # deterministic
 
 
 @pytest.mark.parametrize("upload", ["gan.py alone", "hw3.zip inside a ZIP, beside gan.py"])
-def test_the_reference_scores_full_marks_however_it_was_uploaded(tmp_path, autograder_zip, upload):
+def test_the_reference_scores_full_marks_however_it_was_uploaded(tmp_path, built_zip, upload):
     if upload == "gan.py alone":  # Gradescope's file picker, or drag and drop: a flat gan.py
-        root = _root(tmp_path, autograder_zip, {"gan.py": REFERENCE.encode()})  # the default: one problem at a time
+        root = _root(tmp_path, built_zip, {"gan.py": REFERENCE.encode()})  # the default: one problem at a time
     else:
         inner = io.BytesIO()
         with zipfile.ZipFile(inner, "w") as zf:
             for name, content in _files(REFERENCE).items():
                 zf.writestr(f"hw3/{name}", content)
-        root = _root(tmp_path, autograder_zip, {"gan.py": REFERENCE.encode(), "outer/hw3.zip": inner.getvalue()},
+        root = _root(tmp_path, built_zip, {"gan.py": REFERENCE.encode(), "outer/hw3.zip": inner.getvalue()},
                      parallel=3)
     results, seconds = _run(root)
     _assert_complete(results)
@@ -118,30 +118,30 @@ def test_the_reference_scores_full_marks_however_it_was_uploaded(tmp_path, autog
     assert not os.stat(root / "source").st_mode & 0o077  # private to root before student code ran
 
 
-def test_the_autograder_installs_what_students_can_import(autograder_zip):
-    with zipfile.ZipFile(autograder_zip) as zf:
+def test_the_autograder_installs_what_students_can_import(built_zip):
+    with zipfile.ZipFile(built_zip) as zf:
         setup, requirements = zf.read("setup.sh").decode(), zf.read("requirements.txt").decode()
         pins = dict(line.split("==") for line in zf.read("constraints.txt").decode().split())
     assert requirements == (ROOT / "requirements.txt").read_text()  # the starter's own
-    names = make_autograder.requirement_names(requirements)
+    names = autograder_zip.requirement_names(requirements)
     assert {"torch", "torchvision", "matplotlib", "tqdm", "torchmetrics"} <= set(names) == set(pins)
     assert all(pins[name] == importlib.metadata.version(name).split("+")[0] for name in names)
     assert '-r "$(dirname "$0")/requirements.txt" -c "$(dirname "$0")/constraints.txt"' in setup
     assert f"torchvision=={pins['torchvision']}" in setup  # from the same index as torch
 
 
-def test_the_starter_scores_zero_with_a_message(tmp_path, autograder_zip):
+def test_the_starter_scores_zero_with_a_message(tmp_path, built_zip):
     stub = starter_files(names=["codebase/gan.py"])["codebase/gan.py"][0].decode()
-    results, _ = _run(_root(tmp_path, autograder_zip, _files(stub), parallel=3))
+    results, _ = _run(_root(tmp_path, built_zip, _files(stub), parallel=3))
     _assert_complete(results)
     assert results["score"] == 0
     assert any("not written yet" in t["output"] or "NotImplementedError" in t["output"] for t in results["tests"])
 
 
-def test_a_hanging_submission_gets_complete_results_well_before_the_limit(tmp_path, autograder_zip):
+def test_a_hanging_submission_gets_complete_results_well_before_the_limit(tmp_path, built_zip):
     source = REFERENCE + '\nprint("<b>}\\"\\n", "\\x1b[31m", flush=True)\nwhile True:\n    pass\n'
     # 12 s: on a busy machine torch's import must fit in the limit, so that the print above shows
-    root = _root(tmp_path, autograder_zip, _files(source), timeout=12, parallel=3)
+    root = _root(tmp_path, built_zip, _files(source), timeout=12, parallel=3)
     results, seconds = _run(root)
     _assert_complete(results)
     assert results["score"] == 0 and seconds < 60
@@ -151,8 +151,8 @@ def test_a_hanging_submission_gets_complete_results_well_before_the_limit(tmp_pa
     assert 'gan.py", line' in results["tests"][0]["output"]  # where the code was at the limit
 
 
-def test_results_are_complete_when_the_grader_cannot_start(tmp_path, autograder_zip):
-    root = _root(tmp_path, autograder_zip, _files(REFERENCE))
+def test_results_are_complete_when_the_grader_cannot_start(tmp_path, built_zip):
+    root = _root(tmp_path, built_zip, _files(REFERENCE))
     results, _ = _run(root, GRADER_PYTHON="/bin/false")
     assert results["score"] == 0 and "could not start" in results["output"]
     (root / "results" / "results.json").unlink()
@@ -162,7 +162,7 @@ def test_results_are_complete_when_the_grader_cannot_start(tmp_path, autograder_
     assert results["extra_data"]["status"] == "grading failed"
 
 
-def test_in_user_mode_student_code_reads_no_source_and_writes_no_results(autograder_zip, request):
+def test_in_user_mode_student_code_reads_no_source_and_writes_no_results(built_zip, request):
     prefix = world_python.command_prefix()
     source = REFERENCE + """
 import os
@@ -181,7 +181,7 @@ except OSError:
     base = Path(tempfile.mkdtemp())  # traversable by every user, as /autograder is: only the chmods protect
     base.chmod(0o755)
     request.addfinalizer(lambda: shutil.rmtree(base))
-    root = _root(base, autograder_zip, {}, parallel=3)
+    root = _root(base, built_zip, {}, parallel=3)
     for folder in (root / "source", *(root / "source").rglob("*")):
         folder.chmod(0o755 if folder.is_dir() else 0o644)  # as unzipped with a umask of 022
     source = source.replace("/autograder-root", str(root))
@@ -195,24 +195,24 @@ except OSError:
 
 
 def test_one_time_limit_by_default_everywhere(capsys):
-    import grade
-    import grade_all
+    from grading import grade
+    from grading import grade_class
     from grading import gradescope, scoring
 
     defaults = set()
-    for main in (grade.main, grade_all.main):
+    for main in (grade.main, grade_class.main):
         with pytest.raises(SystemExit):
             main(["--help"])
         defaults.add(re.search(r"per problem \(default: ([\d.]+)\)", capsys.readouterr().out)[1])
-    assert defaults == {f"{scoring.DEFAULT_TIMEOUT}"} and gradescope.DEFAULTS["timeout"] == scoring.DEFAULT_TIMEOUT
-    assert make_autograder.DEFAULTS["timeout"] == scoring.DEFAULT_TIMEOUT == 120
+    assert defaults == {"120.0"}  # the limit docs/grading.md and the starter's README promise: two minutes
+    assert gradescope.DEFAULTS["timeout"] == autograder_zip.DEFAULTS["timeout"] == scoring.DEFAULT_TIMEOUT == 120
 
 
-def test_the_hint_level_is_the_courses_and_chosen_when_the_autograder_is_built(tmp_path, autograder_zip):
-    with zipfile.ZipFile(autograder_zip) as zf:
+def test_the_hint_level_is_the_courses_and_chosen_when_the_autograder_is_built(tmp_path, built_zip):
+    with zipfile.ZipFile(built_zip) as zf:
         assert json.loads(zf.read("autograder_config.json"))["hints"] == "handout"
     built = tmp_path / "none.zip"
-    make_autograder.main(["-o", str(built), "--hints", "none"])
+    autograder_zip.main(["-o", str(built), "--hints", "none"])
     with zipfile.ZipFile(built) as zf:
         assert json.loads(zf.read("autograder_config.json"))["hints"] == "none"
     from tests.grading import mutants

@@ -1,4 +1,4 @@
-"""grade_all.py: a folder of submissions into results and grades.csv, resumable after a kill."""
+"""python -m grading class: a folder of submissions into results and grades.csv, resumable after a kill."""
 import csv
 import io
 import json
@@ -17,7 +17,7 @@ from PIL import Image
 
 from grading.batch import BatchError, entries, student_of, summary
 from grading.submission import RUNS
-from tests.conftest import ROOT
+from tests.conftest import ROOT, GRADE, GRADE_CLASS
 from tests.grading import classmates
 
 REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
@@ -81,17 +81,21 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def _under(pid: int, word: bytes) -> bool:
-    """Whether a live ancestor of process ``pid`` has ``word`` in its command line."""
+def _under(pid: int, word: bytes, by_pid: bool = False) -> bool:
+    """Whether a live ancestor of process ``pid`` has ``word`` in its command line (``by_pid``: is process
+    ``word``)."""
     while pid > 1:
         try:
             status = (Path("/proc") / str(pid) / "status").read_text()
         except OSError:
             return False
         pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
-        if word in _cmdline(pid):
+        if (str(pid).encode() == word) if by_pid else (word in _cmdline(pid)):
             return True
     return False
+
+
+GRADED = b"\0grading\0grade\0"  # in the command line of a grading: python -m grading grade ...
 
 
 def _processes(word: bytes) -> list[int]:
@@ -109,29 +113,30 @@ def _processes(word: bytes) -> list[int]:
 
 def test_a_killed_run_resumes_to_the_grades_of_grading_each_alone(tmp_path):
     folder, out = _class(tmp_path / "class"), tmp_path / "graded"
-    command = [sys.executable, str(ROOT / "grade_all.py"), str(folder), "-o", str(out), "--jobs", "2",
+    command = [*GRADE_CLASS, str(folder), "-o", str(out), "--jobs", "2",
                "--student-pattern", PATTERN]
-    before = set(_processes(b"grade.py"))
+    before = set(_processes(GRADED))
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not list((out / "results").glob("*.json")) and time.monotonic() < deadline:
         time.sleep(0.1)
+    children = [pid for pid in _processes(b"harness.py") if _under(pid, str(first.pid).encode(), by_pid=True)]
     first.send_signal(signal.SIGKILL)  # no chance to clean up: its gradings die with it
     first.wait()
     graded_first = len(list((out / "results").glob("*.json")))
     assert 1 <= graded_first < 5
     time.sleep(2)
     # Its gradings died with it; other graders may be running on this machine, and keep theirs.
-    assert not [pid for pid in set(_processes(b"grade.py")) - before if str(folder).encode() in _cmdline(pid)]
-    assert not [pid for pid in _processes(b"harness.py") if not _under(pid, b"grade.py")]
+    assert not [pid for pid in set(_processes(GRADED)) - before if str(folder).encode() in _cmdline(pid)]
+    assert not set(children) & set(_processes(b"harness.py"))  # no child of its gradings outlived them
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{graded_first} already graded" in rerun.stdout
     rows = _grades(out / "grades.csv")
     assert not (out / "pending").exists()
-    # Each alone, through grade.py (all at once), summed up the same way.
+    # Each alone, through python -m grading grade (all at once), summed up the same way.
     students = entries(folder, re.compile(PATTERN))
-    alone_runs = [subprocess.Popen([sys.executable, str(ROOT / "grade.py"), str(entry.path), "-o",
+    alone_runs = [subprocess.Popen([*GRADE, str(entry.path), "-o",
                                     str(tmp_path / f"alone-{entry.file_name}.json")], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL) for entry in students]
     for proc in alone_runs:
@@ -155,7 +160,7 @@ def test_a_killed_run_resumes_to_the_grades_of_grading_each_alone(tmp_path):
 
 
 def test_user_mode_refuses_a_class_folder_other_users_can_read(tmp_path, monkeypatch, capsys):
-    import grade_all
+    from grading import grade_class
     from grading import sandbox
 
     shared = Path(tempfile.mkdtemp())  # reachable by every user, as a folder under /home or /srv often is
@@ -165,7 +170,7 @@ def test_user_mode_refuses_a_class_folder_other_users_can_read(tmp_path, monkeyp
         folder.chmod(0o755)
         monkeypatch.setattr(sandbox, "pick_mode", lambda name: "user")
         with pytest.raises(SystemExit) as e:
-            grade_all.main([str(folder), "-o", str(tmp_path / "graded")])
+            grade_class.main([str(folder), "-o", str(tmp_path / "graded")])
         assert e.value.code == 2 and f"chmod 700 {folder}" in capsys.readouterr().err
         folder.chmod(0o700)
         assert not sandbox.others_can_read(folder) and sandbox.others_can_read(shared)
@@ -212,9 +217,9 @@ def test_lms_presets_key_students_by_their_user_id_and_grade_the_newest(tmp_path
 
 
 def test_failed_gradings_need_attention_and_a_rerun_completes_them(tmp_path, monkeypatch, capsys):
-    """A child killed from outside and a crash of grade.py itself: listed, never scored, retried; a changed
+    """A child killed from outside and a crash of python -m grading grade itself: listed, never scored, retried; a changed
     submission is regraded; the rest equals grading each alone."""
-    import grade_all
+    from grading import grade_class
     from grading import batch
 
     marker = tmp_path / "faults-on"
@@ -225,21 +230,21 @@ def test_failed_gradings_need_attention_and_a_rerun_completes_them(tmp_path, mon
     _zip_of(folder / "ann_201_1_hw3.zip", _files(REFERENCE))
     _zip_of(folder / "ben_202_2_hw3.zip", _files(killed))  # its child dies of a signal the grader did not send
     (folder / "-cat_203_3_gan.py").write_text(REFERENCE)  # a bare gan.py whose name starts with "-"
-    crashing = tmp_path / "grade_wrapper.py"  # grade.py, killed itself while it grades dan
+    crashing = tmp_path / "grade_wrapper.py"  # the grading's process, killed itself while it grades dan
     crashing.write_text(f"""import os, runpy, signal, sys
 if "dan_204" in " ".join(sys.argv) and os.path.exists({str(marker)!r}):
     os.kill(os.getpid(), signal.SIGKILL)
-sys.argv[0] = {str(ROOT / 'grade.py')!r}
+sys.argv[1:1] = ["grade"]
 sys.path.insert(0, {str(ROOT)!r})
-runpy.run_path(sys.argv[0], run_name="__main__")
+runpy.run_module("grading", run_name="__main__", alter_sys=True)
 """)
     _zip_of(folder / "dan_204_4_hw3.zip", _files(REFERENCE))
-    monkeypatch.setattr(batch, "GRADE", crashing)
+    monkeypatch.setattr(batch, "GRADE", [sys.executable, str(crashing)])
     monkeypatch.chdir(folder)
     out = tmp_path / "graded"
     command = [".", "-o", str(out), "--lms", "canvas", "--sandbox", "process", "--jobs", "2"]
     with pytest.raises(SystemExit) as e:
-        grade_all.main(command)
+        grade_class.main(command)
     assert e.value.code and "need attention: 202, 204" in str(e.value.code)
     assert not out.stat().st_mode & 0o077  # -o made private from the start
     rows = {row["student"]: row for row in _grades(out / "grades.csv")}
@@ -251,13 +256,13 @@ runpy.run_path(sys.argv[0], run_name="__main__")
     _zip_of(folder / "ann_201_1_hw3.zip", _files(REFERENCE.replace("F.softplus(-d(x_fake)).mean()",
                                                                     "-F.softplus(d(x_fake)).mean()", 1)))
     capsys.readouterr()
-    grade_all.main(command)  # exits 0: everyone graded
+    grade_class.main(command)  # exits 0: everyone graded
     assert "1 already graded, 3 to grade" in capsys.readouterr().out  # 202, 204, and 201's changed submission
     rows = {row["student"]: row for row in _grades(out / "grades.csv")}
     assert {s: r["total"] for s, r in rows.items()} == {"201": "29", "202": "35", "203": "35", "204": "35"}
     assert all(r["status"] == "graded" for r in rows.values())
     capsys.readouterr()
-    grade_all.main([*command, "--regrade", "203"])
+    grade_class.main([*command, "--regrade", "203"])
     assert "3 already graded, 1 to grade" in capsys.readouterr().out
 
 
@@ -269,7 +274,7 @@ def test_a_hanging_student_costs_one_time_limit_whatever_the_jobs(tmp_path):
             (folder / name / member).parent.mkdir(parents=True, exist_ok=True)
             (folder / name / member).write_bytes(content)
     out = tmp_path / "graded"
-    done = subprocess.run([sys.executable, str(ROOT / "grade_all.py"), str(folder), "-o", str(out), "--jobs", "2",
+    done = subprocess.run([*GRADE_CLASS, str(folder), "-o", str(out), "--jobs", "2",
                            "--timeout", "20", "--student-pattern", PATTERN], capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr
     hanging = json.loads((out / "results" / "hang.json").read_text())
@@ -378,7 +383,7 @@ def test_an_export_graded_end_to_end_finds_the_work_and_leaves_text_entries_to_a
         "anon_Xy7Qa_9200_hw3.zip": _zip_bytes({"hw3/codebase/gan.py": good}),
         "stray.txt": "not a student's"})
     out = tmp_path / "graded"
-    run = subprocess.run([sys.executable, str(ROOT / "grade_all.py"), str(canvas), "-o", str(out), "--lms", "canvas",
+    run = subprocess.run([*GRADE_CLASS, str(canvas), "-o", str(out), "--lms", "canvas",
                           "--sandbox", "process", "--jobs", "2"], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     assert "1 name(s) in" in run.stderr and "stray.txt" in run.stderr  # said, and the run goes on
@@ -390,6 +395,6 @@ def test_an_export_graded_end_to_end_finds_the_work_and_leaves_text_entries_to_a
     assert rows["2003"]["status"] == "needs attention" and "1 student(s) need a human" in run.stdout
     book = (out / "gradebook_canvas.csv").read_text()
     assert "2001" in book and "2003" not in book and "anon_" not in book  # no row for what no rule graded
-    rerun = subprocess.run([sys.executable, str(ROOT / "grade_all.py"), str(canvas), "-o", str(out), "--lms",
+    rerun = subprocess.run([*GRADE_CLASS, str(canvas), "-o", str(out), "--lms",
                             "canvas", "--sandbox", "process"], capture_output=True, text=True, timeout=600)
     assert "4 already graded, 0 to grade" in rerun.stdout  # several files hash as one submission

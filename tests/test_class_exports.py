@@ -1,16 +1,15 @@
 """A class of 26 as Canvas, Moodle and Blackboard export it (tests/grading/exports.py), graded end to end by
-grade_all.py: every honest student 35, every copy flagged, no independent pair flagged, the uploads no rule can
+python -m grading class: every honest student 35, every copy flagged, no independent pair flagged, the uploads no rule can
 grade left to a human, and gradebook files with a row for every graded student and none for the others."""
 import csv
 import io
 import json
 import subprocess
-import sys
 
 import pytest
 
 from grading.batch import entries
-from tests.conftest import ROOT
+from tests.conftest import GRADE_CLASS
 from tests.grading import exports
 
 
@@ -36,7 +35,7 @@ def test_every_student_is_found_with_the_files_of_their_attempt(tmp_path, class_
 @pytest.mark.parametrize("lms", exports.LMS)
 def test_a_class_graded_end_to_end(tmp_path, class_, lms):
     folder, out = exports.build(tmp_path / lms, lms, class_), tmp_path / "graded"
-    run = subprocess.run([sys.executable, str(ROOT / "grade_all.py"), str(folder), "-o", str(out), "--lms", lms,
+    run = subprocess.run([*GRADE_CLASS, str(folder), "-o", str(out), "--lms", lms,
                           "--sandbox", "process", "--jobs", "2", "--column", "HW3 GAN"],
                          capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import evaluate
+from codebase import evaluate
 from codebase import checkpoint as checkpoint_mod
+from codebase import cli
 from codebase import train as train_mod
-from codebase.checkpoint import Config, TrainingError, build_models, load_checkpoint, save_checkpoint
+from codebase.checkpoint import load_checkpoint, save_checkpoint
+from codebase.config import Config, TrainingError, build_models
 from codebase.train import train
 from synthetic import make_dataset
 
@@ -196,7 +198,7 @@ def test_a_write_error_becomes_one_line_but_a_bug_in_gan_py_keeps_its_traceback(
     with monkeypatch.context() as m:
         m.setattr(Path, "write_text", denied)
         with pytest.raises(SystemExit) as e:
-            train_mod.main("test", ["nonsaturating"])
+            cli.main("test", ["nonsaturating"])
     assert "could not write" in str(e.value.code) and "no permission" in str(e.value.code)
 
     from codebase import gan
@@ -207,14 +209,14 @@ def test_a_write_error_becomes_one_line_but_a_bug_in_gan_py_keeps_its_traceback(
     buggy.__code__ = buggy.__code__.replace(co_filename=str(ROOT / "codebase" / "gan.py"))
     monkeypatch.setattr(gan, "loss_nonsaturating", buggy)
     with pytest.raises(FileNotFoundError):
-        train_mod.main("test", ["nonsaturating"])
+        cli.main("test", ["nonsaturating"])
 
 
 # ---- Bad values and messages -----------------------------------------------------------------------------------
 
 
 def test_batch_size_one_is_refused_with_the_reason(capsys):
-    parser = train_mod.make_parser("test", ["nonsaturating"])
+    parser = cli.make_parser("test", ["nonsaturating"])
     with pytest.raises(SystemExit):
         parser.parse_args(["--batch_size", "1"])
     assert "at least 2" in capsys.readouterr().err
@@ -260,12 +262,12 @@ def test_conditional_help_shows_its_real_out_dir():
     assert "out_nonsaturating_conditional" in out and "<loss_type>" not in out
 
 
-# ---- evaluate.py -----------------------------------------------------------------------------------------------
+# ---- python -m codebase.evaluate -----------------------------------------------------------------------------------------------
 
 
 def test_evaluate_cuda_without_cuda_is_a_usage_error(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(sys, "argv", ["evaluate.py", "out_x", "--device", "cuda"])
+    monkeypatch.setattr(sys, "argv", ["evaluate", "out_x", "--device", "cuda"])
     with pytest.raises(SystemExit) as e:
         evaluate.main()
     assert e.value.code == 2 and "no CUDA GPU" in capsys.readouterr().err
@@ -282,7 +284,7 @@ def test_evaluate_scores_the_good_runs_and_reports_the_bad_one(data_dir, tmp_pat
     bad.mkdir()
     (bad / "checkpoint.pt").write_bytes(b"garbage")
     monkeypatch.setenv("GAN_METRICS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(sys, "argv", ["evaluate.py", str(good), str(bad), "--n", "20", "--data_dir", str(data_dir),
+    monkeypatch.setattr(sys, "argv", ["evaluate", str(good), str(bad), "--n", "20", "--data_dir", str(data_dir),
                                       "--json", str(tmp_path / "scores.json")])
     with pytest.raises(SystemExit) as e:
         evaluate.main()

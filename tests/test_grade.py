@@ -1,4 +1,4 @@
-"""grade.py against hostile submissions: the affected part gets 0, the rest is scored, and grading ends in time.
+"""python -m grading grade against hostile submissions: the affected part gets 0, the rest is scored, and grading ends in time.
 
 Hostile gan.py files are the reference with some functions redefined at the end. Problems run in parallel
 children, so one grading costs about one child: the tests that start children share few gradings.
@@ -20,11 +20,11 @@ import pytest
 import torch
 from PIL import Image
 
-import grade
-import make_autograder
+from grading import grade
+from grading import autograder_zip
 from grading import checks, sandbox, scoring, submission
 from tests import world_python
-from tests.conftest import ROOT
+from tests.conftest import ROOT, GRADE
 
 REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
 VARIANT = (ROOT / "tests" / "grading" / "variant_gan.py").read_text()
@@ -188,7 +188,7 @@ def test_cli_writes_complete_results_for_a_submission_without_gan_py(tmp_path):
 
 def test_grids_are_judged_weighed_flagged_and_kept(tmp_path):
     from codebase.data import load_fashion_mnist
-    from codebase.train import save_grid_image
+    from codebase.outputs import save_grid_image
 
     train, _ = load_fashion_mnist("train")
     test, labels = load_fashion_mnist("test")
@@ -224,13 +224,13 @@ def test_grids_are_judged_weighed_flagged_and_kept(tmp_path):
 def test_without_fashion_mnist_grids_are_not_judged_and_weighed_grids_fail_the_grading(tmp_path):
     path = _zip(tmp_path / "hw3.zip", GRIDS)
     env = {**os.environ, "FASHION_MNIST_DIR": str(tmp_path / "nowhere")}
-    done = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(path), "-o", str(tmp_path / "r.json")],
+    done = subprocess.run([*GRADE, str(path), "-o", str(tmp_path / "r.json")],
                           env=env, capture_output=True, text=True, timeout=120)
     results = json.loads((tmp_path / "r.json").read_text())
     judged = [t["output"] for t in results["tests"] if t["name"].startswith("1.2 sample grid judged")]
     assert judged[0].startswith("not judged on this grading machine (Fashion-MNIST is not on the grading machine")
     assert results["extra_data"]["status"] == "graded" and results["extra_data"]["grids"] == {}
-    done = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(path), "-o", str(tmp_path / "r.json"),
+    done = subprocess.run([*GRADE, str(path), "-o", str(tmp_path / "r.json"),
                            "--grid-points", "1"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == grade.GRADING_FAILED and "the grids cannot be judged here" in done.stderr
     assert json.loads((tmp_path / "r.json").read_text())["extra_data"]["status"] == "grading failed"
@@ -507,7 +507,7 @@ import time
 time.sleep(600)
 """
     path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": source, **GRIDS})
-    command = _user_mode_grader(tmp_path) if mode == "user" else [sys.executable, str(ROOT / "grade.py")]
+    command = _user_mode_grader(tmp_path) if mode == "user" else [*GRADE]
     scratch = Path(tempfile.mkdtemp())  # not under tmp_path: user mode's children must reach their folders
     scratch.chmod(0o755)
     request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
@@ -575,7 +575,7 @@ def test_in_the_sandbox_the_grader_is_invisible_and_no_daemon_outlives_grading(t
     source = REFERENCE + f"""
 import os, time
 from pathlib import Path
-seen = [p for p in ({str(ROOT / 'grading' / 'checks.py')!r}, {str(ROOT / 'grade.py')!r},
+seen = [p for p in ({str(ROOT / 'grading' / 'checks.py')!r}, {str(ROOT / 'grading' / 'grade.py')!r},
                     "/grader/checks.py", {str(tmp_path)!r}) if os.path.exists(p)]
 if seen:
     raise SystemExit("visible: " + " ".join(seen))
@@ -596,7 +596,8 @@ if os.fork() == 0:  # a daemon, out of the process group, that waits for the gra
 
 @needs_bwrap
 def test_in_the_sandbox_grader_files_and_other_gradings_cannot_be_tampered_with(tmp_path):
-    targets = [ROOT / "grading" / "child" / "probes.py", ROOT / "grading" / "checks.py", ROOT / "grade.py", tmp_path]
+    targets = [ROOT / "grading" / "child" / "probes.py", ROOT / "grading" / "checks.py", ROOT / "grading" / "grade.py",
+               tmp_path]
     before = {p: p.read_bytes() for p in targets[:3]}
     source = REFERENCE + f"""
 import glob, os
@@ -677,14 +678,15 @@ raise SystemExit(1)
 # ---- User mode: a dedicated uid per child, for containers without user namespaces ------------------------------
 
 def _user_mode_grader(tmp_path) -> list[str]:
-    """The command of a user-mode deployment: the grader's files (make_autograder.py's list) copied to a private
+    """The command of a user-mode deployment: the grader's files (autograder_zip.py's list) copied to a private
     folder (tmp_path is root's alone), run with this Python readable to other users."""
     prefix = world_python.command_prefix()
     deploy = tmp_path / "grader"
-    for name in make_autograder.grader_files():
+    for name in autograder_zip.grader_files():
         (deploy / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT / name, deploy / name)
-    return [*prefix, sys.executable, str(deploy / "grade.py")]
+    # -E: this deployment's own package, found in its folder, whatever PYTHONPATH says
+    return [*prefix, "/bin/sh", "-c", 'cd "$0" && exec "$@"', str(deploy), sys.executable, "-E", "-m", "grading", "grade"]
 
 
 def _grade_user_mode(tmp_path, source: str, timeout: float = 60.0, env: dict | None = None) -> tuple[dict, float]:
@@ -786,7 +788,7 @@ def test_a_sandbox_that_cannot_start_the_python_is_a_failed_grading_never_a_scor
     if mode == "bwrap" and not sandbox.bubblewrap_version():
         pytest.skip("bubblewrap cannot create namespaces here")
     path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": REFERENCE, **GRIDS})
-    run = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(path), "-o", str(tmp_path / "r.json"),
+    run = subprocess.run([*GRADE, str(path), "-o", str(tmp_path / "r.json"),
                           "--sandbox", mode], capture_output=True, text=True, env={**os.environ, "GRADE_JAIL": "off"},
                          timeout=600)
     assert run.returncode == grade.GRADING_FAILED, run.stdout + run.stderr
@@ -833,7 +835,7 @@ torch.use_deterministic_algorithms(True)
 def test_a_child_killed_from_outside_is_the_gradings_failure_not_a_score(tmp_path):
     source = REFERENCE + "\nimport time\ntime.sleep(10)\n"  # time to find it; one not killed then ends normally
     path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": source, **GRIDS})
-    proc = subprocess.Popen([sys.executable, str(ROOT / "grade.py"), str(path), "-o", str(tmp_path / "r.json"),
+    proc = subprocess.Popen([*GRADE, str(path), "-o", str(tmp_path / "r.json"),
                              "--sandbox", "process"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline, killed = time.monotonic() + 60, set()
     while not killed and time.monotonic() < deadline:  # as the machine's OOM killer or an administrator would

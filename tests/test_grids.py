@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from codebase.data import load_fashion_mnist
-from codebase.train import save_grid_image
+from codebase.outputs import save_grid_image
 from grading import grids
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import make_autograder
+from grading import autograder_zip
 from grading.sandbox import jail
 from tests.conftest import ROOT
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the jail is built by 
 def _other_version(tmp_path: Path, name: str) -> Path:
     """A copy of the grader with one line of jail.py changed: another grader version, with a jail of its own."""
     deploy = tmp_path / name
-    for file in make_autograder.grader_files():
+    for file in autograder_zip.grader_files():
         (deploy / file).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT / file, deploy / file)
     source = deploy / "grading" / "sandbox" / "jail.py"

@@ -23,7 +23,7 @@ LABELS = [2, 0, 1]
 MISMATCH = 4.0  # what the labelled discriminator adds to the logit of an image scored under another class
 
 
-# BEGIN FULL HINTS (make_handout.py keeps them only for --hints full)
+# BEGIN FULL HINTS (kept only in a starter built with --hints full)
 FULL = {  # how to write it, by message
     "detach": "do not detach x_fake in g_loss",
     "logits": "work on logits with F.softplus or F.logsigmoid, never log(sigmoid(h))",

@@ -1,5 +1,5 @@
 """FID, KID and class scores: the torchmetrics statistics against closed forms, calibration on real Fashion-MNIST
-(floor, noise, blur, same-distribution KID, classifier accuracy), the cache, evaluate.py and its errors."""
+(floor, noise, blur, same-distribution KID, classifier accuracy), the cache, python -m codebase.evaluate and its errors."""
 import json
 import math
 import sys
@@ -9,18 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-import evaluate
+from codebase import evaluate
 from codebase import metrics
 from codebase.classifier import ClassifierError, load_classifier
 from codebase.data import DataError, load_fashion_mnist, to_unit_range
 from codebase.metrics import class_report, embed, fid_kid, quantize, real_features, reference_sets
-from codebase.checkpoint import Config, build_models, save_checkpoint
+from codebase.checkpoint import save_checkpoint
+from codebase.config import Config, build_models
 from codebase.train import train
 from synthetic import make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 1000  # generated-side samples in the calibration tests; the real side is the full test split
-KID_SUBSETS = 20  # of 1000 samples each; evaluate.py draws 100
+KID_SUBSETS = 20  # of 1000 samples each; python -m codebase.evaluate draws 100
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -204,7 +205,7 @@ def test_real_features_are_cached_and_a_damaged_cache_is_rebuilt(classifier, tin
     assert torch.equal(torch.load(cached, weights_only=True), first)  # rewritten
 
 
-# ---- Generators, runs, evaluate.py -----------------------------------------------------------------------------
+# ---- Generators, runs, python -m codebase.evaluate -----------------------------------------------------------------------------
 
 
 def _fake_run(folder: Path, conditional: bool, data_dir: Path) -> Path:
@@ -250,8 +251,8 @@ def test_training_writes_metrics_json_unless_told_not_to(tiny_data, tmp_path, mo
 
 
 def _main(monkeypatch, capsys, *args) -> tuple[int, str]:
-    """Run evaluate.py's main in this process (no interpreter start); (exit code, message) of its SystemExit."""
-    monkeypatch.setattr(sys, "argv", ["evaluate.py", *map(str, args)])
+    """Run python -m codebase.evaluate's main in this process (no interpreter start); (exit code, message) of its SystemExit."""
+    monkeypatch.setattr(sys, "argv", ["evaluate", *map(str, args)])
     with pytest.raises(SystemExit) as e:
         evaluate.main()
     return e.value.code, str(e.value.code) + capsys.readouterr().err
@@ -260,7 +261,7 @@ def _main(monkeypatch, capsys, *args) -> tuple[int, str]:
 def test_cli_prints_runs_side_by_side(tiny_data, tmp_path, monkeypatch, capsys):
     a, b = _fake_run(tmp_path / "run_a", False, tiny_data), _fake_run(tmp_path / "run_b", True, tiny_data)
     monkeypatch.setenv("GAN_METRICS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(sys, "argv", ["evaluate.py", str(a), f"{b}/", "--n", "40", "--data_dir", str(tiny_data),
+    monkeypatch.setattr(sys, "argv", ["evaluate", str(a), f"{b}/", "--n", "40", "--data_dir", str(tiny_data),
                                       "--json", str(tmp_path / "s.json")])
     evaluate.main()
     out = capsys.readouterr().out

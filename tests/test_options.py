@@ -7,10 +7,13 @@ import pytest
 import torch
 
 from codebase import checkpoint as checkpoint_mod
+from codebase import cli
 from codebase import train as train_mod
-from codebase.checkpoint import Config, amp_dtype, build_models, load_checkpoint
+from codebase.checkpoint import load_checkpoint
+from codebase.config import Config, amp_dtype, build_models
 from codebase.metrics import load_generator
-from codebase.train import smooth, train, update, update_ema
+from codebase.outputs import smooth
+from codebase.train import train, update, update_ema
 from synthetic import make_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -145,14 +148,14 @@ def test_resume_refuses_another_ema_or_amp(data_dir, tmp_path):
 @pytest.mark.parametrize("flags, ema, amp", [([], 0.99, False), (["--ema", "0"], 0.0, False),
                                              (["--ema", "0.999", "--amp"], 0.999, True)])
 def test_flags(flags, ema, amp):
-    parser = train_mod.make_parser("test", ["nonsaturating"])
-    cfg = train_mod.config_from_args(parser, parser.parse_args(flags))
+    parser = cli.make_parser("test", ["nonsaturating"])
+    cfg = cli.config_from_args(parser, parser.parse_args(flags))
     assert (cfg.ema, cfg.amp) == (ema, amp)
 
 
 @pytest.mark.parametrize("value", ["1", "-0.1", "nan", "x"])
 def test_bad_ema_gets_an_argparse_error(value, capsys):
-    parser = train_mod.make_parser("test", ["nonsaturating"])
+    parser = cli.make_parser("test", ["nonsaturating"])
     with pytest.raises(SystemExit):
         parser.parse_args(["--ema", value])
     assert "expected a number in [0, 1)" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The starter's public checks (tests/test_losses.py, as make_handout.py ships them) against the mutant catalogue:
+"""The starter's public checks (tests/test_losses.py, as handout.py ships them) against the mutant catalogue:
 every catalogued mistake fails at least one of them, with a message that names it without spelling out the code
 at the default hint level; the reference and every correct variant pass them all."""
 import json
@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-import make_handout
+from grading import handout
 from tests.conftest import ROOT
 from tests.grading import mutants
 from tests.test_mutants import CODE
@@ -53,10 +53,10 @@ print("RESULTS " + json.dumps(found))
 
 def _starter(folder, hints="handout"):
     path = folder / "starter.zip"
-    make_handout.build(path, hints=hints)
+    handout.build(path, hints=hints)
     with zipfile.ZipFile(path) as zf:
         zf.extractall(folder)
-    return folder / make_handout.TOP
+    return folder / handout.TOP
 
 
 def _run(folder, sources: dict[str, str]) -> dict[str, dict[str, str]]:

@@ -6,7 +6,7 @@ import sys
 import zipfile
 
 from grading import submission
-from tests.conftest import ROOT
+from tests.conftest import ROOT, GRADE
 from tests.test_grade import GRIDS, REFERENCE, _zip
 
 
@@ -63,15 +63,14 @@ def test_many_different_gan_py_files_are_compared_by_hash_not_held(tmp_path):
 def test_the_grader_version_covers_the_starter_files_copied_beside_gan_py(tmp_path):
     import shutil
 
-    import make_autograder
+    from grading import autograder_zip
 
     versions = []
     for name, change in (("same", ""), ("changed", "\n# a line changed in network.py\n")):
         deploy = tmp_path / name
-        for file in make_autograder.grader_files():
+        for file in autograder_zip.grader_files():
             (deploy / file).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(ROOT / file, deploy / file)
-        shutil.copyfile(ROOT / "make_handout.py", deploy / "make_handout.py")
         (deploy / "codebase" / "network.py").write_text((ROOT / "codebase" / "network.py").read_text() + change)
         run = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
                               "from grading.scoring import grader_version; print(grader_version())", str(deploy)],
@@ -83,9 +82,9 @@ def test_the_grader_version_covers_the_starter_files_copied_beside_gan_py(tmp_pa
 
 
 def _starter_gan() -> bytes:
-    import make_handout
+    from grading import handout
 
-    return make_handout.starter_files(names=["codebase/gan.py"])["codebase/gan.py"][0]
+    return handout.starter_files(names=["codebase/gan.py"])["codebase/gan.py"][0]
 
 
 def test_the_starters_own_gan_py_is_never_chosen_over_the_work(tmp_path):
@@ -123,7 +122,7 @@ def test_of_two_projects_the_one_beside_the_grids_is_graded_and_else_a_human_dec
 def test_an_ambiguous_submission_is_for_a_human_not_a_zero(tmp_path):
     old = REFERENCE.replace("F.softplus(-d(x_fake)).mean()", "-F.softplus(d(x_fake)).mean()", 1)
     upload = _zip(tmp_path / "hw3.zip", {"a/codebase/gan.py": REFERENCE, "b/codebase/gan.py": old})
-    done = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(upload), "-o", str(tmp_path / "r.json"),
+    done = subprocess.run([*GRADE, str(upload), "-o", str(tmp_path / "r.json"),
                            "--sandbox", "process"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "needs a human: two different gan.py files" in done.stderr, done.stderr
     extra = json.loads((tmp_path / "r.json").read_text())["extra_data"]

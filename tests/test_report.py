@@ -1,4 +1,4 @@
-"""grading/report.py, grading/gradebook.py and class_report.py: the class report, its flags and the LMS gradebook,
+"""grading/report.py, grading/gradebook.py and python -m grading report: the class report, its flags and the LMS gradebook,
 on a class whose results are written here by hand (no grading)."""
 import csv
 import io
@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from PIL import Image
 from grading import report
 from grading.batch import Entry
 from grading.scoring import GRADED, GRADING_FAILED, grader_version
-from tests.conftest import ROOT
+from tests.conftest import ROOT, GRADING
 from tests.grading import classmates
 
 REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
@@ -128,13 +127,13 @@ def test_gradebook_files_in_each_lms_format_leave_failed_gradings_out(tmp_path):
 
 def test_class_report_rebuilds_and_says_what_is_missing(tmp_path):
     _class(tmp_path, lms=None)
-    done = subprocess.run([sys.executable, str(ROOT / "class_report.py"), str(tmp_path)], capture_output=True,
+    done = subprocess.run([*GRADING, "report", str(tmp_path)], capture_output=True,
                           text=True)
     assert done.returncode == 0 and "report.html written" in done.stdout
     assert (tmp_path / "report.html").is_file() and not list(tmp_path.glob("gradebook_*"))
-    done = subprocess.run([sys.executable, str(ROOT / "class_report.py"), str(tmp_path / "results")],
+    done = subprocess.run([*GRADING, "report", str(tmp_path / "results")],
                           capture_output=True, text=True)
-    assert done.returncode == 2 and "no class.json in it: give the -o folder of a grade_all.py run" in done.stderr
+    assert done.returncode == 2 and "no class.json in it: give the -o folder of a `python -m grading class` run" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -9,7 +9,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -20,7 +19,7 @@ import pytest
 from grading import checks, sandbox
 from grading.child import probes, wire
 from grading.sandbox import cgroups, cleanup, jail, slots
-from tests.conftest import ROOT
+from tests.conftest import ROOT, GRADE
 from tests.test_grade import FULL, REFERENCE, _by_problem, _grade, _grade_user_mode, _uid_processes, _zip
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="user mode and uid slots need root")
@@ -330,7 +329,7 @@ for i in range(100):  # files of 8 MiB, each under the 64 MiB a file may hold: 8
 def test_a_grader_killed_with_sigkill_leaves_nothing_for_the_next_grading(tmp_path):
     source = REFERENCE + "\nimport time\ntime.sleep(600)\n"
     path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": source})
-    grader = subprocess.Popen([sys.executable, str(ROOT / "grade.py"), str(path), "-o", str(tmp_path / "r.json"),
+    grader = subprocess.Popen([*GRADE, str(path), "-o", str(tmp_path / "r.json"),
                                "--sandbox", "user"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while len(_uid_processes()) < 3 and time.monotonic() < deadline:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from grading import similarity
-from make_handout import starter_files
+from grading.handout import starter_files
 from tests.conftest import ROOT
 from tests.grading import classmates
 

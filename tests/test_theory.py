@@ -26,7 +26,7 @@ from codebase.gan import (
     loss_nonsaturating,
     loss_wasserstein_gp,
 )
-from codebase.nce import EnergyModel, fit_gaussian, fit_nce, grid, log_normaliser, nce_loss, ring_of_gaussians
+from theory.nce import EnergyModel, fit_gaussian, fit_nce, grid, log_normaliser, nce_loss, ring_of_gaussians
 
 f64 = torch.float64
 CPU = torch.device("cpu")
@@ -469,7 +469,7 @@ def test_5_1_nce_recovers_a_gaussian_and_its_normaliser():
 
 
 def test_5_1_nce_learns_log_normaliser():
-    # Handout 5.1 as running code (codebase/nce.py): an MLP energy with a learned log Z on a ring of Gaussians.
+    # Handout 5.1 as running code (theory/nce.py): an MLP energy with a learned log Z on a ring of Gaussians.
     # The learned log Z must match the grid integral of exp(-E) within 0.1, and the density must match the data.
     data = ring_of_gaussians()
     noise = fit_gaussian(data.sample((10_000,)))

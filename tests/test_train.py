@@ -15,10 +15,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from codebase import train as train_mod
+from codebase import cli
 from codebase import gan
-from codebase.checkpoint import Config, TrainingError, build_models, load_checkpoint
-from codebase.train import class_ordered_reals, train
+from codebase.checkpoint import load_checkpoint
+from codebase.config import Config, TrainingError, build_models
+from codebase.outputs import class_ordered_reals
+from codebase.train import train
 from synthetic import make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,22 +235,22 @@ def test_resume_reports_missing_or_corrupt_checkpoint(data_dir, tmp_path):
     (["--resume", "--overwrite"], "contradict"),
 ])
 def test_bad_flags_get_argparse_errors(flags, words, capsys):
-    parser = train_mod.make_parser("test", ["nonsaturating", "wasserstein_gp", "minimax"])
+    parser = cli.make_parser("test", ["nonsaturating", "wasserstein_gp", "minimax"])
     with pytest.raises(SystemExit) as e:
-        train_mod.config_from_args(parser, parser.parse_args(flags))
+        cli.config_from_args(parser, parser.parse_args(flags))
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert words in err and "usage:" in err
 
 
 def test_default_flags_match_the_handout():
-    parser = train_mod.make_parser("test", ["nonsaturating", "wasserstein_gp", "minimax"])
-    cfg = train_mod.config_from_args(parser, parser.parse_args([]))
+    parser = cli.make_parser("test", ["nonsaturating", "wasserstein_gp", "minimax"])
+    cfg = cli.config_from_args(parser, parser.parse_args([]))
     assert (cfg.loss_type, cfg.num_epochs, cfg.batch_size, cfg.out_dir) == ("nonsaturating", None, 64, "out_nonsaturating")
-    cfg = train_mod.config_from_args(parser, parser.parse_args(["--loss_type", "wasserstein_gp"]))
+    cfg = cli.config_from_args(parser, parser.parse_args(["--loss_type", "wasserstein_gp"]))
     assert cfg.out_dir == "out_wasserstein_gp"
-    parser = train_mod.make_parser("test", None)
-    cfg = train_mod.config_from_args(parser, parser.parse_args([]), loss_type="nonsaturating", conditional=True)
+    parser = cli.make_parser("test", None)
+    cfg = cli.config_from_args(parser, parser.parse_args([]), loss_type="nonsaturating", conditional=True)
     assert cfg.out_dir == "out_nonsaturating_conditional"
 
 

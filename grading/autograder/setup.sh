@@ -36,4 +36,4 @@ chmod -R go+rX /opt/grader-venv
 /opt/grader-venv/bin/python -c 'import torch, torchvision, numpy, PIL, matplotlib, tqdm, torchmetrics, pyseccomp
 print("setup: torch", torch.__version__)'
 # User mode's jail (hard links of the system's libraries and this Python, nothing else of the host): built once here.
-/opt/grader-venv/bin/python "$(dirname "$0")/grade.py" --prepare
+cd "$(dirname "$0")" && /opt/grader-venv/bin/python -m grading prepare

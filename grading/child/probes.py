@@ -15,7 +15,7 @@ The networks make the expected values independent of how a solution draws its ra
   the segment), so the checks can rebuild the interpolates a gradient penalty used, whatever its draw order.
 
 Nothing here knows an expected value (checks.py computes those with trusted code), so this module can run next
-to untrusted code: grade.py runs it in a child process through harness.py.
+to untrusted code: python -m grading grade runs it in a child process through harness.py.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ Python's prefixes (packages included), a copy of ld.so.cache and /proc/cpuinfo, 
 and ``work/``, where each child's folder is made. Every set-uid or set-gid file, and every file others may write,
 is left out; no folder in it is writable by others. Nothing else of the
 host (home folders, courses, other gradings, /proc) exists in it. It is built once per Python and set of
-installed packages, by root, under STATE (``python grade.py --prepare`` at set-up time; otherwise at the first
+installed packages, by root, under STATE (``python -m grading prepare`` at set-up time; otherwise at the first
 grading), in a folder of another name, checked (this Python starts in it and imports torch) and only then renamed
 into place, with a manifest that shows a jail removed in part.
 

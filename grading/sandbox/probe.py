@@ -130,9 +130,9 @@ def _run(mode: str, run) -> Probed:
 def _fix(mode: str) -> str:
     if mode == "user":
         return ("make this Python and its packages readable by other users (install them under /usr or /usr/local), "
-                "or build the jail as root: python grade.py --prepare")
+                "or build the jail as root: python -m grading prepare")
     if mode == "bwrap":
-        return "make this Python readable by other users, or build the jail as root: python grade.py --prepare"
+        return "make this Python readable by other users, or build the jail as root: python -m grading prepare"
     return "check that this Python imports torch"
 
 

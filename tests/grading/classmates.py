@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 
-import make_handout
+from grading import handout
 
 STUBBED = ("loss_nonsaturating", "conditional_loss_nonsaturating", "loss_wasserstein_gp")
 
@@ -465,7 +465,7 @@ def loss_wasserstein_gp(g, d, x_real, *, device):
 
 def gan_py(style: str) -> str:
     """The starter's gan.py with its three stubs filled in the given style."""
-    source = make_handout.starter_files(names=["codebase/gan.py"])["codebase/gan.py"][0].decode()
+    source = handout.starter_files(names=["codebase/gan.py"])["codebase/gan.py"][0].decode()
     for function, body in zip(STUBBED, STYLES[style]):
         start = source.index(f"def {function}(")
         stub = re.compile(r"^    raise NotImplementedError\(.*\)$", re.M).search(source, start)

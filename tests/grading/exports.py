@@ -14,13 +14,14 @@ import io
 import re
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from codebase.data import load_fashion_mnist
-from codebase.train import save_grid_image
+from codebase.outputs import save_grid_image
+from grading import handout
 from grading.submission import RUNS
 from tests.conftest import ROOT
 from tests.grading import classmates
@@ -94,8 +95,7 @@ def _hw3(gan: str, seed: int, mirrored: bool = False) -> bytes:
 def students() -> list[Student]:
     sol = classmates.solutions()
     sol["variant"] = (ROOT / "tests" / "grading" / "variant_gan.py").read_text()
-    starter = classmates.gan_py.__globals__["make_handout"].starter_files(names=["codebase/gan.py"])[
-        "codebase/gan.py"][0].decode()
+    starter = handout.starter_files(names=["codebase/gan.py"])["codebase/gan.py"][0].decode()
     concat = (ROOT / "tests" / "grading" / "variant_concat_gan.py").read_text()  # written apart from the others
     func = (ROOT / "tests" / "grading" / "variant_func_gan.py").read_text()
     wrong = concat.replace("return d_loss, F.softplus(-h[b:]).mean()", "return d_loss, -F.softplus(h[b:]).mean()")

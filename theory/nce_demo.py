@@ -1,6 +1,6 @@
 """Noise-contrastive estimation (handout 5) on a ring of eight Gaussians, in a few seconds on a CPU.
 
-    python run_nce.py [--steps 3000] [--seed 0] [--out_dir out_nce]
+    python -m theory.nce_demo [--steps 3000] [--seed 0] [--out_dir out_nce]
 
 Prints the learned log Z beside the true log-normaliser of exp(-E) (a grid integral) and writes
 ``out_nce/density.png`` (noise density q | data density | learned density) and ``out_nce/summary.json`` (config
@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from codebase.nce import EnergyModel, fit_gaussian, fit_nce, grid, log_normaliser, ring_of_gaussians  # noqa: E402
+from theory.nce import EnergyModel, fit_gaussian, fit_nce, grid, log_normaliser, ring_of_gaussians  # noqa: E402
 
 
 def main() -> None:

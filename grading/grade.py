@@ -1,7 +1,7 @@
 """Grade a student's hw3.zip (from make_submission.sh), or a folder of loose files, into Gradescope's results.json.
 
-    python grade.py hw3.zip -o results.json               # each problem's child gets 120 s
-    python grade.py hw3.zip -o results.json --timeout 20 --sandbox user
+    python -m grading grade hw3.zip -o results.json               # each problem's child gets 120 s
+    python -m grading grade hw3.zip -o results.json --timeout 20 --sandbox user
 
 Student code runs only in sandboxed children (grading/sandbox: bubblewrap namespaces, else a dedicated uid,
 else a process group; each mode probed with a trivial child first); only this process scores, on plain data it
@@ -27,7 +27,8 @@ from grading.scoring import DEFAULT_TIMEOUT, GradingFailed, grade, unfinished, w
 GRADING_FAILED = status.EXIT_GRADING_FAILED  # the grading itself failed (1: an unreadable submission, graded 0)
 
 
-def _timeout(text: str) -> float:
+def timeout_seconds(text: str) -> float:
+    """argparse's type for --timeout: a positive, finite number of seconds."""
     try:
         value = float(text)
     except ValueError:
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("zip", type=Path, nargs="?",
                         help="the student's hw3.zip, a folder of their files, or their gan.py alone")
     parser.add_argument("-o", "--out", type=Path, default=Path("results.json"), help="where to write results.json")
-    parser.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT,
+    parser.add_argument("--timeout", type=timeout_seconds, default=DEFAULT_TIMEOUT,
                         help="seconds allowed per problem (default: %(default)s)")
     parser.add_argument("--sandbox", choices=["auto", *sandbox.MODES], default="auto",
                         help="bwrap: bubblewrap namespaces; user: one of the grader's uids per child, for containers "
@@ -67,26 +68,26 @@ def main(argv: list[str] | None = None) -> None:
                         help="what a failed check says: none what it saw, handout (default) also what that means in "
                              "the handout's terms, full also how to write it (code)")
     parser.add_argument("--keep", type=Path, metavar="FOLDER",
-                        help="also write the student's gan.py and final grids there (grade_all.py's class report)")
+                        help="also write the student's gan.py and final grids there (python -m grading class's class report)")
     parser.add_argument("--prepare", action="store_true",
                         help="only build the jail of user mode (root; setup.sh does it once), probe each sandbox "
                              "mode, load what the grid checks need, and say what runs here")
     args = parser.parse_args(argv)
     if args.prepare:
         problem = sandbox.prepare_jail()
-        print(f"grade.py: the jail is not built ({problem}); user mode runs without it" if problem else
-              f"grade.py: the jail is ready: {sandbox.jail.ready()}")
+        print(f"python -m grading grade: the jail is not built ({problem}); user mode runs without it" if problem else
+              f"python -m grading grade: the jail is ready: {sandbox.jail.ready()}")
         for mode in sandbox.MODES:
             probed = sandbox.probed(mode)
-            print(f"grade.py: {mode} mode: " + (f"cannot run ({probed.problem})" if probed.problem else
+            print(f"python -m grading grade: {mode} mode: " + (f"cannot run ({probed.problem})" if probed.problem else
                                                 "runs; " + "; ".join(probed.lines())))
         from grading import grids
 
         try:
             grids.prepare()
-            print("grade.py: the grid checks are ready")
+            print("python -m grading grade: the grid checks are ready")
         except grids.GridsUnavailable as error:
-            print(f"grade.py: the grids cannot be judged here ({error}); they are reported as not judged")
+            print(f"python -m grading grade: the grids cannot be judged here ({error}); they are reported as not judged")
         return
     if args.zip is None:
         parser.error("the following arguments are required: zip")

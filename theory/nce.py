@@ -9,7 +9,7 @@ so the NCE loss is the GAN discriminator loss of handout 2.1 with q in the gener
 place of a free discriminator. By handout 2.2 the best logit is log p_data - log q, so at the optimum
 p_model = p_data and log_z = log of the integral of exp(-E), the true log-normaliser (docs/theory.md, part 5.1).
 
-Run ``python run_nce.py``; the test is ``tests/test_theory.py::test_5_1_nce_learns_log_normaliser``.
+Run ``python -m theory.nce_demo``; the test is ``tests/test_theory.py::test_5_1_nce_learns_log_normaliser``.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Retrain the Fashion-MNIST classifier behind FID, KID and class accuracy (codebase/assets/fmnist_classifier.pt).
 
-    python train_classifier.py               # seed 0, 6 epochs, ~10 min on 2 cores: the committed weights (93.6%)
-    python train_classifier.py --out my.pt   # elsewhere; then `python evaluate.py --classifier my.pt ...`
+    python -m codebase.train_classifier               # seed 0, 6 epochs, ~10 min on 2 cores: the committed weights (93.6%)
+    python -m codebase.train_classifier --out my.pt   # elsewhere; then `python -m codebase.evaluate --classifier my.pt ...`
 
 Scores are only comparable when they come from the same weights file; the evaluation prints its hash.
 """

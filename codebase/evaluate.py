@@ -1,8 +1,8 @@
 """Score trained GANs offline: FID, KID, and class accuracy (conditional) or class spread (unconditional).
 
-    python evaluate.py out_nonsaturating/                          # one run
-    python evaluate.py out_nonsaturating/ out_wasserstein_gp/ ...  # several, side by side
-    python evaluate.py --calibrate                                 # real, blurred, one-class, noise, constant
+    python -m codebase.evaluate out_nonsaturating/                          # one run
+    python -m codebase.evaluate out_nonsaturating/ out_wasserstein_gp/ ...  # several, side by side
+    python -m codebase.evaluate --calibrate                                 # real, blurred, one-class, noise, constant
 
 Each run's generator draws --n images from fixed noise (--seed); they are compared with the 10,000 test images
 in the feature space of the project's own classifier (codebase/metrics.py explains the method). Lower FID and
@@ -20,7 +20,7 @@ from codebase.classifier import ClassifierError, load_classifier
 from codebase.data import CLASSES, DataError
 from codebase.metrics import (DEFAULT_N, EVAL_SEED, MetricsError, evaluate_images, evaluate_run, fingerprint,
                               real_features, reference_sets)
-from codebase.checkpoint import pick_device
+from codebase.config import pick_device
 
 import torch  # noqa: E402  (after codebase, which sets OpenMP's wait policy before torch loads)
 

@@ -1,9 +1,9 @@
 """Build autograder.zip for Gradescope: setup.sh and run_autograder at its root, the grader, and no solution.
 
-    python make_autograder.py                                    # -> autograder.zip
-    python make_autograder.py --after-due-date 4.5 --timeout 90  # 4.5's checks shown after the due date
+    python -m grading autograder                                    # -> autograder.zip
+    python -m grading autograder --after-due-date 4.5 --timeout 90  # 4.5's checks shown after the due date
 
-The ZIP holds grade.py, the grading package, make_handout.py and the starter's codebase files other than gan.py
+The ZIP holds python -m grading grade, the grading package, python -m grading handout and the starter's codebase files other than gan.py
 (the submission brings its own), so the reference solution never leaves this repository, and the starter's
 requirements.txt with constraints.txt, which pins each of them to the version installed here, where the tests ran:
 the autograder can import what students can. The same inputs give the same bytes.
@@ -19,12 +19,12 @@ import sys
 import zipfile
 from pathlib import Path
 
-from grade import _timeout
+from grading.grade import timeout_seconds
 from grading.checks import PROBLEMS
 from grading.gradescope import CONFIG, DEFAULTS
-from make_handout import STARTER
+from grading.handout import STARTER
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "grading" / "autograder"
 GRADESCOPE_TIMEOUT = 600  # seconds: Gradescope's default for a whole run
 
@@ -33,7 +33,7 @@ def grader_files() -> list[str]:
     """What grading needs of this repository, relative to its root: never codebase/gan.py."""
     codebase = [n for n in STARTER if n.startswith("codebase/") and n.endswith(".py") and n != "codebase/gan.py"]
     grading = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "grading").rglob("*.py"))
-    return ["grade.py", "make_handout.py", *grading, *codebase, "codebase/assets/fmnist_classifier.pt"]
+    return [*grading, *codebase, "codebase/assets/fmnist_classifier.pt"]
 
 
 def _version(package: str) -> str:
@@ -87,7 +87,7 @@ def build(out: Path, config: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--out", type=Path, default=Path("autograder.zip"), help="ZIP to write")
-    parser.add_argument("--timeout", type=_timeout, default=DEFAULTS["timeout"],
+    parser.add_argument("--timeout", type=timeout_seconds, default=DEFAULTS["timeout"],
                         help="seconds each problem's child may run (default: %(default)s; Gradescope stops the "
                              "whole run at its own limit, 10 minutes by default)")
     parser.add_argument("--after-due-date", nargs="+", default=[], metavar="PROBLEM", choices=list(PROBLEMS),
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hints", choices=["none", "handout", "full"], default=DEFAULTS["hints"],
                         help="what a failed check tells students: none what it saw, handout (default) also what "
                              "that means in the handout's terms, full also how to write it (code: with unlimited "
-                             "resubmissions, a solution oracle); as make_handout.py's --hints for the starter")
+                             "resubmissions, a solution oracle); as python -m grading handout's --hints for the starter")
     args = parser.parse_args(argv)
     if not (args.grid_points >= 0 and math.isfinite(args.grid_points)):
         parser.error(f"--grid-points {args.grid_points:g}: expected 0 or more")

@@ -1,6 +1,6 @@
 """Handout 1.1 on a 1-D toy: the minimax generator loss stalls where the non-saturating one learns.
 
-    python demo_minimax.py [--steps 600] [--seed 0] [--out_dir out_demo_minimax]
+    python -m theory.minimax [--steps 600] [--seed 0] [--out_dir out_demo_minimax]
 
 Data: N(3, 0.5^2). Generator: x = theta + 0.5 z with one parameter, theta = -3 at the start. Discriminator: a
 small MLP that gets a head start, as it does early in real training when fakes are easy to reject. Both runs

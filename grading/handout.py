@@ -1,7 +1,7 @@
 """Build the student starter ZIP from the solution.
 
-    python make_handout.py                      # writes hw3_starter.zip, which unzips into hw3/
-    python make_handout.py -o dist/starter.zip --hints full
+    python -m grading handout                      # writes hw3_starter.zip, which unzips into hw3/
+    python -m grading handout -o dist/starter.zip --hints full
 
 The starter holds the files in STARTER -- what a student needs to train, sample, check and submit -- and nothing
 of the grading suite. In its Python files, each solution region
@@ -25,13 +25,14 @@ import re
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]
 TOP = "hw3"  # folder the starter unzips into
 STARTER = (
     "README.md", "requirements.txt", "setup.sh", "make_submission.sh", "run_gan.py", "run_conditional_gan.py",
-    "codebase/__init__.py", "codebase/gan.py", "codebase/network.py", "codebase/data.py", "codebase/train.py",
+    "codebase/__init__.py", "codebase/gan.py", "codebase/network.py", "codebase/data.py", "codebase/config.py",
+    "codebase/train.py", "codebase/outputs.py", "codebase/cli.py",
     # Sample-quality metrics: training ends by writing metrics.json, and students can compare runs.
-    "codebase/metrics.py", "codebase/classifier.py", "codebase/assets/fmnist_classifier.pt", "evaluate.py",
+    "codebase/metrics.py", "codebase/classifier.py", "codebase/assets/fmnist_classifier.pt", "codebase/evaluate.py",
     "codebase/checkpoint.py", "codebase/diagnostics.py",
     "tests/test_losses.py",  # the public checks a student runs before submitting
 )

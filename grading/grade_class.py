@@ -1,12 +1,12 @@
 """Grade a folder of submissions (one ZIP or folder per student, as an LMS export gives them) into grades.csv.
 
-    python grade_all.py submissions/ -o graded/ --jobs 2
-    python grade_all.py canvas_export/ -o graded/ --lms canvas
-    python grade_all.py export/ -o graded/ --student-pattern '^(?P<student>[a-z]+)_'
+    python -m grading class submissions/ -o graded/ --jobs 2
+    python -m grading class canvas_export/ -o graded/ --lms canvas
+    python -m grading class export/ -o graded/ --student-pattern '^(?P<student>[a-z]+)_'
 
 Writes graded/results/<student>.json (Gradescope's format) for each student, graded/grades.csv (student, name,
 late, status, points per problem, total, notes, flags for a human, older submissions), graded/report.html (the
-class at a glance, every student's grids; ``python class_report.py graded/`` rebuilds it) and, with --lms, the
+class at a glance, every student's grids; ``python -m grading report graded/`` rebuilds it) and, with --lms, the
 gradebook file to import into that LMS. Rerun the same command after a crash, a stop
 or a changed submission: only what is not up to date is graded (--regrade grades everyone again, --regrade NAME...
 those students). The student is the LMS's user id with --lms, the --student-pattern regex's ``student`` group
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from grade import _timeout, writable_target
+from grading.grade import timeout_seconds, writable_target
 from grading import sandbox
 from grading import report
 from grading.batch import PRESETS, Batch, BatchError, entries, for_a_human, status, up_to_date, write_csv
@@ -61,15 +61,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folder", type=Path, help="the folder of submissions")
     parser.add_argument("-o", "--out", type=Path, required=True, help="folder for results/ and grades.csv")
     parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default: %(default)s)")
-    parser.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT,
+    parser.add_argument("--timeout", type=timeout_seconds, default=DEFAULT_TIMEOUT,
                         help="seconds allowed per problem (default: %(default)s)")
-    parser.add_argument("--sandbox", choices=["auto", *sandbox.MODES], default="auto", help="as for grade.py")
+    parser.add_argument("--sandbox", choices=["auto", *sandbox.MODES], default="auto", help="as for python -m grading grade")
     names = parser.add_mutually_exclusive_group()
     names.add_argument("--lms", choices=sorted(PRESETS), help="the LMS whose export this is: students keyed by its "
                                                               "user id, with their name and a late flag")
     names.add_argument("--student-pattern", type=_pattern, help="regex that finds the student in each name")
     parser.add_argument("--hints", choices=["none", "handout", "full"], default="handout",
-                        help="what a failed check says in the feedback, as for grade.py (default: %(default)s)")
+                        help="what a failed check says in the feedback, as for python -m grading grade (default: %(default)s)")
     parser.add_argument("--column", default=DEFAULT_COLUMN,
                         help="the assignment's column in the LMS gradebook file (default: %(default)s; Canvas: "
                              "'Title (assignment id)', Blackboard: 'Title |column id' to update an existing one)")
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
             built = report.build(args.out)
         except Exception as error:  # noqa: BLE001 - the grades are complete: say what failed, and how to retry
             sys.exit(f"error: the class report could not be built ({type(error).__name__}: {error}); grades.csv is "
-                     f"complete. Once fixed, run: python class_report.py {args.out}")
+                     f"complete. Once fixed, run: python -m grading report {args.out}")
         book = f" and {built['gradebook']}" if built["gradebook"] else ""
         print(f"{built['report']}{book} written; {built['flagged']} student(s) flagged for a human")
     if batch.stopping:
