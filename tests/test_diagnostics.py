@@ -45,7 +45,7 @@ def test_the_end_of_run_sentence_only_for_far_runs_with_the_reference_settings()
 
 
 def test_the_reference_ranges_are_the_readmes():
-    table = (ROOT / "README.md").read_text().split("### Results after one epoch")[1]
+    table = (ROOT / "docs" / "engineering.md").read_text().split("### Results after one epoch")[1]
     fid = dict(re.findall(r"^\| (non-saturating|WGAN-GP|conditional \(non-saturating\)) \| [\d.]+ \| [\d.]+ "
                           r"\(([\d.]+–[\d.]+)\)", table, flags=re.M))
     names = {"nonsaturating": "non-saturating", "wasserstein_gp": "WGAN-GP",

@@ -794,7 +794,7 @@ def test_a_sandbox_that_cannot_start_the_python_is_a_failed_grading_never_a_scor
     assert run.returncode == grade.GRADING_FAILED, run.stdout + run.stderr
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["extra_data"]["status"] == scoring.GRADING_FAILED and results["score"] == 0
-    assert "could not start the grader's own code" in run.stderr and "--prepare" in run.stderr
+    assert "could not start the grader's own code" in run.stderr and "python -m grading prepare" in run.stderr
 
 
 def test_a_child_that_fails_before_it_is_ready_fails_the_grading(tmp_path, monkeypatch):
