@@ -67,13 +67,13 @@ def worker(gan: str, warmup: int, steps: int) -> dict:
 
     torch.optim.Adam.step = labelled_opt_step
     train_mod.update_ema = labelled_ema
-    check = train_mod._check_finite
+    check = train_mod.check_finite
 
     def labelled_check(*args, **kwargs):
         with record_function("logging"):
             return check(*args, **kwargs)
 
-    train_mod._check_finite = labelled_check
+    train_mod.check_finite = labelled_check
     step = speed.make_step(train_mod, cfg, device)
     for _ in range(warmup):
         step(*next(batches))

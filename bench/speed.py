@@ -8,7 +8,7 @@
 For each GAN (non-saturating, WGAN-GP, conditional) a fresh ``python`` process imports the checkout's own
 ``codebase.train``, loads the data with its own loader, and runs the loop's own step: ``update()`` where the checkout
 has one (else the inline step of the older loop, through a small adapter), plus what the loop does around it every
-step (slicing the batch, ``_check_finite``, ``.item()``). Sample grids and checkpoints (every 50 steps) are left out.
+step (slicing the batch, ``check_finite``, ``.item()``). Sample grids and checkpoints (every 50 steps) are left out.
 It reports:
 
 * ms per step: the median over ``--steps`` timed steps after ``--warmup`` untimed ones; the median again over
@@ -157,8 +157,9 @@ def make_step(train_mod, cfg, device):
 
     def step(x_real, y):
         d_loss, g_loss = losses(x_real, y)
-        train_mod._check_finite("d_loss", d_loss, 0, Path("checkpoint.pt"))  # the loop's per-step checks and log
-        train_mod._check_finite("g_loss", g_loss, 0, Path("checkpoint.pt"))
+        check = getattr(train_mod, "check_finite", None) or train_mod._check_finite  # an older checkout's name
+        check("d_loss", d_loss, 0, Path("checkpoint.pt"))  # the loop's per-step checks and log
+        check("g_loss", g_loss, 0, Path("checkpoint.pt"))
         d_loss.item(), g_loss.item()
 
     return step

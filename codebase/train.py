@@ -290,8 +290,8 @@ def train(cfg: Config) -> dict:
             d_loss, g_loss = update(loss_fn, args, g, d, g_opt, d_opt, device, amp)
             if g_ema is not None:
                 update_ema(g_ema, g, cfg.ema, step)
-            _check_finite("d_loss", d_loss, step, ckpt_path)
-            _check_finite("g_loss", g_loss, step, ckpt_path)
+            check_finite("d_loss", d_loss, step, ckpt_path)
+            check_finite("g_loss", g_loss, step, ckpt_path)
             step += 1
             d_val, g_val = d_loss.item(), g_loss.item()
             log.writerow([step, epoch, f"{d_val:.6g}", f"{g_val:.6g}"])
@@ -315,7 +315,8 @@ def train(cfg: Config) -> dict:
     return {"step": step, "total": total, "interrupted": step < total, "out_dir": str(out)}
 
 
-def _check_finite(name: str, value, step: int, ckpt_path: Path) -> None:
+def check_finite(name: str, value, step: int, ckpt_path: Path) -> None:
+    """Stop the run with one message when a loss is not finite, saying what is kept and how to go on."""
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not torch.isfinite(value):
         kept = (f"The last good checkpoint is kept in {ckpt_path}" if ckpt_path.exists()
                 else "No checkpoint was written yet")

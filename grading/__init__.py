@@ -1,4 +1,4 @@
-"""The grader's library: what graders deploy (python -m grading grade is its command line; tests/ tests it).
+"""The grader: what graders deploy (``python -m grading --help``: its command line; tests/ tests it).
 
 submission.py reads a ZIP or folder of loose files; sandbox/ runs untrusted code in children (the modes, their
 probes, the uids, the jail, the cleanup); child/ holds all a child sees of the grader (harness, confinement,

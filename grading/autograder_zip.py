@@ -3,8 +3,8 @@
     python -m grading autograder                                    # -> autograder.zip
     python -m grading autograder --after-due-date 4.5 --timeout 90  # 4.5's checks shown after the due date
 
-The ZIP holds python -m grading grade, the grading package, python -m grading handout and the starter's codebase files other than gan.py
-(the submission brings its own), so the reference solution never leaves this repository, and the starter's
+The ZIP holds the grading package (with its command line, ``python -m grading``) and the starter's codebase files
+other than gan.py (the submission brings its own), so the reference solution never leaves this repository, and the starter's
 requirements.txt with constraints.txt, which pins each of them to the version installed here, where the tests ran:
 the autograder can import what students can. The same inputs give the same bytes.
 """

@@ -470,7 +470,7 @@ class Batch:
             self.stopping = True
             for proc in self.running:
                 try:
-                    os.killpg(proc.pid, signal.SIGTERM)  # python -m grading grade kills its children and removes its folders
+                    os.killpg(proc.pid, signal.SIGTERM)  # the grading kills its children, removes its folders
                 except ProcessLookupError:
                     pass
 

@@ -31,7 +31,7 @@ from grading.handout import STARTER, starter_files
 
 GRID_POINTS = 0.0
 UNJUDGED_HERE = "not judged on this grading machine"  # the grader lacks what judging needs: no fault of the grid
-DEFAULT_TIMEOUT = 120.0  # seconds per problem, in python -m grading grade, python -m grading class and on Gradescope alike
+DEFAULT_TIMEOUT = 120.0  # seconds per problem, for one submission, a class and on Gradescope alike
 HERE = Path(__file__).resolve().parent
 
 

@@ -1,6 +1,6 @@
 """A class of 26 as Canvas, Moodle and Blackboard export it (tests/grading/exports.py), graded end to end by
-python -m grading class: every honest student 35, every copy flagged, no independent pair flagged, the uploads no rule can
-grade left to a human, and gradebook files with a row for every graded student and none for the others."""
+`python -m grading class`: every honest student 35, every copy flagged, no independent pair flagged, the uploads no
+rule can grade left to a human, and gradebook files with a row for every graded student and none for the others."""
 import csv
 import io
 import json
@@ -32,8 +32,16 @@ def test_every_student_is_found_with_the_files_of_their_attempt(tmp_path, class_
     assert by_name["Bo Wu"].parts or lms == "moodle"  # Moodle's folder holds both: graded as one folder anyway
 
 
+# Whose files each LMS lays out its own way (several files, attempts, folders, text entries, a corrupt ZIP), with a
+# copy and its source: graded again in Moodle's and Blackboard's layouts. The whole class is graded in Canvas's
+# (each layout whole took 170-185 s, 2 jobs, measured when this test was written).
+LAYOUT_CASES = ("Ann Lee", "Bo Wu", "Cy Do", "Fay Oh", "Gus Pak", "Nia Xu", "Hal Qi", "Quin Abe", "Tia Du", "Uri Ek",
+                "Val Fu", "Wes Gi")
+
+
 @pytest.mark.parametrize("lms", exports.LMS)
 def test_a_class_graded_end_to_end(tmp_path, class_, lms):
+    class_ = class_ if lms == "canvas" else [s for s in class_ if s.name in LAYOUT_CASES]
     folder, out = exports.build(tmp_path / lms, lms, class_), tmp_path / "graded"
     run = subprocess.run([*GRADE_CLASS, str(folder), "-o", str(out), "--lms", lms,
                           "--sandbox", "process", "--jobs", "2", "--column", "HW3 GAN"],
@@ -51,11 +59,13 @@ def test_a_class_graded_end_to_end(tmp_path, class_, lms):
             assert row["total"] == f"{s.expect}", (s.name, row["total"], row["notes"])
     by_username = {s.username: s for s in class_}
     copies = {(keys[s.name], keys[by_username[s.copy_of].name]) for s in class_ if s.copy_of}
+    assert copies
     flagged = {(a, b) for a, row in rows.items() for b in rows if f"gan.py like {b}'s" in row["flags"]}
     assert {tuple(sorted(p)) for p in copies} == {tuple(sorted(p)) for p in flagged}, flagged  # no other pair
-    pia, dee = keys["Pia Zed"], keys["Dee Ray"]
-    assert f"grid like {dee}'s" in rows[pia]["flags"]  # Dee's grids, mirrored
-    assert rows[keys[" =1+1 Vo"]]["name"].lstrip().startswith(("'", "vo"))  # never a formula
+    if lms == "canvas":
+        pia, dee = keys["Pia Zed"], keys["Dee Ray"]
+        assert f"grid like {dee}'s" in rows[pia]["flags"]  # Dee's grids, mirrored
+        assert rows[keys[" =1+1 Vo"]]["name"].lstrip().startswith(("'", "vo"))  # never a formula
     humans = {keys[s.name] for s in class_ if s.expect == "human"}
     book = list(csv.reader(io.StringIO(next(out.glob("gradebook_*.csv")).read_text())))
     column = {"canvas": 1, "moodle": 0, "blackboard": 0}[lms]

@@ -11,7 +11,7 @@ student's file as ``codebase.gan`` (its package root SANDBOX goes on sys.path, s
 and ``from .network import ...`` find the starter's copy), and run the probes, which set torch's settings back
 before each call. Whatever the student's code does in this process, the grader only reads what comes through the
 pipe RESULT_FD, in wire.py's format (data with size caps, never a pickle).
-An exception at import is left to Python: it prints the traceback, which python -m grading grade shows, and exits with 1.
+An exception at import is left to Python: it prints the traceback, which the grading shows, and exits with 1.
 
 PROBLEM ``probe`` imports no gan.py: it tries each bound the results may name (grading/sandbox/probe.py).
 """
