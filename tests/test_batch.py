@@ -18,6 +18,7 @@ from PIL import Image
 from grading.batch import BatchError, entries, student_of, summary
 from grading.submission import RUNS
 from tests.conftest import ROOT, GRADE, GRADE_CLASS
+from tests.grading.exports import zip_bytes
 from tests.grading import classmates
 
 REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
@@ -322,14 +323,6 @@ def _write(folder: Path, files: dict[str, bytes | str]) -> Path:
     return folder
 
 
-def _zip_bytes(files: dict[str, bytes | str]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for member, content in files.items():
-            zf.writestr(member, content)
-    return buffer.getvalue()
-
-
 def test_each_preset_groups_the_files_of_one_attempt_and_never_grades_a_document(tmp_path):
     """On main at 712f5a9 the PDF beside gan.py, the online text beside the file folder and a lone gan.py attachment
     beside hw3.zip were each graded in place of the work."""
@@ -378,9 +371,9 @@ def test_an_export_graded_end_to_end_finds_the_work_and_leaves_text_entries_to_a
     canvas = _write(tmp_path / "canvas", {
         "leeann_2001_9001_gan.py": good, "leeann_2001_9001_writeup.pdf": "%PDF-1.4",
         # the lone gan.py and the ZIP with the grids, of one submission: graded together
-        "wuqi_2002_9100_gan.py": good, "wuqi_2002_9100_hw3.zip": _zip_bytes({"codebase/gan.py": good, **grids}),
+        "wuqi_2002_9100_gan.py": good, "wuqi_2002_9100_hw3.zip": zip_bytes({"codebase/gan.py": good, **grids}),
         "kimsun_2003_text.html": "<pre>def loss_nonsaturating(g, d, x_real, *, device): ...</pre>",
-        "anon_Xy7Qa_9200_hw3.zip": _zip_bytes({"hw3/codebase/gan.py": good}),
+        "anon_Xy7Qa_9200_hw3.zip": zip_bytes({"hw3/codebase/gan.py": good}),
         "stray.txt": "not a student's"})
     out = tmp_path / "graded"
     run = subprocess.run([*GRADE_CLASS, str(canvas), "-o", str(out), "--lms", "canvas",

@@ -7,6 +7,7 @@ import zipfile
 
 from grading import submission
 from tests.conftest import ROOT, GRADE
+from tests.grading.exports import zip_bytes
 from tests.test_grade import GRIDS, REFERENCE, _zip
 
 
@@ -129,29 +130,19 @@ def test_an_ambiguous_submission_is_for_a_human_not_a_zero(tmp_path):
     assert extra["status"] == "needs attention" and "a/codebase/gan.py" in extra["ambiguous"]
 
 
-def _zip_bytes(members: dict[str, bytes | str]) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, content in members.items():
-            zf.writestr(name, content)
-    return buffer.getvalue()
-
-
 def test_a_zip_of_hw3_zip_in_an_lms_folder_is_read_and_deeper_nesting_is_bounded(tmp_path):
     """Moodle's folder layout around a ZIP of hw3.zip: two ZIPs deep (on main at 712f5a9 only one was looked into,
     so the work was "missing")."""
-    hw3 = _zip_bytes({"codebase/gan.py": REFERENCE, **GRIDS})
+    hw3 = zip_bytes({"codebase/gan.py": REFERENCE, **GRIDS})
     folder = tmp_path / "Ann Lee_3001_assignsubmission_file_"
     folder.mkdir()
-    (folder / "submission.zip").write_bytes(_zip_bytes({"ann/hw3.zip": hw3, "ann/notes.txt": "hi"}))
+    (folder / "submission.zip").write_bytes(zip_bytes({"ann/hw3.zip": hw3, "ann/notes.txt": "hi"}))
     read = submission.read_submission(folder)
     assert read.members[submission.GAN] == REFERENCE.encode() and read.fatal is None
     assert all(read.grid(run) and isinstance(read.grid(run)[1], bytes) for run in submission.RUNS.values())
     deep = hw3
     for level in range(submission.MAX_ZIP_DEPTH + 1):  # one level past the limit
-        deep = _zip_bytes({f"level{level}.zip": deep})
+        deep = zip_bytes({f"level{level}.zip": deep})
     (tmp_path / "deep.zip").write_bytes(deep)
     read = submission.read_submission(tmp_path / "deep.zip")
     assert submission.GAN not in read.members and read.fatal is None  # not looked into: no gan.py, no crash
@@ -162,7 +153,7 @@ def test_a_corrupt_zip_in_an_lms_folder_is_for_a_human_not_a_zero(tmp_path):
     (found: hw3.zip)"."""
     folder = tmp_path / "Tia Du_1023_assignsubmission_file_"
     folder.mkdir()
-    (folder / "hw3.zip").write_bytes(_zip_bytes({"codebase/gan.py": REFERENCE, **GRIDS})[:3000])
+    (folder / "hw3.zip").write_bytes(zip_bytes({"codebase/gan.py": REFERENCE, **GRIDS})[:3000])
     read = submission.read_submission(folder)
     assert read.unreadable and "hw3.zip cannot be read as a ZIP" in read.unreadable
     (folder / "gan.py").write_text(REFERENCE)  # the work is there all the same: graded

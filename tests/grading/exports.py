@@ -46,7 +46,8 @@ class Student:
         return re.sub(r"[^\w]", "", f"{last}{first}").lower()
 
 
-def _zip(members: dict[str, bytes | str]) -> bytes:
+def zip_bytes(members: dict[str, bytes | str]) -> bytes:
+    """A ZIP of ``members`` (name: content), in memory."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         for name, content in members.items():
@@ -89,7 +90,7 @@ def grids(seed: int, mirrored: bool = False) -> dict[str, bytes]:
 
 def _hw3(gan: str, seed: int, mirrored: bool = False) -> bytes:
     """hw3.zip as make_submission.sh packs it."""
-    return _zip({"codebase/gan.py": gan, **grids(seed, mirrored)})
+    return zip_bytes({"codebase/gan.py": gan, **grids(seed, mirrored)})
 
 
 def students() -> list[Student]:
@@ -107,13 +108,13 @@ def students() -> list[Student]:
     add(Student("Ann Lee", 1001, "alee", [{"hw3.zip": _hw3(sol["bce_targets"], 1)}]))
     add(Student("Bo Wu", 1002, "bwu", [{"gan.py": sol["loss_module"].encode(), "hw3.zip": _hw3(sol["loss_module"], 2)}]))
     add(Student("Cy Do", 1003, "cdo", [{"gan.py": sol["logsigmoid_named"].encode(), "writeup.pdf": pdf}]))
-    add(Student("Dee Ray", 1004, "dray", [{"hw3_course.zip": _zip({
-        "course/hw3/codebase/gan.py": sol["stable_by_hand"], "course/hw3_starter.zip": _zip(
+    add(Student("Dee Ray", 1004, "dray", [{"hw3_course.zip": zip_bytes({
+        "course/hw3/codebase/gan.py": sol["stable_by_hand"], "course/hw3_starter.zip": zip_bytes(
             {"hw3/codebase/gan.py": starter}), **{f"course/hw3/{k}": v for k, v in grids(4).items()}})}]))
-    add(Student("Eve Ng", 1005, "eng", [{"hw3.zip": _zip({"hw3/codebase/gan.py": sol["one_call"],
+    add(Student("Eve Ng", 1005, "eng", [{"hw3.zip": zip_bytes({"hw3/codebase/gan.py": sol["one_call"],
                                                           "hw3/old/gan.py": sol["one_call"].replace("10 * gp", "gp"),
                                                           **{f"hw3/{k}": v for k, v in grids(5).items()}})}]))
-    add(Student("Fay Oh", 1006, "foh", [{"submission.zip": _zip({"hw3.zip": _hw3(sol["softplus_sums"], 6)})}]))
+    add(Student("Fay Oh", 1006, "foh", [{"submission.zip": zip_bytes({"hw3.zip": _hw3(sol["softplus_sums"], 6)})}]))
     add(Student("Gus Pak", 1007, "gus_pak", [{"hw3.zip": _hw3(sol["helpers"], 7)}], late=True))
     add(Student("Hal Qi", 1008, "hqi", [{"hw3.zip": _hw3(sol["minimal"].replace("GP_LAMBDA", "1"), 8)}, {"hw3.zip": _hw3(sol["probabilities_by_logit"], 8)}]))
     add(Student("Ida Rao", 1009, "irao", [{"hw3.zip": _hw3(sol["two_steps"], 9)}]))
@@ -134,13 +135,13 @@ def students() -> list[Student]:
     # Wrong work, and the starter handed in unchanged
     add(Student("Quin Abe", 1020, "qabe", [{"hw3.zip": _hw3(wrong, 20)}], expect="<35"))
     add(Student("Rae Bo", 1021, "rbo", [{"hw3.zip": _hw3(half, 21)}], expect="<35"))
-    add(Student("Sol Cy", 1022, "scy", [{"hw3.zip": _zip({"hw3/codebase/gan.py": starter})}], expect=0))
+    add(Student("Sol Cy", 1022, "scy", [{"hw3.zip": zip_bytes({"hw3/codebase/gan.py": starter})}], expect=0))
     # For a human: a corrupt upload, a text entry, a write-up only, two projects and no rule between them
     add(Student("Tia Du", 1023, "tdu", [{"hw3.zip": _hw3(sol["minimal"], 23)[:3000]}], expect="human"))
     add(Student("Uri Ek", 1024, "uek", [], text="<p>def loss_nonsaturating(g, d, x_real, *, device): ...</p>",
                 expect="human"))
     add(Student("Val Fu", 1025, "vfu", [{"writeup.pdf": pdf}], expect="human"))
-    add(Student("Wes Gi", 1026, "wgi", [{"hw3.zip": _zip({"try1/codebase/gan.py": sol["bare_named"],
+    add(Student("Wes Gi", 1026, "wgi", [{"hw3.zip": zip_bytes({"try1/codebase/gan.py": sol["bare_named"],
                                                           "try2/codebase/gan.py": wrong})}], expect="human"))
     return c
 
