@@ -2,6 +2,7 @@
 every catalogued mistake fails at least one of them, with a message that names it without spelling out the code
 at the default hint level; the reference and every correct variant pass them all."""
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -15,15 +16,13 @@ from tests.test_mutants import CODE
 
 VARIANTS = ["variant_gan.py", "variant_concat_gan.py", "variant_func_gan.py", "variant_loop_gan.py"]
 
-# Runs tests/test_losses.py of the starter in FOLDER once per gan.py source, in one process; prints, as JSON,
-# {label: {test id: message of its failure}}.
+# One pytest session over a copy of the starter's tests/test_losses.py per gan.py source (tests/public_<i>.py, each
+# bound to its source as `gan`), so that pytest starts once, not once per source. Prints, as JSON,
+# {index: {test id: message of its failure}}. Plain asserts: a message is the assert's own, as the part of a
+# rewritten one before "\nassert " that students see, without rewriting 40 copies of the file.
 DRIVER = r"""
-import json, sys, importlib.util
+import json, sys
 import pytest
-
-folder, sources = sys.argv[1], json.load(open(sys.argv[2]))
-sys.path.insert(0, folder)
-import codebase
 
 class Collect:
     def __init__(self):
@@ -33,21 +32,20 @@ class Collect:
         if report.failed:
             crash = getattr(report.longrepr, "reprcrash", None)
             message = crash.message if crash else str(report.longrepr)
-            self.failed[report.nodeid.split("::", 1)[1]] = message.split("\nassert ")[0]
+            index = report.nodeid.split("::", 1)[0].rsplit("_", 1)[1].removesuffix(".py")
+            self.failed.setdefault(index, {})[report.nodeid.split("::", 1)[1]] = message.split("\nassert ")[0]
 
-found = {}
-for label, path in sources.items():
-    for name in [m for m in sys.modules if m in ("test_losses", "codebase.gan")]:
-        del sys.modules[name]
-    spec = importlib.util.spec_from_file_location("codebase.gan", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["codebase.gan"] = codebase.gan = module
-    spec.loader.exec_module(module)
-    collect = Collect()
-    pytest.main(["-q", "-p", "no:cacheprovider", "--rootdir", folder, folder + "/tests/test_losses.py"],
-                plugins=[collect])
-    found[label] = collect.failed
-print("RESULTS " + json.dumps(found))
+collect = Collect()
+pytest.main(["-q", "-p", "no:cacheprovider", "--tb=line", "--assert=plain", "--rootdir", sys.argv[1], *sys.argv[2:]],
+            plugins=[collect])
+print("RESULTS " + json.dumps(collect.failed))
+"""
+# Binds `from codebase import gan` of the copied checks to one source, imported as codebase.gan imports it.
+BIND = """import importlib.util as _util, sys as _sys
+import codebase as _codebase
+_spec = _util.spec_from_file_location("codebase.gan", {path!r})
+_sys.modules["codebase.gan"] = _codebase.gan = _util.module_from_spec(_spec)
+_spec.loader.exec_module(_codebase.gan)
 """
 
 
@@ -59,21 +57,31 @@ def _starter(folder, hints="handout"):
     return folder / handout.TOP
 
 
-def _run(folder, sources: dict[str, str]) -> dict[str, dict[str, str]]:
-    listing = folder / "sources.json"
-    listing.write_text(json.dumps(sources))
-    done = subprocess.run([sys.executable, "-c", DRIVER, str(folder), str(listing)], capture_output=True, text=True,
-                          timeout=600, cwd=folder)
+def _run(folder, sources: dict[str, tuple[str, str]]) -> dict[str, dict[str, str]]:
+    """{label: {failed test: message}} of public checks against gan.py sources, ``sources`` being {label: (the
+    starter's tests/test_losses.py, at some hint level, the path of a gan.py)}; ``folder``: a starter."""
+    files = []
+    for i, (checks, path) in enumerate(sources.values()):
+        copy = folder / "tests" / f"public_{i}.py"
+        copy.write_text(BIND.format(path=path) + checks)
+        files.append(str(copy))
+    done = subprocess.run([sys.executable, "-c", DRIVER, str(folder), *files], capture_output=True, text=True,
+                          timeout=600, cwd=folder, env={**os.environ, "PYTHONPATH": str(folder)})
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULTS ")]
     assert lines, done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULTS "):])
+    failed = json.loads(lines[-1][len("RESULTS "):])
+    return {label: failed.get(str(i), {}) for i, label in enumerate(sources)}
 
 
 @pytest.fixture(scope="module")
 def public(tmp_path_factory):
-    """{label: {failed test: message}} for the reference, each variant and each mutant, at the default hint level."""
+    """{label: {failed test: message}} for the reference, each variant and each mutant, at the default hint level,
+    and for one mutant at the other hint levels (labels "none" and "full")."""
     work = tmp_path_factory.mktemp("public")
     folder = _starter(work)
+    checks = {hints: (_starter(work / hints, hints) / "tests" / "test_losses.py").read_text()
+              for hints in ("none", "full")}
+    checks["handout"] = (folder / "tests" / "test_losses.py").read_text()
     reference = (ROOT / "codebase" / "gan.py").read_text()
     texts = {"reference": reference}
     texts.update({name: (ROOT / "tests" / "grading" / name).read_text() for name in VARIANTS})
@@ -86,8 +94,10 @@ def public(tmp_path_factory):
         path = work / "sources" / str(i) / "gan.py"  # named as students name it: messages cite gan.py's lines
         path.parent.mkdir(parents=True)
         path.write_text(text)
-        sources[label] = str(path)
-    return folder, _run(folder, sources)
+        sources[label] = (checks["handout"], str(path))
+    for hints in ("none", "full"):
+        sources[hints] = (checks[hints], sources["alpha_drawn_once_per_batch"][1])
+    return checks, _run(folder, sources)
 
 
 @pytest.mark.parametrize("label", ["reference", *VARIANTS, "uniform fake labels"])
@@ -123,16 +133,12 @@ def test_the_costly_mistakes_are_named(public, slug, says):
 
 
 @pytest.mark.parametrize("hints", ["none", "full"])
-def test_the_hint_level_of_the_starter_sets_what_the_checks_say(tmp_path, hints):
-    folder = _starter(tmp_path, hints)
-    checks = (folder / "tests" / "test_losses.py").read_text()
+def test_the_hint_level_of_the_starter_sets_what_the_checks_say(public, hints):
+    checks = public[0][hints]
     assert f'HINTS = "{hints}"' in checks
     # pytest shows a failing test's source: below full, no recipe may stand in the file at all
     assert bool([code for code in ("create_graph", "(B, 1, 1, 1)", "torch.randn(B") if code in checks]) == (hints == "full")
-    reference = (ROOT / "codebase" / "gan.py").read_text()
-    mutant = next(m for m in mutants.MUTANTS if m.slug == "alpha_drawn_once_per_batch")
-    (tmp_path / "mutant.py").write_text(mutants.apply(reference, mutant))
-    messages = " ".join(_run(folder, {"mutant": str(tmp_path / "mutant.py")})["mutant"].values())
+    messages = " ".join(public[1][hints].values())  # the mutant that draws one alpha per batch
     assert "every sample has the same alpha" in messages
     assert ("(B, 1, 1, 1)" in messages) == (hints == "full")
     assert ("U[0, 1]" in messages) == (hints != "none")  # none: only what the check saw
