@@ -18,7 +18,6 @@ from PIL import Image
 from grading.batch import BatchError, entries, student_of, summary
 from grading.submission import RUNS
 from tests.conftest import ROOT, GRADE, GRADE_CLASS
-from tests.grading.exports import zip_bytes
 from tests.grading import classmates
 
 REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
@@ -363,31 +362,3 @@ def test_each_preset_groups_the_files_of_one_attempt_and_never_grades_a_document
     assert [name for name, _ in found["mary_smith"].parts] == [
         "HW 3_mary_smith_attempt_2026-03-01-10-00-00_gan.py", "HW 3_mary_smith_attempt_2026-03-01-10-00-00_hw3.zip"]
     assert found["mary_smith"].ignored == ("writeup.pdf (a document)",)
-
-
-def test_an_export_graded_end_to_end_finds_the_work_and_leaves_text_entries_to_a_human(tmp_path):
-    good = classmates.gan_py("two_steps")
-    grids = {k: v for k, v in _files("").items() if k != "codebase/gan.py"}
-    canvas = _write(tmp_path / "canvas", {
-        "leeann_2001_9001_gan.py": good, "leeann_2001_9001_writeup.pdf": "%PDF-1.4",
-        # the lone gan.py and the ZIP with the grids, of one submission: graded together
-        "wuqi_2002_9100_gan.py": good, "wuqi_2002_9100_hw3.zip": zip_bytes({"codebase/gan.py": good, **grids}),
-        "kimsun_2003_text.html": "<pre>def loss_nonsaturating(g, d, x_real, *, device): ...</pre>",
-        "anon_Xy7Qa_9200_hw3.zip": zip_bytes({"hw3/codebase/gan.py": good}),
-        "stray.txt": "not a student's"})
-    out = tmp_path / "graded"
-    run = subprocess.run([*GRADE_CLASS, str(canvas), "-o", str(out), "--lms", "canvas",
-                          "--sandbox", "process", "--jobs", "2"], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
-    assert "1 name(s) in" in run.stderr and "stray.txt" in run.stderr  # said, and the run goes on
-    rows = {row["student"]: row for row in _grades(out / "grades.csv")}
-    assert {s: r["total"] for s, r in rows.items()} == {"2001": "35", "2002": "35", "2003": "", "anon_Xy7Qa": "35"}
-    assert "writeup.pdf (a document)" in rows["2001"]["also submitted"]
-    tests = json.loads((out / "results" / "2002.json").read_text())["tests"]
-    assert [t["status"] for t in tests if "fake_<step>.png" in t["name"]] == ["passed"] * 3  # the ZIP's grids
-    assert rows["2003"]["status"] == "needs attention" and "1 student(s) need a human" in run.stdout
-    book = (out / "gradebook_canvas.csv").read_text()
-    assert "2001" in book and "2003" not in book and "anon_" not in book  # no row for what no rule graded
-    rerun = subprocess.run([*GRADE_CLASS, str(canvas), "-o", str(out), "--lms",
-                            "canvas", "--sandbox", "process"], capture_output=True, text=True, timeout=600)
-    assert "4 already graded, 0 to grade" in rerun.stdout  # several files hash as one submission
