@@ -35,7 +35,7 @@ DEFAULT_TIMEOUT = 120.0  # seconds per problem, for one submission, a class and 
 HERE = Path(__file__).resolve().parent
 
 
-def _starter_package() -> dict[str, bytes]:
+def starter_package() -> dict[str, bytes]:
     """The starter's codebase files other than gan.py, as students have them (solutions stubbed)."""
     names = [n for n in STARTER if n.startswith("codebase/") and n.endswith(".py") and n != GAN]
     return {name: content for name, (content, _) in starter_files(names=names).items()}
@@ -60,7 +60,7 @@ def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", para
     source = sub.members.get(GAN)
     bounds = sandbox.bounds(mode)
     if isinstance(source, bytes):
-        package = _starter_package()
+        package = starter_package()
         package[GAN] = source
         with ThreadPoolExecutor(max(1, min(parallel, len(RUNS)))) as pool:
             futures = {p: pool.submit(run_problem, p, package, timeout, mode) for p in RUNS}
@@ -294,7 +294,7 @@ def grader_version() -> str:
     code = [p for p in sorted(HERE.rglob("*.py")) if p.name not in CLASS_TOOLS or p.parent != HERE]
     for path in [*code, weights]:
         digest.update(str(path.relative_to(HERE.parent)).encode() + b"\0" + path.read_bytes() + b"\0")
-    for name, content in sorted(_starter_package().items()):
+    for name, content in sorted(starter_package().items()):
         digest.update(name.encode() + b"\0" + content + b"\0")
     return digest.hexdigest()[:16]
 

@@ -5,7 +5,9 @@
 Grading tests carry a ``points`` marker; a summary of the points per handout problem ends the run.
 """
 import os
+import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see codebase/__init__.py
@@ -74,3 +76,26 @@ def pytest_terminal_summary(terminalreporter):
     total = [sum(column) for column in zip(*earned.values())]
     terminalreporter.write_line(f"grading points for {terminalreporter.config.getoption('--gan')}: {rows}; "
                                 f"total {total[0]:g}/{total[1]:g}")
+
+
+@dataclass
+class Deployment:
+    folder: Path  # the grader's files, as autograder_zip.py lists them
+    command: list[str]  # `python -m grading grade` there, for every sandbox mode
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory) -> Deployment:
+    """The grader deployed as a course deploys it: its files (autograder_zip.py's list) copied to a folder of root's
+    alone, run with this Python readable to other users (user mode's uids must run it), from that folder, with -E:
+    its own package, whatever PYTHONPATH says."""
+    from grading import autograder_zip
+    from tests import world_python
+
+    prefix = world_python.command_prefix()
+    folder = tmp_path_factory.mktemp("deployed") / "grader"
+    for name in autograder_zip.grader_files():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / name, folder / name)
+    return Deployment(folder, [*prefix, "/bin/sh", "-c", 'cd "$0" && exec "$@"', str(folder), sys.executable, "-E",
+                               "-m", "grading", "grade"])

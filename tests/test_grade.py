@@ -249,6 +249,15 @@ def _grade(tmp_path, source: str, members: dict | None = None, timeout: float = 
     return results, time.monotonic() - start
 
 
+def _one_child(source: str, problem: str = "1.2", mode: str = "process", timeout: float = 60.0) -> dict | str:
+    """The decoded outputs of one problem's child on ``source`` (or why there are none), for the tests about what a
+    child does with a gan.py: one child in place of a grading's three."""
+    sandbox.pick_mode(mode)
+    raw = scoring.run_problem(problem, {**scoring.starter_package(), submission.GAN: source.encode()}, timeout, mode)
+    assert not isinstance(raw, scoring.GradingFailed), raw
+    return scoring.decode(raw[0] if isinstance(raw, tuple) else raw)
+
+
 def _descends(pid: int, ancestor: int) -> bool:
     """Whether process ``pid`` descends from ``ancestor`` (a grader, as a subreaper, keeps its orphans)."""
     for _ in range(64):
@@ -340,12 +349,9 @@ del loss_wasserstein_gp
     ("import os\nos._exit(0)\n" + VARIANT, "exited with status 0 before reporting"),
     ("raise ImportError('no such module')\n", "ImportError: no such module"),
 ], ids=["syntax_error", "sys_exit", "os_exit", "import_error"])
-def test_a_gan_py_that_does_not_import_scores_zero_on_the_losses_only(tmp_path, source, message):
-    results, _ = _grade(tmp_path, source)
-    points, outputs = _by_problem(results)
-    assert points == {"1.2": 0.0, "3.2": 0.0, "4.5": 0.0}
-    assert all(message in text for text in outputs.values()), outputs["1.2"]
-    assert _grids_pass(results) == ["passed"] * 3
+def test_a_gan_py_that_does_not_import_is_named_as_such(source, message):
+    said = _one_child(source)
+    assert isinstance(said, str) and message in said, said
 
 
 def test_another_draw_order_with_a_relative_import_gets_full_marks_whatever_else_the_zip_holds(tmp_path):
@@ -542,7 +548,6 @@ time.sleep(600)
     assert list(scratch.iterdir()) == []
 
 
-
 def test_result_files_are_plain_data_with_size_caps():
     import torch
 
@@ -569,62 +574,6 @@ def test_the_grader_never_unpickles_what_a_child_wrote():
     assert "unreadable results" in scoring.decode(wire.unframe(wire.frame(pickle.dumps({"main": bytearray(10)}))))
 
 
-@needs_bwrap
-def test_in_the_sandbox_the_grader_is_invisible_and_no_daemon_outlives_grading(tmp_path):
-    marker = tmp_path / "written-after-grading"
-    source = REFERENCE + f"""
-import os, time
-from pathlib import Path
-seen = [p for p in ({str(ROOT / 'grading' / 'checks.py')!r}, {str(ROOT / 'grading' / 'grade.py')!r},
-                    "/grader/checks.py", {str(tmp_path)!r}) if os.path.exists(p)]
-if seen:
-    raise SystemExit("visible: " + " ".join(seen))
-if os.fork() == 0:  # a daemon, out of the process group, that waits for the grader to finish
-    os.setsid()
-    if os.fork() == 0:
-        time.sleep(3)
-        Path({str(marker)!r}).write_text("daemon")
-    os._exit(0)
-"""
-    results, _ = _grade(tmp_path, source, mode="bwrap")
-    points, outputs = _by_problem(results)
-    assert points == FULL, outputs
-    assert results["extra_data"]["sandbox"].startswith("bwrap")
-    time.sleep(4)
-    assert not marker.exists()
-
-
-@needs_bwrap
-def test_in_the_sandbox_grader_files_and_other_gradings_cannot_be_tampered_with(tmp_path):
-    targets = [ROOT / "grading" / "child" / "probes.py", ROOT / "grading" / "checks.py", ROOT / "grading" / "grade.py",
-               tmp_path]
-    before = {p: p.read_bytes() for p in targets[:3]}
-    source = REFERENCE + f"""
-import glob, os
-written = []
-for path in {[str(p) for p in targets[:3]]!r} + ["/grader/probes.py", "/grader/harness.py", "/grader/wire.py"]:
-    try:
-        with open(path, "a") as f:
-            f.write("\\nraise SystemExit")
-        written.append(path)
-    except OSError:
-        pass
-for other in glob.glob("/tmp/grade-*/*/codebase/gan.py") + glob.glob({str(tmp_path)!r} + "/*"):
-    try:  # another grading's student file, or this test's files
-        open(other, "a").close()
-        written.append(other)
-    except OSError:
-        pass
-if written:
-    raise SystemExit("wrote " + " ".join(written))
-"""
-    results, _ = _grade(tmp_path, source, mode="bwrap")
-    assert _by_problem(results)[0] == FULL, _by_problem(results)[1]
-    assert all(p.read_bytes() == content for p, content in before.items())
-    results, _ = _grade(tmp_path, REFERENCE, mode="bwrap")  # the next submission is graded as before
-    assert _by_problem(results)[0] == FULL
-
-
 def test_bubblewrap_options_exist_in_ubuntu_22_04s_bubblewrap_0_6():
     # Every option of bubblewrap 0.6.1's manual (Ubuntu 22.04); --size came in 0.7 and is used only from there.
     known = set("""--args --unshare-user --unshare-user-try --unshare-ipc --unshare-pid --unshare-net --unshare-uts
@@ -645,36 +594,6 @@ def test_process_mode_still_grades_where_namespaces_are_forbidden(tmp_path):
     assert _by_problem(results)[0] == FULL and results["extra_data"]["sandbox"] == "process"
 
 
-@pytest.mark.skipif(not sandbox.Cgroup.root(), reason="no writable pids cgroup here")
-@pytest.mark.parametrize("mode", ["process", "user", "user-docker", pytest.param("bwrap", marks=needs_bwrap)])
-def test_a_fork_bomb_stops_at_the_process_cap(tmp_path, mode):
-    """In every mode; user-docker is user mode without cgroups, as in Docker: RLIMIT_NPROC of its uid holds."""
-    source = REFERENCE + """
-import os, time
-made = 0
-for _ in range(400):
-    try:
-        if os.fork() == 0:
-            time.sleep(60)
-            os._exit(0)
-        made += 1
-    except OSError:
-        break
-print(f"made {made} processes")
-raise SystemExit(1)
-"""
-    if mode.startswith("user"):
-        env = {"GRADE_CGROUPS": "off"} if mode == "user-docker" else {}
-        results, seconds = _grade_user_mode(tmp_path, source, timeout=30, env=env)
-    else:
-        results, seconds = _grade(tmp_path, source, timeout=30, mode=mode)
-    _, outputs = _by_problem(results)
-    made = int(outputs["1.2"].split("made ")[1].split()[0])
-    assert made < sandbox.MAX_PIDS and seconds < 30
-    assert not list(sandbox.Cgroup.root().glob("grade-*"))  # every cgroup removed
-    assert not any(_alive(int(p)) for p in _uid_processes())
-
-
 # ---- User mode: a dedicated uid per child, for containers without user namespaces ------------------------------
 
 def _user_mode_grader(tmp_path) -> list[str]:
@@ -687,80 +606,6 @@ def _user_mode_grader(tmp_path) -> list[str]:
         shutil.copyfile(ROOT / name, deploy / name)
     # -E: this deployment's own package, found in its folder, whatever PYTHONPATH says
     return [*prefix, "/bin/sh", "-c", 'cd "$0" && exec "$@"', str(deploy), sys.executable, "-E", "-m", "grading", "grade"]
-
-
-def _grade_user_mode(tmp_path, source: str, timeout: float = 60.0, env: dict | None = None) -> tuple[dict, float]:
-    """Grade in user mode as a deployment would; ``env`` e.g. {"GRADE_JAIL": "off"} or {"GRADE_CGROUPS": "off"}
-    (as in Docker)."""
-    path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": source, **GRIDS})
-    out = tmp_path / "r.json"
-    run = subprocess.run([*_user_mode_grader(tmp_path), str(path), "-o", str(out), "--sandbox", "user",
-                          "--timeout", str(timeout)], capture_output=True, text=True, timeout=timeout * 4 + 60,
-                         env={**os.environ, **(env or {})})
-    assert run.returncode == 0, run.stderr
-    results = json.loads(out.read_text())
-    _assert_complete(results)
-    assert results["extra_data"]["sandbox"].startswith("user")
-    return results, results["execution_time"]  # from after the mode's probe
-
-
-@pytest.mark.parametrize("jail", ["on", "off"])
-def test_user_mode_hides_the_grader_removes_leftovers_and_kills_daemons(tmp_path, request, jail):
-    shared = Path(tempfile.mkdtemp())  # a world-writable folder inside a shared one, as /tmp/.X11-unix is
-    shared.chmod(0o1777)
-    request.addfinalizer(lambda: shutil.rmtree(shared))
-    marker = tmp_path / "written-after-grading"
-    leftovers = ["/tmp/grade-test-leftover", "/dev/shm/grade-test-left", str(shared / "left")]
-    source = REFERENCE + f"""
-import os, time
-from pathlib import Path
-seen = []
-for path in ({str(tmp_path / 'grader' / 'grading' / 'checks.py')!r}, {str(tmp_path / 'r.json')!r},
-             "/root/.bashrc"):
-    try:
-        open(path, "rb").close()
-        seen.append(path)
-    except OSError:
-        pass
-try:
-    open({str(tmp_path / 'r.json')!r}, "w").close()
-    seen.append("results writable")
-except OSError:
-    pass
-box = Path(__file__).parents[1]
-for other in [box.parent] + [box.with_name(str(int(box.name) + k)) for k in (-2, -1, 1, 2)]:
-    try:  # the folder of the children's folders, and the other problems' folders in it
-        list(other.iterdir())
-        seen.append(str(other))
-    except OSError:
-        pass
-if seen:
-    raise SystemExit("visible: " + " ".join(seen))
-for name in {leftovers!r}:
-    try:  # in the jail there is no /tmp: nowhere to leave anything but its own folder
-        Path(name + str(os.getpid())).write_text("left behind")
-    except OSError:
-        pass
-if os.fork() == 0:  # a daemon, out of the process group, that waits for the grader to finish
-    os.setsid()
-    if os.fork() == 0:
-        time.sleep(3)
-        try:
-            Path("/tmp/grade-test-daemon").write_text("daemon")
-        except OSError:
-            pass
-        time.sleep(60)
-    os._exit(0)
-"""
-    results, seconds = _grade_user_mode(tmp_path, source, env={"GRADE_JAIL": jail})
-    points, outputs = _by_problem(results)
-    assert points == FULL, outputs
-    assert ("chrooted into the jail" in results["extra_data"]["sandbox"]) == (jail == "on")
-    assert not _uid_processes()
-    time.sleep(4)
-    assert not Path("/tmp/grade-test-daemon").exists()
-    assert not [p for name in leftovers for p in Path(name).parent.glob(Path(name).name + "*")]
-    assert not marker.exists()
 
 
 def _uid_processes() -> list[str]:
@@ -809,15 +654,13 @@ def test_a_child_that_fails_before_it_is_ready_fails_the_grading(tmp_path, monke
         scoring.grade(path, mode="process")
 
 
-def test_grading_twice_gives_the_same_messages(tmp_path):
+def test_grading_twice_gives_the_same_messages():
     from tests.grading.mutants import MUTANTS, apply
 
     uniform = next(m for m in MUTANTS if m.name.startswith("z uniform"))
     source = apply(REFERENCE, uniform)  # its message quotes statistics of the noise the function drew
-    first, _ = _grade(tmp_path, source)
-    second, _ = _grade(tmp_path, source)
-    assert [t["output"] for t in first["tests"]] == [t["output"] for t in second["tests"]]
-    assert first["score"] == 34
+    first, second = ([message for _, message in checks.evaluate("1.2", _one_child(source))] for _ in range(2))
+    assert first == second and sum(message is not None for message in first) == 1, first
 
 
 def test_global_settings_changed_at_import_do_not_change_the_probes(tmp_path):
@@ -833,7 +676,7 @@ torch.use_deterministic_algorithms(True)
 
 
 def test_a_child_killed_from_outside_is_the_gradings_failure_not_a_score(tmp_path):
-    source = REFERENCE + "\nimport time\ntime.sleep(10)\n"  # time to find it; one not killed then ends normally
+    source = REFERENCE + "\nimport time\ntime.sleep(5)\n"  # time to find it; one not killed then ends normally
     path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": source, **GRIDS})
     proc = subprocess.Popen([*GRADE, str(path), "-o", str(tmp_path / "r.json"),
                              "--sandbox", "process"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -844,7 +687,7 @@ def test_a_child_killed_from_outside_is_the_gradings_failure_not_a_score(tmp_pat
             try:
                 cmdline = (entry / "cmdline").read_bytes()
                 if entry.name.isdigit() and b"harness.py" in cmdline and b"\0probe\0" not in cmdline and \
-                        (entry / "comm").read_text().startswith("python"):
+                        (entry / "comm").read_text().startswith("python") and _descends(int(entry.name), proc.pid):
                     os.kill(int(entry.name), signal.SIGKILL)
                     killed.add(entry.name)
             except OSError:
@@ -856,11 +699,8 @@ def test_a_child_killed_from_outside_is_the_gradings_failure_not_a_score(tmp_pat
     assert "the grading failed, not your code" in results["output"] and "SIGKILL" in results["output"]
 
 
-def test_a_helper_module_of_the_students_is_named_with_what_is_graded(tmp_path):
+def test_a_helper_module_of_the_students_is_named_with_what_is_graded():
     source = REFERENCE.replace("import torch\n", "import torch\nfrom codebase.my_helpers import stable_bce\n", 1)
-    results, _ = _grade(tmp_path, source,
-                        {"codebase/my_helpers.py": "def stable_bce(x):\n    return x\n"})
-    first = results["tests"][0]["output"]
-    assert first.startswith("gan.py imports codebase.my_helpers, which the grader does not have: only "
-                            "codebase/gan.py is graded"), first
-    assert results["score"] == 0
+    said = _one_child(source)
+    assert said.startswith("gan.py imports codebase.my_helpers, which the grader does not have: only "
+                           "codebase/gan.py is graded"), said
