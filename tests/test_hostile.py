@@ -80,7 +80,8 @@ for ring in (-3, -4, -5):  # session, user, user-session keyrings
     if libc.syscall(ctypes.c_long(add_key), b"user", b"planted", b"a solution", ctypes.c_long(10),
                     ctypes.c_long(ring)) >= 0:
         broke.append(f"added a key to keyring {ring}")
-if PLAN["max_processes"]:  # a fork bomb, stopped at the cap, then ended by itself so that the probes can run
+if PLAN["max_processes"] and sys.argv[2:3] == ["4.5"]:  # in one problem's child (harness.py's argv names it): a
+    # fork bomb, stopped at the cap, then ended by itself so that the probes can run
     forked = []
     for _ in range(400):
         try:
@@ -132,6 +133,8 @@ if PLAN["confined"]:
             suid = place / f"suid-{os.getpid()}"
             shutil.copyfile(sys.executable, suid)
             os.chmod(suid, 0o4755)
+            if place not in (places[0], places[-1]):  # its own folder, and one shared with others
+                continue
             chain = place / f"deep-{os.getpid()}"
             chain.mkdir()
             fd = os.open(chain, os.O_RDONLY)
