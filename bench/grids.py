@@ -39,7 +39,7 @@ def final_grid(run: Path) -> Path | None:
 
 def made_up() -> dict[str, tuple[bytes, bool]]:
     """Grids no generator drew: (PNG, conditional)."""
-    ref = grids._reference()
+    ref = grids.reference_data()
     reals = ref["reals"]
     g = torch.Generator().manual_seed(0)
     noise = torch.randint(0, 256, (100, 28, 28), generator=g, dtype=torch.uint8)

@@ -52,7 +52,7 @@ def worker(gan: str, warmup: int, steps: int) -> dict:
     cfg = Config(**speed.GANS[gan])
     device = torch.device("cpu")
     images, labels = load_fashion_mnist("train")
-    batches = speed._batches(images, labels, cfg.batch_size, cfg.seed, to_unit_range, device)
+    batches = speed.make_batches(images, labels, cfg.batch_size, cfg.seed, to_unit_range, device)
     # The loop's step with its parts labelled: the optimizer steps, the moving average and the per-step logging.
     opt_step = torch.optim.Adam.step
     train_mod_update_ema = train_mod.update_ema

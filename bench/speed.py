@@ -165,7 +165,7 @@ def make_step(train_mod, cfg, device):
     return step
 
 
-def _batches(images, labels, batch_size: int, seed: int, to_unit_range, device):
+def make_batches(images, labels, batch_size: int, seed: int, to_unit_range, device):
     """Endless (x_real, y) batches in the loop's order: one permutation per epoch, as the loop draws them."""
     import torch
 
@@ -227,7 +227,7 @@ def worker(a: argparse.Namespace) -> dict:
     device = torch.device("cpu")
     cfg = train_mod.Config(**GANS[a.gan], batch_size=a.batch, device="cpu")
     step = make_step(train_mod, cfg, device)
-    batches = _batches(images, labels, a.batch, cfg.seed, to_unit_range, device)
+    batches = make_batches(images, labels, a.batch, cfg.seed, to_unit_range, device)
     t_ready = time.time()
     first = _time_steps(step, batches, 1)[0]
     _time_steps(step, batches, a.warmup)
@@ -242,12 +242,12 @@ def worker(a: argparse.Namespace) -> dict:
         out["batch_sweep"] = {}
         for batch in a.batch_sizes:
             sweep_step = make_step(train_mod, train_mod.Config(**GANS[a.gan], batch_size=batch, device="cpu"), device)
-            sweep_batches = _batches(images, labels, batch, cfg.seed, to_unit_range, device)
+            sweep_batches = make_batches(images, labels, batch, cfg.seed, to_unit_range, device)
             _time_steps(sweep_step, sweep_batches, a.warmup)
             ms = 1000 * statistics.median(_time_steps(sweep_step, sweep_batches, a.sweep_steps))
             out["batch_sweep"][str(batch)] = {"ms_per_step": ms, "epoch_s": ms / 1000 * (TRAIN_IMAGES // batch)}
         n = a.epoch_steps * a.batch  # short epochs: the first n images, the loop's per-epoch reshuffle
-        epoch_batches = _batches(images[:n], labels[:n], a.batch, cfg.seed, to_unit_range, device)
+        epoch_batches = make_batches(images[:n], labels[:n], a.batch, cfg.seed, to_unit_range, device)
         out["epochs"] = [{"s": sum(_time_steps(step, epoch_batches, a.epoch_steps)), "rss_mb": _status_mb("VmRSS")}
                          for _ in range(a.epochs)]
     if a.peaks:

@@ -74,7 +74,7 @@ def _check_named_dir(folder: Path, how: str, split: str) -> None:
                         f"there, or leave {how} out to use the default places.")
 
 
-def _download(root: Path) -> None:
+def download_fashion_mnist(root: Path) -> None:
     """Fetch the files with torchvision (needs internet); raise DataError if that fails."""
     try:
         from torchvision.datasets import FashionMNIST
@@ -100,7 +100,7 @@ def find_split(split: str, data_dir: str | os.PathLike | None = None, download: 
             return paths[0], paths[1]
     if download:
         try:
-            _download(Path("data"))
+            download_fashion_mnist(Path("data"))
             return find_split(split, data_dir, download=False)
         except DataError as e:
             reason = f" Download failed too: {e}"

@@ -66,7 +66,7 @@ def _data_dirs() -> list[Path]:
 
 
 @lru_cache(maxsize=1)
-def _reference() -> dict:
+def reference_data() -> dict:
     """The classifier, every real image (train and test, uint8) and the real neighbourhoods, cached on disk."""
     try:
         classifier = load_classifier()
@@ -112,7 +112,7 @@ def _reference() -> dict:
 def prepare() -> None:
     """Load (and cache) what the checks need, so that the first grading does not pay for it; raises
     GridsUnavailable."""
-    _reference()
+    reference_data()
 
 
 def nearest_real(images: torch.Tensor, reals: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
@@ -134,7 +134,7 @@ def judge(data: bytes, conditional: bool) -> dict:
     """The scores of one PNG grid: realism, classes, copies (and accuracy, per column too, when
     ``conditional``), and ``healthy``: whether they all reach HEALTHY. Raises GridError, GridsUnavailable."""
     images = cut(data)
-    ref = _reference()
+    ref = reference_data()
     with torch.no_grad():
         h = ref["classifier"].features(to_unit_range(images))
         predicted = ref["classifier"].head(h).argmax(1)

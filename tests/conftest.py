@@ -3,10 +3,20 @@
     pytest tests/grading --gan path/to/gan.py    # judge another gan.py (default: the project's codebase/gan.py)
 
 Grading tests carry a ``points`` marker; a summary of the points per handout problem ends the run.
+
+The helpers every test file shares live here: the commands (GRADING, GRADE, GRADE_CLASS), submissions (REFERENCE,
+VARIANT, GRIDS, make_zip), one grading in this process (grade_here) or one problem's child (one_child), reading
+results (by_problem, grids_pass, assert_complete), the processes a grading may leave (alive, descends,
+uid_processes), and the grader deployed as a course deploys it (the ``deployment`` fixture).
 """
+import io
+import json
 import os
 import shutil
+import struct
 import sys
+import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +24,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see codebas
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from grading import checks, sandbox, scoring, submission  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -99,3 +112,124 @@ def deployment(tmp_path_factory) -> Deployment:
         shutil.copyfile(ROOT / name, folder / name)
     return Deployment(folder, [*prefix, "/bin/sh", "-c", 'cd "$0" && exec "$@"', str(folder), sys.executable, "-E",
                                "-m", "grading", "grade"])
+
+
+# ---- Gradings: submissions, one grading in this process, one problem's child, and what they leave ------------
+
+REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
+VARIANT = (ROOT / "tests" / "grading" / "variant_gan.py").read_text()  # written apart from the reference
+FULL = {"1.2": 10.0, "3.2": 10.0, "4.5": 15.0}  # the points of each problem
+
+
+def png(width: int = 302, height: int = 302) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (40, 80, 120)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+GRIDS = {f"{run}/fake_0500.png": png() for run in submission.RUNS.values()}
+
+
+needs_bwrap = pytest.mark.skipif(not sandbox.bubblewrap_version(), reason="bubblewrap cannot create namespaces here")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="user mode and uid slots need root")
+
+
+def make_zip(path, members: dict, symlinks: tuple = (), encrypted: bool = False):
+    """A ZIP of members {name: bytes or str}; names in symlinks are symbolic links; all encrypted if asked."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in members.items():
+            info = zipfile.ZipInfo(name)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (0o120777 if name in symlinks else 0o100644) << 16
+            zf.writestr(info, content)
+    if encrypted:  # zipfile cannot encrypt: set the flag in each local and central header
+        data = bytearray(path.read_bytes())
+        with zipfile.ZipFile(path) as zf:
+            offsets, central = [info.header_offset for info in zf.infolist()], zf.start_dir
+        for offset in offsets:
+            data[offset + 6] |= 1
+        while data[central:central + 4] == b"PK\x01\x02":
+            data[central + 8] |= 1
+            central += 46 + sum(struct.unpack("<HHH", data[central + 28:central + 34]))
+        path.write_bytes(data)
+    return path
+
+
+def by_problem(results: dict) -> tuple[dict, dict]:
+    """(points per problem, outputs per problem) of results.json."""
+    points, outputs = {}, {}
+    for test in results["tests"]:
+        problem = test["number"].rsplit(".", 1)[0]
+        points[problem] = points.get(problem, 0.0) + test["score"]
+        outputs[problem] = outputs.get(problem, "") + test["output"] + "\n"
+    return points, outputs
+
+
+def grids_pass(results: dict) -> list[str]:
+    return ["passed" if t["output"] == "a valid PNG of sane size" else "failed" for t in results["tests"]
+            if "sample grid out_" in t["name"]]
+
+
+def assert_complete(results: dict) -> None:
+    json.dumps(results)
+    assert len(results["tests"]) == sum(len(p.checks) + 2 for p in checks.PROBLEMS.values())
+    for test in results["tests"]:
+        assert set(test) == {"name", "number", "score", "max_score", "output", "status"}
+        assert 0 <= test["score"] <= test["max_score"] and test["status"] in ("passed", "failed")
+        if test["max_score"]:
+            assert (test["status"] == "passed") == (test["score"] == test["max_score"])
+    assert results["score"] == sum(test["score"] for test in results["tests"])
+
+
+def grade_here(tmp_path, source: str, members: dict | None = None, timeout: float = 60.0, mode: str = "auto",
+           **flags):
+    path = make_zip(tmp_path / "hw3.zip", {"codebase/gan.py": source, **GRIDS, **(members or {})}, **flags)
+    sandbox.pick_mode(mode)  # the mode's probe, once per process: not part of the time a grading takes
+    start = time.monotonic()
+    results = scoring.grade(path, timeout=timeout, mode=mode)
+    assert_complete(results)
+    return results, time.monotonic() - start
+
+
+def one_child(source: str, problem: str = "1.2", mode: str = "process", timeout: float = 60.0) -> dict | str:
+    """The decoded outputs of one problem's child on ``source`` (or why there are none), for the tests about what a
+    child does with a gan.py: one child in place of a grading's three."""
+    sandbox.pick_mode(mode)
+    raw = scoring.run_problem(problem, {**scoring.starter_package(), submission.GAN: source.encode()}, timeout, mode)
+    assert not isinstance(raw, scoring.GradingFailed), raw
+    return scoring.decode(raw[0] if isinstance(raw, tuple) else raw)
+
+
+def descends(pid: int, ancestor: int) -> bool:
+    """Whether process ``pid`` descends from ``ancestor`` (a grader, as a subreaper, keeps its orphans)."""
+    for _ in range(64):
+        if pid == ancestor:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+        if pid <= 1:
+            return False
+    return False
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"  # a zombie has already been killed
+    except FileNotFoundError:
+        return False
+
+
+def uid_processes() -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            uid = int((entry / "status").read_text().split("Uid:")[1].split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+        if uid in sandbox.uid_range():
+            found.append(entry.name)
+    return found

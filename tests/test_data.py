@@ -27,7 +27,7 @@ def isolated(tmp_path, monkeypatch):
     def offline(root):
         raise DataError("offline")
 
-    monkeypatch.setattr(data, "_download", offline)
+    monkeypatch.setattr(data, "download_fashion_mnist", offline)
     return tmp_path
 
 

@@ -99,9 +99,9 @@ def test_a_cache_that_cannot_be_written_is_skipped_not_a_failure(tmp_path, monke
 
     monkeypatch.setenv("GAN_METRICS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(torch, "save", full_disk)
-    grids._reference.cache_clear()
+    grids.reference_data.cache_clear()
     try:
         grids.prepare()
     finally:
-        grids._reference.cache_clear()
+        grids.reference_data.cache_clear()
     assert list((tmp_path / "cache").iterdir()) == []  # no partial file left behind

@@ -145,20 +145,13 @@ for argv in (["run_gan.py"], ["run_gan.py", "--loss_type", "wasserstein_gp"], ["
     assert not list(folder.glob("out_*"))
 
 
-def test_starter_public_tests_fail_on_the_stubs_and_pass_on_the_reference(starter):
+def test_starter_public_tests_fail_on_the_stubs(starter):
+    """As a student first runs them (the reference and every correct variant pass them: tests/test_public_checks.py)."""
     _, folder = starter
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_losses.py"]
     done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "NotImplementedError" in done.stdout and " passed" not in done.stdout, done.stdout
     assert "skipped" in done.stdout  # loss_minimax is optional
-    (folder / "codebase" / "gan.py").write_bytes((ROOT / "codebase" / "gan.py").read_bytes())
-    try:
-        done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120)
-    finally:
-        handout.build(folder.parent / "rebuilt.zip")
-        with zipfile.ZipFile(folder.parent / "rebuilt.zip") as zf:
-            zf.extract("hw3/codebase/gan.py", folder.parent)
-    assert done.returncode == 0, done.stdout
 
 
 def test_grading_suite_fails_each_stub_with_its_hint(starter):
@@ -181,33 +174,6 @@ def test_pytest_with_gan_option_reports_the_stubs_and_zero_points(starter, pytes
     result.assert_outcomes(passed=1, failed=cases)  # the test of the points table passes
     result.stdout.fnmatch_lines(["*raised NotImplementedError: loss_nonsaturating: *",
                                  "grading points for *: 1.2: 0/10, 3.2: 0/10, 4.5: 0/15; total 0/35"])
-
-
-@pytest.mark.parametrize("variant", ["uniform fake labels from g.num_classes", "variant_concat_gan.py"])
-def test_starter_public_tests_accept_other_correct_answers(starter, variant):
-    _, folder = starter
-    if variant.endswith(".py"):
-        source = (ROOT / "tests" / "grading" / variant).read_text()
-    else:  # the stub's own hint invites uniform draws; the real conditional generator has num_classes
-        source = (ROOT / "codebase" / "gan.py").read_text().replace(
-            "y_fake = y_real", "y_fake = torch.randint(0, g.num_classes, y_real.shape, device=device)", 1)
-        assert "g.num_classes" in source
-    program = f"""
-import importlib.util, sys
-import codebase
-spec = importlib.util.spec_from_file_location("codebase.gan", {str(folder / 'variant.py')!r})
-module = importlib.util.module_from_spec(spec)
-sys.modules["codebase.gan"] = codebase.gan = module
-spec.loader.exec_module(module)
-import pytest
-sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "tests/test_losses.py"]))
-"""
-    (folder / "variant.py").write_text(source)
-    try:
-        done = subprocess.run([sys.executable, "-c", program], cwd=folder, capture_output=True, text=True, timeout=120)
-    finally:
-        (folder / "variant.py").unlink()
-    assert done.returncode == 0, done.stdout[-3000:]
 
 
 def test_a_fake_network_names_what_the_students_code_asked_for():

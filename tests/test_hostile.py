@@ -5,11 +5,12 @@ no daemon or file left behind, and every uid slot clean for the next grading.
 
 At import the submission tries, in each child: to write /proc/sys, to read the grader's files, a world-readable
 course checkout elsewhere, /etc/hostname and this test's own command line, to write the grader's files, its
-results and other gradings' gan.py, to list the other children's folders, to fork more processes than the cap, to leave a set-uid Python, a tree deeper
-than Python's recursion limit, System V IPC objects and files in the shared temporary folders, to make folders other
-children could plant undeletable trees in (and plant them), to connect to a loopback service and the network, to
-open raw sockets, to read and write the keyrings, and to leave a daemon that waits for the grading to end. Process
-mode (trusted code only) is held to what it promises: no network and no keyring.
+results and other gradings' gan.py, to list the other children's folders, to fork more processes than the cap (in
+one child), to leave a set-uid Python, a tree deeper than Python's recursion limit, System V IPC objects and files
+in the shared temporary folders, to make folders other children could plant undeletable trees in (and plant
+them), to connect to a loopback service and the network, to open raw sockets, to read and write the keyrings, and
+to leave a daemon that waits for the grading to end. Process mode (trusted code only) is held to what it
+promises: no network, no keyring, the process cap.
 """
 from __future__ import annotations
 
@@ -30,11 +31,8 @@ import pytest
 
 from grading import sandbox
 from grading.sandbox import jail, slots
-from tests.conftest import ROOT
-from tests.test_grade import FULL, GRIDS, REFERENCE, _assert_complete, _by_problem, _zip
+from tests.conftest import FULL, GRIDS, REFERENCE, ROOT, assert_complete, by_problem, make_zip, needs_bwrap, needs_root
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="user mode and uid slots need root")
-needs_bwrap = pytest.mark.skipif(not sandbox.bubblewrap_version(), reason="bubblewrap cannot create namespaces here")
 _CALLS = {"x86_64": (248, 250), "aarch64": (217, 219)}  # add_key, keyctl
 SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 
@@ -268,7 +266,7 @@ def _leftovers(uids: set[int], cgroups: set[str]) -> list[str]:
     return left
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
@@ -290,7 +288,7 @@ class Graded:
 
     @property
     def outputs(self) -> dict:
-        return _by_problem(self.results)[1]
+        return by_problem(self.results)[1]
 
 
 @pytest.fixture(scope="module", params=MODES)
@@ -332,13 +330,13 @@ def hostile(request, tmp_path_factory, deployment) -> Graded:
             server.setblocking(False)
             plan["port"] = server.getsockname()[1]
             source = HOSTILE.replace("PLAN_JSON", repr(json.dumps(plan)))
-            path = _zip(out.parent / "hw3.zip", {"codebase/gan.py": source, **GRIDS})
+            path = make_zip(out.parent / "hw3.zip", {"codebase/gan.py": source, **GRIDS})
             grader = subprocess.Popen([*deployment.command, str(path), "-o", str(out), "--sandbox", mode],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                       env={**os.environ, **env})
             with Harnesses(grader.pid) as seen:
                 _, stderr = grader.communicate(timeout=600)
-            alive = [pid for pid in seen.pids if _alive(pid)]
+            alive = [pid for pid in seen.pids if alive(pid)]
             try:
                 server.accept()
                 reached = True
@@ -349,7 +347,7 @@ def hostile(request, tmp_path_factory, deployment) -> Graded:
             libc.syscall(ctypes.c_long(calls[1]), ctypes.c_long(1), None)  # a new anonymous session keyring again
     assert grader.returncode == 0, stderr[-3000:]
     results = json.loads(out.read_text())
-    _assert_complete(results)
+    assert_complete(results)
     graded = Graded(mode, env, results, seen.uids, alive, reached, [str(p) for p, b in before.items()
                                                                      if p.read_bytes() != b])
     if mode != "process":
@@ -361,7 +359,7 @@ def hostile(request, tmp_path_factory, deployment) -> Graded:
 
 
 def test_a_hostile_correct_submission_earns_full_marks(hostile):
-    assert _by_problem(hostile.results)[0] == FULL, hostile.outputs  # "BROKE OUT: ..." names what got through
+    assert by_problem(hostile.results)[0] == FULL, hostile.outputs  # "BROKE OUT: ..." names what got through
     assert hostile.results["extra_data"]["sandbox"].startswith(hostile.mode)
 
 

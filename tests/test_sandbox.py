@@ -4,7 +4,6 @@ working loss. One hostile submission graded in every mode is tests/test_hostile.
 
 The gradings here need root (user mode's uids) and bubblewrap; each test says why when it is skipped.
 """
-import json
 import os
 import shutil
 import signal
@@ -17,13 +16,11 @@ from pathlib import Path
 import pytest
 
 from grading import checks, sandbox
-from grading.child import probes, wire
+from grading.child import probes
 from grading.sandbox import cgroups, cleanup, jail, slots
-from tests.conftest import ROOT, GRADE
-from tests.test_grade import REFERENCE, _by_problem, _grade, _one_child, _uid_processes, _zip
+from tests.conftest import GRADE, ROOT, needs_bwrap, needs_root
+from tests.conftest import REFERENCE, by_problem, grade_here, make_zip, one_child, uid_processes
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="user mode and uid slots need root")
-needs_bwrap = pytest.mark.skipif(not sandbox.bubblewrap_version(), reason="bubblewrap cannot create namespaces here")
 needs_memory_cgroup = pytest.mark.skipif("memory" not in sandbox.Cgroup.roots(), reason="no writable memory cgroup")
 
 
@@ -40,7 +37,7 @@ def _ipc_of_slots() -> list[str]:
 def _slot_leftovers() -> list[str]:
     """Whatever of the slot uids is still on this machine: processes, folders, IPC objects, cgroups, files in
     the shared temporary folders, set-uid files."""
-    left = [f"process {p}" for p in _uid_processes()] + _ipc_of_slots()
+    left = [f"process {p}" for p in uid_processes()] + _ipc_of_slots()
     for folder in (jail.STATE / "boxes", *(p / "work" for p in jail.STATE.glob("jail-*"))):
         if folder.is_dir():
             left += [f"folder {p}" for p in folder.iterdir()]
@@ -86,23 +83,6 @@ os.symlink({str(victim)!r}, "link"); os.symlink({str(victim / 'keep')!r}, "link2
     cleanup.remove_as(uid, shared=(str(shared),))
     assert sorted(p.name for p in shared.iterdir()) == ["roots"]
     assert (victim / "keep").read_text() == "root's"
-
-
-def test_a_child_result_cannot_claim_more_memory_than_its_bytes():
-    import torch
-
-    body = bytes(64)
-    overlapping = {f"x{i}": {"tensor": ["f32", [16], 0]} for i in range(2)}
-    with pytest.raises(ValueError, match="overlap"):
-        wire.decode(json.dumps(overlapping).encode() + b"\n" + body)
-    many = [{"tensor": ["f32", [0], 0]}] * (wire.MAX_TENSORS + 1)
-    with pytest.raises(ValueError, match="more than"):
-        wire.decode(json.dumps(many).encode() + b"\n")
-    fine = wire.encode({"a": torch.ones(4), "b": [torch.zeros(2, 3)] * 3})
-    assert wire.decode(wire.unframe(wire.frame(fine)))["b"][2].shape == (2, 3)
-    for bad in (wire.frame(fine)[:-1], wire.frame(fine) + b"x", fine):
-        with pytest.raises(ValueError):
-            wire.unframe(bad)
 
 
 def test_a_stub_that_draws_well_but_computes_no_loss_earns_nothing(tmp_path):
@@ -184,7 +164,7 @@ finished = sum(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0 for pid in 
 if finished == 4:
     raise SystemExit("BROKE OUT: 2.8 GiB touched")
 '''
-    outputs = _one_child(source, mode="bwrap")  # one problem's child: the budgets are each child's
+    outputs = one_child(source, mode="bwrap")  # one problem's child: the budgets are each child's
     assert isinstance(outputs, dict), outputs
     assert [message for _, message in checks.evaluate("1.2", outputs)] == [None] * len(checks.PROBLEMS["1.2"].checks)
 
@@ -198,8 +178,8 @@ for i in range(100):  # files of 8 MiB, each under the 64 MiB a file may hold: 8
             f.write(bytes(1 << 20))
             f.flush()
 '''
-    results, seconds = _grade(tmp_path, source, mode="user")
-    points, outputs = _by_problem(results)
+    results, seconds = grade_here(tmp_path, source, mode="user")
+    points, outputs = by_problem(results)
     assert points == {"1.2": 0.0, "3.2": 0.0, "4.5": 0.0}
     assert "writing too much to disk" in outputs["1.2"]
     assert not _slot_leftovers()
@@ -208,16 +188,16 @@ for i in range(100):  # files of 8 MiB, each under the 64 MiB a file may hold: 8
 @needs_root
 def test_a_grader_killed_with_sigkill_leaves_nothing_for_the_next_grading(tmp_path):
     source = REFERENCE + "\nimport time\ntime.sleep(600)\n"
-    path = _zip(tmp_path / "hw3.zip", {"codebase/gan.py": source})
+    path = make_zip(tmp_path / "hw3.zip", {"codebase/gan.py": source})
     grader = subprocess.Popen([*GRADE, str(path), "-o", str(tmp_path / "r.json"),
                                "--sandbox", "user"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while len(_uid_processes()) < 3 and time.monotonic() < deadline:
+    while len(uid_processes()) < 3 and time.monotonic() < deadline:
         time.sleep(0.2)
     grader.send_signal(signal.SIGKILL)
     grader.wait()
     time.sleep(0.5)
-    assert _uid_processes() and _slot_leftovers()  # the children outlive their grader, with their folders
+    assert uid_processes() and _slot_leftovers()  # the children outlive their grader, with their folders
     sandbox.pick_mode("user")  # what every grading does first
     assert not _slot_leftovers()
 
@@ -237,7 +217,7 @@ for _ in range(1500):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the children's folders, where this test can see them
     create = slots.tempfile.mkdtemp
     monkeypatch.setattr(slots.tempfile, "mkdtemp", lambda **kw: made.append(create(**kw)) or made[-1])
-    outputs = _one_child(source, mode="process")
+    outputs = one_child(source, mode="process")
     assert isinstance(outputs, dict), outputs  # graded as usual
     boxes = [p for p in made if p.startswith(str(tmp_path))]  # (cgroups are made with mkdtemp too)
     assert len(boxes) == 1 and not any(os.path.exists(p) for p in boxes)
@@ -257,3 +237,18 @@ def test_the_jail_holds_nothing_that_raises_privileges_or_that_a_child_could_lea
     names = {p.name for p in root.iterdir()}
     assert not names & {"home", "tmp", "var", "srv", "mnt", "media", "sys", "run"}
     assert [p.name for p in (root / "proc").iterdir()] == ["cpuinfo"]  # a copy: no process of the host is visible
+
+
+def test_bubblewrap_options_exist_in_ubuntu_22_04s_bubblewrap_0_6():
+    # Every option of bubblewrap 0.6.1's manual (Ubuntu 22.04); --size came in 0.7 and is used only from there.
+    known = set("""--args --unshare-user --unshare-user-try --unshare-ipc --unshare-pid --unshare-net --unshare-uts
+        --unshare-cgroup --unshare-cgroup-try --unshare-all --share-net --userns --userns2 --pidns --uid --gid
+        --hostname --chdir --clearenv --setenv --unsetenv --lock-file --sync-fd --perms --bind --bind-try
+        --dev-bind --dev-bind-try --ro-bind --ro-bind-try --remount-ro --exec-label --file-label --proc --dev
+        --tmpfs --mqueue --dir --file --bind-data --ro-bind-data --symlink --seccomp --add-seccomp-fd --block-fd
+        --userns-block-fd --info-fd --json-status-fd --new-session --die-with-parent --as-pid-1 --cap-add
+        --cap-drop""".split())
+    old = sandbox.bubblewrap_argv(Path("/tmp/box"), ["python"], version=(0, 6))
+    new = sandbox.bubblewrap_argv(Path("/tmp/box"), ["python"], version=(0, 8))
+    assert {a for a in old if a.startswith("--")} - {"--"} <= known
+    assert {a for a in new if a.startswith("--")} - known - {"--"} == {"--size"}

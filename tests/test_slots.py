@@ -10,9 +10,8 @@ import pytest
 
 from grading import sandbox
 from grading.sandbox import slots
-from tests.test_grade import FULL, REFERENCE, _by_problem, _grade
+from tests.conftest import FULL, REFERENCE, by_problem, grade_here, needs_root
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="uid slots need root")
 
 
 def test_the_slot_range_leaves_out_accounts_groups_subordinate_ranges_and_systemds_dynamic_users(monkeypatch):
@@ -60,8 +59,8 @@ def test_a_grading_leaves_alone_the_processes_and_files_of_uids_it_does_not_own(
     try:
         time.sleep(0.3)
         for mode in ("user", "bwrap") if sandbox.bubblewrap_version() else ("user",):
-            results, _ = _grade(tmp_path, REFERENCE, mode=mode)
-            assert _by_problem(results)[0] == FULL
+            results, _ = grade_here(tmp_path, REFERENCE, mode=mode)
+            assert by_problem(results)[0] == FULL
         assert all(service.poll() is None for service in services)  # on main at 712f5a9 61250's was killed
         assert all(path.read_text() == "a service's state" for path in files)
     finally:

@@ -171,7 +171,7 @@ def prepare() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if jail := hold():
             return jail
-        _remove_unheld()
+        remove_unheld()
         jail = path()
         if jail.exists():  # not whole: removed in part, or changed
             damaged = _lock(jail, fcntl.LOCK_EX)
@@ -193,7 +193,7 @@ def prepare() -> Path:
         return jail
 
 
-def _remove_unheld() -> None:
+def remove_unheld() -> None:
     """Under STATE/.lock: remove what a killed builder or remover left, and every other jail that no grader holds,
     none has held for IDLE_SECONDS, and whose work/ holds no child's folder. A jail is renamed away before it is
     removed, so a half-removed jail never carries a jail's name."""

@@ -71,7 +71,7 @@ class Probed:
 
 def probe(mode: str, run) -> Probed:
     """The probe of ``mode``, from the cache or by ``run(mode, timeout) -> (Finished, uid)``."""
-    cached = _cache_file(mode)
+    cached = cache_file(mode)
     try:
         saved = json.loads(cached.read_text()) if cached else None
         if saved and time.time() - saved.pop("time") < PROBE_SECONDS:
@@ -91,7 +91,7 @@ def probe(mode: str, run) -> Probed:
 
 def forget(mode: str) -> None:
     """Drop the kept probe of ``mode``: a child failed before it was ready."""
-    cached = _cache_file(mode)
+    cached = cache_file(mode)
     if cached:
         try:
             cached.unlink()
@@ -136,7 +136,7 @@ def _fix(mode: str) -> str:
     return "check that this Python imports torch"
 
 
-def _cache_file(mode: str) -> Path | None:
+def cache_file(mode: str) -> Path | None:
     """Where the probe of ``mode`` is kept, in a folder of this user's alone, or None."""
     if os.geteuid() == 0:
         folder = jail.STATE / "probes"
