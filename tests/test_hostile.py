@@ -31,7 +31,8 @@ import pytest
 
 from grading import sandbox
 from grading.sandbox import jail, slots
-from tests.conftest import FULL, GRIDS, REFERENCE, ROOT, assert_complete, by_problem, make_zip, needs_bwrap, needs_root
+from tests.conftest import (FULL, GRIDS, REFERENCE, ROOT, alive, assert_complete, by_problem, make_zip, needs_bwrap,
+                            needs_root)
 
 _CALLS = {"x86_64": (248, 250), "aarch64": (217, 219)}  # add_key, keyctl
 SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")
@@ -266,14 +267,6 @@ def _leftovers(uids: set[int], cgroups: set[str]) -> list[str]:
     return left
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except FileNotFoundError:
-        return False
-
-
 @dataclass
 class Graded:
     mode: str
@@ -336,7 +329,7 @@ def hostile(request, tmp_path_factory, deployment) -> Graded:
                                       env={**os.environ, **env})
             with Harnesses(grader.pid) as seen:
                 _, stderr = grader.communicate(timeout=600)
-            alive = [pid for pid in seen.pids if alive(pid)]
+            surviving = [pid for pid in seen.pids if alive(pid)]
             try:
                 server.accept()
                 reached = True
@@ -348,7 +341,7 @@ def hostile(request, tmp_path_factory, deployment) -> Graded:
     assert grader.returncode == 0, stderr[-3000:]
     results = json.loads(out.read_text())
     assert_complete(results)
-    graded = Graded(mode, env, results, seen.uids, alive, reached, [str(p) for p, b in before.items()
+    graded = Graded(mode, env, results, seen.uids, surviving, reached, [str(p) for p, b in before.items()
                                                                      if p.read_bytes() != b])
     if mode != "process":
         graded.leftovers = _leftovers(seen.uids, seen.cgroups)
