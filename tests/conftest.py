@@ -52,6 +52,25 @@ def gan(request):
 
 
 @pytest.fixture(scope="module")
+def data_dir(request, tmp_path_factory) -> Path:
+    """Synthetic Fashion-MNIST files (tests/synthetic.py) for training: the test module's N_TRAIN training images
+    (default 128) and 20 test images."""
+    from tests.synthetic import make_dataset
+
+    folder = tmp_path_factory.mktemp("fmnist")
+    make_dataset(folder, n_train=getattr(request.module, "N_TRAIN", 128), n_test=20)
+    return folder
+
+
+def train_config(data_dir: Path, out: Path, **changes):
+    """A training Config on ``data_dir`` writing to ``out``: CPU, batches of 2, no metrics, then ``changes``."""
+    from codebase.config import Config
+
+    return Config(**{"batch_size": 2, "data_dir": str(data_dir), "out_dir": str(out), "device": "cpu",
+                     "metrics": False, **changes})
+
+
+@pytest.fixture(scope="module")
 def one_thread():
     """torch on one thread for a module: small tensors on a shared 2-core machine run several times faster."""
     threads = torch.get_num_threads()

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,22 +21,12 @@ from codebase import train as train_mod
 from codebase.checkpoint import load_checkpoint, save_checkpoint
 from codebase.config import Config, TrainingError, build_models
 from codebase.train import train
-from synthetic import make_dataset
+from tests.conftest import ROOT, train_config
 
-ROOT = Path(__file__).resolve().parents[1]
+N_TRAIN = 32  # training images of the synthetic data (conftest.data_dir)
+config = partial(train_config, batch_size=4)  # 8 steps an epoch
+
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fmnist")
-    make_dataset(folder, n_train=32, n_test=20)
-    return folder
-
-
-def _config(data_dir, out, **kw):
-    base = dict(batch_size=4, data_dir=str(data_dir), out_dir=str(out), device="cpu", metrics=False)
-    return Config(**{**base, **kw})
 
 
 def _script(*args, cwd=ROOT, script="run_gan.py"):
@@ -59,14 +50,14 @@ def _one_line(code, err, *words):
 
 
 def test_resume_without_num_epochs_continues_to_the_runs_own_target(data_dir, tmp_path):
-    full = train(_config(data_dir, tmp_path / "full", num_epochs=3))
+    full = train(config(data_dir, tmp_path / "full", num_epochs=3))
     part = tmp_path / "part"
     # An interrupted 3-epoch run: one epoch trained, its target saved as 3 epochs.
-    train(_config(data_dir, part, num_epochs=1))
+    train(config(data_dir, part, num_epochs=1))
     state = load_checkpoint(part / "checkpoint.pt")
     state["config"]["num_epochs"] = 3
     save_checkpoint(part / "checkpoint.pt", state)
-    result = train(_config(data_dir, part, resume=True))  # no --num_epochs
+    result = train(config(data_dir, part, resume=True))  # no --num_epochs
     assert result["step"] == full["step"] == 24 and not result["interrupted"]
     assert json.loads((part / "config.json").read_text())["num_epochs"] == 3
     assert load_checkpoint(part / "checkpoint.pt")["config"]["num_epochs"] == 3
@@ -74,16 +65,16 @@ def test_resume_without_num_epochs_continues_to_the_runs_own_target(data_dir, tm
 
 def test_resume_extends_with_a_larger_target_and_refuses_a_smaller_one(data_dir, tmp_path):
     run = tmp_path / "run"
-    train(_config(data_dir, run, num_epochs=2))
-    assert train(_config(data_dir, run, num_epochs=3, resume=True))["step"] == 24
+    train(config(data_dir, run, num_epochs=2))
+    assert train(config(data_dir, run, num_epochs=3, resume=True))["step"] == 24
     with pytest.raises(TrainingError, match="already holds 24 steps \\(3 epochs\\), more than --num_epochs 1"):
-        train(_config(data_dir, run, num_epochs=1, resume=True))
+        train(config(data_dir, run, num_epochs=1, resume=True))
     assert json.loads((run / "config.json").read_text())["num_epochs"] == 3  # config.json still tells the truth
 
 
 def test_extending_a_finished_run_removes_its_old_scores_until_it_finishes_again(data_dir, tmp_path):
     run = tmp_path / "run"
-    train(_config(data_dir, run))
+    train(config(data_dir, run))
     (run / "metrics.json").write_text("{}")  # the finished run's scores
     original = train_mod._StopRequest.__enter__
 
@@ -94,7 +85,7 @@ def test_extending_a_finished_run_removes_its_old_scores_until_it_finishes_again
 
     train_mod._StopRequest.__enter__ = stop_soon
     try:
-        result = train(_config(data_dir, run, num_epochs=2, resume=True))
+        result = train(config(data_dir, run, num_epochs=2, resume=True))
     finally:
         train_mod._StopRequest.__enter__ = original
     assert result["interrupted"] and not (run / "metrics.json").exists()
@@ -105,11 +96,11 @@ def test_extending_a_finished_run_removes_its_old_scores_until_it_finishes_again
 
 def test_overwrite_removes_every_output_of_the_old_run(data_dir, tmp_path):
     run = tmp_path / "run"
-    train(_config(data_dir, run, batch_size=2))  # 16 steps: fake_0016.png
+    train(config(data_dir, run, batch_size=2))  # 16 steps: fake_0016.png
     (run / "metrics.json").write_text('{"fid": 1.0}')
     (run / "checkpoint.pt.tmp").write_bytes(b"partial")
     (run / "notes.txt").write_text("mine")
-    train(_config(data_dir, run, batch_size=4, overwrite=True))  # 8 steps
+    train(config(data_dir, run, batch_size=4, overwrite=True))  # 8 steps
     assert sorted(p.name for p in run.glob("fake_*.png")) == ["fake_0008.png"]
     assert not (run / "metrics.json").exists() and not (run / "checkpoint.pt.tmp").exists()
     assert (run / "notes.txt").read_text() == "mine"  # only files the project writes are removed
@@ -145,7 +136,7 @@ def _mount_tmpfs(path: Path, options: str) -> None:
 @pytest.fixture
 def small_disk(tmp_path, data_dir):
     """A tmpfs with room for one checkpoint and the run's other files, but not for a second checkpoint beside it."""
-    train(_config(data_dir, tmp_path / "probe", batch_size=2))
+    train(config(data_dir, tmp_path / "probe", batch_size=2))
     size = (tmp_path / "probe" / "checkpoint.pt").stat().st_size
     mount = tmp_path / "small"
     _mount_tmpfs(mount, f"size={int(size * 1.6) // 1024}k")
@@ -235,18 +226,18 @@ def test_nan_message_says_what_works(data_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(gan, "loss_nonsaturating", nan_loss)
     with pytest.raises(TrainingError) as e:
-        train(_config(data_dir, tmp_path / "run"))
+        train(config(data_dir, tmp_path / "run"))
     assert "another --out_dir" in str(e.value) and "--overwrite" in str(e.value)
     assert "--resume would continue from the same weights" in str(e.value)
 
 
 def test_resuming_a_conditional_run_with_run_gan_names_the_right_script(data_dir, tmp_path):
-    train(_config(data_dir, tmp_path / "run", conditional=True))
+    train(config(data_dir, tmp_path / "run", conditional=True))
     with pytest.raises(TrainingError, match="python run_conditional_gan.py"):
-        train(_config(data_dir, tmp_path / "run", resume=True))
-    train(_config(data_dir, tmp_path / "wgan", loss_type="wasserstein_gp"))
+        train(config(data_dir, tmp_path / "run", resume=True))
+    train(config(data_dir, tmp_path / "wgan", loss_type="wasserstein_gp"))
     with pytest.raises(TrainingError, match="python run_gan.py --loss_type wasserstein_gp"):
-        train(_config(data_dir, tmp_path / "wgan", conditional=True, resume=True))
+        train(config(data_dir, tmp_path / "wgan", conditional=True, resume=True))
 
 
 def test_a_corrupt_checkpoint_message_names_no_flag_the_script_lacks(tmp_path):

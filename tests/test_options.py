@@ -14,21 +14,11 @@ from codebase.config import Config, amp_dtype, build_models
 from codebase.metrics import load_generator
 from codebase.outputs import smooth
 from codebase.train import train, update, update_ema
-from synthetic import make_dataset
+from tests.conftest import train_config
+
+N_TRAIN = 64  # training images of the synthetic data (conftest.data_dir)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fmnist")
-    make_dataset(folder, n_train=64, n_test=20)
-    return folder
-
-
-def _config(data_dir, out, **kw):
-    base = dict(batch_size=2, data_dir=str(data_dir), out_dir=str(out), device="cpu", metrics=False)
-    return Config(**{**base, **kw})
 
 
 @pytest.fixture
@@ -72,16 +62,16 @@ def test_update_runs_the_loss_under_autocast_and_keeps_fp32_weights(amp, conv_dt
 @pytest.mark.parametrize("loss_type, conditional",
                          [("nonsaturating", False), ("wasserstein_gp", False), ("nonsaturating", True)])
 def test_every_gan_trains_under_bf16_with_finite_losses(bf16, data_dir, tmp_path, loss_type, conditional):
-    train(_config(data_dir, tmp_path / "run", loss_type=loss_type, conditional=conditional, amp=True))
+    train(train_config(data_dir, tmp_path / "run", loss_type=loss_type, conditional=conditional, amp=True))
     rows = (tmp_path / "run" / "losses.csv").read_text().splitlines()[1:]
     assert len(rows) == 32
     assert np.isfinite([[float(v) for v in r.split(",")[2:]] for r in rows]).all()
 
 
 def test_bf16_resume_is_bit_identical(bf16, data_dir, tmp_path):
-    train(_config(data_dir, tmp_path / "full", num_epochs=2, amp=True))
-    train(_config(data_dir, tmp_path / "part", num_epochs=1, amp=True))
-    train(_config(data_dir, tmp_path / "part", num_epochs=2, resume=True, amp=True))
+    train(train_config(data_dir, tmp_path / "full", num_epochs=2, amp=True))
+    train(train_config(data_dir, tmp_path / "part", num_epochs=1, amp=True))
+    train(train_config(data_dir, tmp_path / "part", num_epochs=2, resume=True, amp=True))
     full, part = (load_checkpoint(tmp_path / run / "checkpoint.pt") for run in ("full", "part"))
     for key in ("g", "d", "g_ema"):
         for name, value in full[key].items():
@@ -90,8 +80,8 @@ def test_bf16_resume_is_bit_identical(bf16, data_dir, tmp_path):
 
 def test_bf16_and_fp32_runs_differ(bf16, data_dir, tmp_path):
     """The flag really changes what runs (else the tests above would prove nothing about bf16)."""
-    train(_config(data_dir, tmp_path / "bf16", num_epochs=1, amp=True))
-    train(_config(data_dir, tmp_path / "fp32", num_epochs=1))
+    train(train_config(data_dir, tmp_path / "bf16", num_epochs=1, amp=True))
+    train(train_config(data_dir, tmp_path / "fp32", num_epochs=1))
     a, b = (load_checkpoint(tmp_path / run / "checkpoint.pt")["g"] for run in ("bf16", "fp32"))
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
@@ -120,7 +110,7 @@ def test_update_ema_matches_the_formula():
 
 
 def test_grids_checkpoint_and_metrics_use_the_average(data_dir, tmp_path):
-    train(_config(data_dir, tmp_path / "run"))
+    train(train_config(data_dir, tmp_path / "run"))
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert state["config"]["ema"] == 0.99
     assert any(not torch.equal(state["g"][k], v) for k, v in state["g_ema"].items())
@@ -130,7 +120,7 @@ def test_grids_checkpoint_and_metrics_use_the_average(data_dir, tmp_path):
 
 
 def test_ema_zero_keeps_no_average(data_dir, tmp_path):
-    train(_config(data_dir, tmp_path / "run", ema=0.0))
+    train(train_config(data_dir, tmp_path / "run", ema=0.0))
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert "g_ema" not in state
     g, _ = load_generator(tmp_path / "run")
@@ -139,10 +129,10 @@ def test_ema_zero_keeps_no_average(data_dir, tmp_path):
 
 
 def test_resume_refuses_another_ema_or_amp(data_dir, tmp_path):
-    train(_config(data_dir, tmp_path / "run"))
+    train(train_config(data_dir, tmp_path / "run"))
     for change in ({"ema": 0.0}, {"amp": True}):
         with pytest.raises(checkpoint_mod.TrainingError, match=next(iter(change))):
-            train(_config(data_dir, tmp_path / "run", num_epochs=2, resume=True, **change))
+            train(train_config(data_dir, tmp_path / "run", num_epochs=2, resume=True, **change))
 
 
 @pytest.mark.parametrize("flags, ema, amp", [([], 0.99, False), (["--ema", "0"], 0.0, False),

@@ -18,25 +18,15 @@ from PIL import Image
 from codebase import cli
 from codebase import gan
 from codebase.checkpoint import load_checkpoint
-from codebase.config import Config, TrainingError, build_models
+from codebase.config import TrainingError, build_models
 from codebase.outputs import class_ordered_reals
 from codebase.train import train
-from synthetic import make_dataset
+from tests.conftest import train_config
+
+N_TRAIN = 128  # training images of the synthetic data (conftest.data_dir)
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fmnist")
-    make_dataset(folder, n_train=128, n_test=20)
-    return folder
-
-
-def _config(data_dir, out, **kw):
-    base = dict(batch_size=2, data_dir=str(data_dir), out_dir=str(out), device="cpu", metrics=False)
-    return Config(**{**base, **kw})
 
 
 def _weights(out):
@@ -45,7 +35,7 @@ def _weights(out):
 
 
 def test_one_epoch_writes_every_output(data_dir, tmp_path):
-    result = train(_config(data_dir, tmp_path / "run"))
+    result = train(train_config(data_dir, tmp_path / "run"))
     out = tmp_path / "run"
     assert result["step"] == 64 and not result["interrupted"]  # 128 images / batch 2
     assert sorted(p.name for p in out.glob("fake_*.png")) == ["fake_0050.png", "fake_0064.png"]
@@ -69,17 +59,17 @@ def test_one_epoch_writes_every_output(data_dir, tmp_path):
                          [("wasserstein_gp", False), ("minimax", False), ("nonsaturating", True)])
 def test_every_gan_trains(data_dir, tmp_path, loss_type, conditional):
     out = tmp_path / "run"
-    result = train(_config(data_dir, out, batch_size=16, loss_type=loss_type, conditional=conditional))
+    result = train(train_config(data_dir, out, batch_size=16, loss_type=loss_type, conditional=conditional))
     assert result["step"] == 8 and (out / "fake_0008.png").is_file()
     step, before = _weights(out)
     assert step == 8
-    fresh = build_models(_config(data_dir, out, conditional=conditional), torch.device("cpu"))
+    fresh = build_models(train_config(data_dir, out, conditional=conditional), torch.device("cpu"))
     assert not torch.equal(before["g.fc.0.weight"], fresh[0].fc[0].weight)  # G actually moved
 
 
 def test_same_seed_same_weights_other_seed_other_weights(data_dir, tmp_path):
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        train(_config(data_dir, tmp_path / name, batch_size=16, seed=seed))
+        train(train_config(data_dir, tmp_path / name, batch_size=16, seed=seed))
     _, a = _weights(tmp_path / "a")
     _, b = _weights(tmp_path / "b")
     _, c = _weights(tmp_path / "c")
@@ -140,7 +130,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monke
 
     monkeypatch.setattr(gan, "loss_nonsaturating", turning_nan)
     with pytest.raises(TrainingError, match=r"d_loss became nan at step 56.*checkpoint.*kept"):
-        train(_config(data_dir, tmp_path / "run"))
+        train(train_config(data_dir, tmp_path / "run"))
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 50
 
 
@@ -151,7 +141,7 @@ def test_training_calls_the_students_function(data_dir, tmp_path, monkeypatch):
         return d(x_real).mean() - d(x_fake.detach()).mean(), -x_fake.mean()
 
     monkeypatch.setattr(gan, "loss_nonsaturating", brighter)
-    train(_config(data_dir, tmp_path / "run", batch_size=16))
+    train(train_config(data_dir, tmp_path / "run", batch_size=16))
     with open(tmp_path / "run" / "losses.csv") as f:
         g_losses = [float(row["g_loss"]) for row in csv.DictReader(f)]
     assert g_losses[-1] < min(g_losses[:2]) - 0.2  # G got brighter step after step
@@ -176,7 +166,7 @@ def test_each_loss_moves_only_its_own_network(data_dir, tmp_path, monkeypatch):
     weights = []
     for detach in (True, False):
         monkeypatch.setattr(gan, "loss_nonsaturating", _leaky(detach))
-        train(_config(data_dir, tmp_path / str(detach), batch_size=16))
+        train(train_config(data_dir, tmp_path / str(detach), batch_size=16))
         weights.append(_weights(tmp_path / str(detach))[1])
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
@@ -187,7 +177,7 @@ def test_an_unwritten_stub_stops_with_one_line_and_writes_nothing(data_dir, tmp_
 
     monkeypatch.setattr(gan, "loss_wasserstein_gp", loss_wasserstein_gp)
     with pytest.raises(TrainingError, match=r"^codebase/gan.py: loss_wasserstein_gp is not written yet \(handout 4.5\)$"):
-        train(_config(data_dir, tmp_path / "run", loss_type="wasserstein_gp"))
+        train(train_config(data_dir, tmp_path / "run", loss_type="wasserstein_gp"))
     assert not (tmp_path / "run").exists()
 
 
@@ -197,34 +187,34 @@ def test_a_bug_in_the_loss_keeps_its_traceback_and_writes_nothing(data_dir, tmp_
 
     monkeypatch.setattr(gan, "loss_nonsaturating", lambda *a, **k: buggy(*a, **k))
     with pytest.raises(NotImplementedError, match="a helper"):
-        train(_config(data_dir, tmp_path / "run"))
+        train(train_config(data_dir, tmp_path / "run"))
     monkeypatch.setattr(gan, "loss_nonsaturating", lambda g, d, x, *, device: (x.sum(), x.sum()))
     with pytest.raises(TrainingError, match=r"d_loss \(the first value the function returns\) does not depend on D's"):
-        train(_config(data_dir, tmp_path / "run2"))
+        train(train_config(data_dir, tmp_path / "run2"))
     monkeypatch.setattr(gan, "loss_nonsaturating", lambda g, d, x, *, device: (x, x))
     with pytest.raises(TrainingError, match="d_loss must be a scalar tensor that depends on"):
-        train(_config(data_dir, tmp_path / "run3"))
+        train(train_config(data_dir, tmp_path / "run3"))
 
 
 def test_existing_run_needs_resume_or_overwrite(data_dir, tmp_path):
-    train(_config(data_dir, tmp_path / "run", batch_size=16))
+    train(train_config(data_dir, tmp_path / "run", batch_size=16))
     with pytest.raises(TrainingError, match="--resume.*--overwrite"):
-        train(_config(data_dir, tmp_path / "run", batch_size=16))
+        train(train_config(data_dir, tmp_path / "run", batch_size=16))
     with pytest.raises(TrainingError, match="differ"):
-        train(_config(data_dir, tmp_path / "run", batch_size=16, seed=3, resume=True))
-    assert train(_config(data_dir, tmp_path / "run", batch_size=16, num_epochs=2, resume=True))["step"] == 16
+        train(train_config(data_dir, tmp_path / "run", batch_size=16, seed=3, resume=True))
+    assert train(train_config(data_dir, tmp_path / "run", batch_size=16, num_epochs=2, resume=True))["step"] == 16
     assert (tmp_path / "run" / "fake_0016.png").exists()
-    assert train(_config(data_dir, tmp_path / "run", batch_size=16, overwrite=True))["step"] == 8
+    assert train(train_config(data_dir, tmp_path / "run", batch_size=16, overwrite=True))["step"] == 8
     assert sorted(p.name for p in (tmp_path / "run").glob("fake_*.png")) == ["fake_0008.png"]  # no stale grids
 
 
 def test_resume_reports_missing_or_corrupt_checkpoint(data_dir, tmp_path):
     with pytest.raises(TrainingError, match="no checkpoint"):
-        train(_config(data_dir, tmp_path / "run", resume=True))
+        train(train_config(data_dir, tmp_path / "run", resume=True))
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(TrainingError, match="not a readable checkpoint"):
-        train(_config(data_dir, tmp_path / "run", resume=True))
+        train(train_config(data_dir, tmp_path / "run", resume=True))
 
 
 @pytest.mark.parametrize("flags, words", [
@@ -265,14 +255,14 @@ def test_conditional_grid_columns_are_classes(data_dir):
 
 def test_resuming_after_gan_py_changed_says_the_weights_come_from_the_old_code(data_dir, tmp_path, monkeypatch,
                                                                                  capsys):
-    train(_config(data_dir, tmp_path / "run", batch_size=16))
+    train(train_config(data_dir, tmp_path / "run", batch_size=16))
     capsys.readouterr()
-    train(_config(data_dir, tmp_path / "run", batch_size=16, num_epochs=2, resume=True))
+    train(train_config(data_dir, tmp_path / "run", batch_size=16, num_epochs=2, resume=True))
     assert "changed since" not in capsys.readouterr().out  # the same code: nothing to say
     edited = tmp_path / "gan.py"  # the student fixed a loss after training with the old one
     edited.write_text(Path(gan.__file__).read_text() + "\n# fixed\n")
     monkeypatch.setattr(gan, "__file__", str(edited))
-    train(_config(data_dir, tmp_path / "run", batch_size=16, num_epochs=3, resume=True))
+    train(train_config(data_dir, tmp_path / "run", batch_size=16, num_epochs=3, resume=True))
     out = capsys.readouterr().out
     assert "codebase/gan.py changed since" in out and "use --overwrite instead of --resume" in out
 
@@ -295,7 +285,7 @@ def test_an_in_place_change_names_its_line_of_gan_py(data_dir, tmp_path, monkeyp
     line = next(n for n, text in enumerate(source.splitlines(), 1) if "x_hat.mul_(" in text)
     monkeypatch.setattr(gan, "loss_wasserstein_gp", loss)
     with pytest.raises(TrainingError) as raised:
-        train(_config(data_dir, tmp_path / "run", loss_type="wasserstein_gp"))
+        train(train_config(data_dir, tmp_path / "run", loss_type="wasserstein_gp"))
     assert not (tmp_path / "run").exists()
     said = str(raised.value)
     assert f"gan.py line {line} changes a tensor in place that autograd needs" in said, said
@@ -311,12 +301,12 @@ def test_a_wrong_return_is_named_as_such(data_dir, tmp_path, monkeypatch, slug, 
     loss, _ = _student(tmp_path, slug, name)
     monkeypatch.setattr(gan, name, loss)
     with pytest.raises(TrainingError, match=re.escape(says)):
-        train(_config(data_dir, tmp_path / "run", loss_type=name.removeprefix("loss_")))
+        train(train_config(data_dir, tmp_path / "run", loss_type=name.removeprefix("loss_")))
     assert not (tmp_path / "run").exists()  # stopped by the pre-flight step, before anything was written
 
 
 def test_a_function_that_returns_no_pair_is_named_before_anything_is_written(data_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(gan, "loss_nonsaturating", lambda g, d, x, *, device: {"d_loss": x.sum(), "g_loss": x.sum()})
     with pytest.raises(TrainingError, match=r"returned a dict: return \(d_loss, g_loss\), a pair"):
-        train(_config(data_dir, tmp_path / "run"))
+        train(train_config(data_dir, tmp_path / "run"))
     assert not (tmp_path / "run").exists()
