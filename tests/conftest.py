@@ -6,8 +6,9 @@ Grading tests carry a ``points`` marker; a summary of the points per handout pro
 
 The helpers every test file shares live here: the commands (GRADING, GRADE, GRADE_CLASS), submissions (REFERENCE,
 VARIANT, GRIDS, make_zip), one grading in this process (grade_here) or one problem's child (one_child), reading
-results (by_problem, grids_pass, assert_complete), the processes a grading may leave (alive, descends,
-uid_processes), and the grader deployed as a course deploys it (the ``deployment`` fixture).
+results (by_problem, grids_pass, assert_complete), one grading's children and what they leave, told apart from
+other graders' on this machine (Harnesses, leftovers, alive, descends), synthetic training data (the ``data_dir``
+fixture, train_config), and the grader deployed as a course deploys it (the ``deployment`` fixture).
 """
 import io
 import json
@@ -15,6 +16,7 @@ import os
 import shutil
 import struct
 import sys
+import threading
 import time
 import zipfile
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from grading import checks, sandbox, scoring, submission  # noqa: E402
+from grading.sandbox import cleanup, jail  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -242,13 +245,81 @@ def alive(pid: int) -> bool:
         return False
 
 
-def uid_processes() -> list[str]:
-    found = []
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+class Harnesses:
+    """Records, while a grader runs, every grading child of its (harness.py's Python, a descendant of the grader's
+    process ``root``; other graders may run on this machine): pids, host uids and cgroups."""
+
+    def __init__(self, root: int):
+        self.root = root
+        self.uids: set[int] = set()
+        self.pids: set[int] = set()
+        self.cgroups: set[str] = set()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+
+    def _ours(self, pid: int) -> bool:
+        for _ in range(64):
+            if pid == self.root:
+                return True
+            if pid <= 1:
+                return False
+            pid = _parent(pid)
+        return False
+
+    def watch(self):
+        while not self.done.is_set():
+            for entry in Path("/proc").iterdir():
+                try:
+                    # the python that runs harness.py (not the sh, chroot, setpriv and bwrap that start it as root)
+                    if entry.name.isdigit() and int(entry.name) not in self.pids and \
+                            b"harness.py" in (entry / "cmdline").read_bytes() and \
+                            (entry / "comm").read_text().startswith("python") and self._ours(int(entry.name)):
+                        status = (entry / "status").read_text()
+                        self.uids.update(int(u) for u in status.split("Uid:")[1].split("\n")[0].split())
+                        self.cgroups.update(line.split(":", 2)[2] for line in (entry / "cgroup").read_text().splitlines()
+                                            if "grade-" in line)
+                        self.pids.add(int(entry.name))
+                except (OSError, IndexError, ValueError):
+                    pass
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+
+
+def leftovers(uids: set[int], cgroups: set[str]) -> list[str]:
+    """What is left of one grading's children, given their host uids and cgroups: processes, cgroups, System V IPC
+    objects, folders and files of those uids (other gradings may run at the same time: theirs are not counted)."""
+    uids = uids - {0}
+    left = []
     for entry in Path("/proc").iterdir():
         try:
-            uid = int((entry / "status").read_text().split("Uid:")[1].split()[0])
-        except (OSError, IndexError, ValueError):
-            continue
-        if uid in sandbox.uid_range():
-            found.append(entry.name)
-    return found
+            if entry.name.isdigit() and int((entry / "status").read_text().split("Uid:")[1].split()[0]) in uids:
+                left.append(f"process {entry.name}")
+        except (OSError, IndexError):
+            pass
+    left += [f"cgroup {root / c.lstrip('/')}" for c in cgroups for root in sandbox.Cgroup.roots().values()
+             if (root / c.lstrip("/")).exists()]
+    for kind, column in (("shm", 7), ("sem", 4), ("msg", 7)):
+        for row in Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]:
+            if int(row.split()[column]) in uids:
+                left.append(f"{kind} of {row.split()[column]}")
+    for folder in (jail.STATE / "boxes", *(p / "work" for p in jail.STATE.glob("jail-*")), *map(Path, cleanup.SHARED_TMP[:3])):
+        for path in folder.iterdir() if folder.is_dir() else []:
+            try:
+                info = path.lstat()
+            except OSError:
+                continue
+            if info.st_uid in uids or info.st_gid in uids:
+                left.append(f"{path}")
+    return left

@@ -22,17 +22,15 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from grading import sandbox
-from grading.sandbox import jail, slots
-from tests.conftest import (FULL, GRIDS, REFERENCE, ROOT, alive, assert_complete, by_problem, make_zip, needs_bwrap,
-                            needs_root)
+from grading.sandbox import slots
+from tests.conftest import (FULL, GRIDS, REFERENCE, ROOT, Harnesses, alive, assert_complete, by_problem, leftovers,
+                            make_zip, needs_bwrap, needs_root)
 
 _CALLS = {"x86_64": (248, 250), "aarch64": (217, 219)}  # add_key, keyctl
 SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")
@@ -187,86 +185,6 @@ if broke:
 '''
 
 
-def _parent(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
-
-
-class Harnesses:
-    """Records, while a grader runs, every grading child of its (harness.py's Python, a descendant of the grader's
-    process ``root``; other graders may run on this machine): pids, host uids and cgroups."""
-
-    def __init__(self, root: int):
-        self.root = root
-        self.uids: set[int] = set()
-        self.pids: set[int] = set()
-        self.cgroups: set[str] = set()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self.watch, daemon=True)
-
-    def _ours(self, pid: int) -> bool:
-        for _ in range(64):
-            if pid == self.root:
-                return True
-            if pid <= 1:
-                return False
-            pid = _parent(pid)
-        return False
-
-    def watch(self):
-        while not self.done.is_set():
-            for entry in Path("/proc").iterdir():
-                try:
-                    # the python that runs harness.py (not the sh, chroot, setpriv and bwrap that start it as root)
-                    if entry.name.isdigit() and int(entry.name) not in self.pids and \
-                            b"harness.py" in (entry / "cmdline").read_bytes() and \
-                            (entry / "comm").read_text().startswith("python") and self._ours(int(entry.name)):
-                        status = (entry / "status").read_text()
-                        self.uids.update(int(u) for u in status.split("Uid:")[1].split("\n")[0].split())
-                        self.cgroups.update(line.split(":", 2)[2] for line in (entry / "cgroup").read_text().splitlines()
-                                            if "grade-" in line)
-                        self.pids.add(int(entry.name))
-                except (OSError, IndexError, ValueError):
-                    pass
-            time.sleep(0.02)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.done.set()
-        self.thread.join()
-
-
-def _leftovers(uids: set[int], cgroups: set[str]) -> list[str]:
-    """What is left of one grading's children, given their host uids and cgroups: processes, cgroups, System V IPC
-    objects, folders and files of those uids (other gradings may run at the same time: theirs are not counted)."""
-    uids = uids - {0}
-    left = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and int((entry / "status").read_text().split("Uid:")[1].split()[0]) in uids:
-                left.append(f"process {entry.name}")
-        except (OSError, IndexError):
-            pass
-    left += [f"cgroup {root / c.lstrip('/')}" for c in cgroups for root in sandbox.Cgroup.roots().values()
-             if (root / c.lstrip("/")).exists()]
-    for kind, column in (("shm", 7), ("sem", 4), ("msg", 7)):
-        for row in Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]:
-            if int(row.split()[column]) in uids:
-                left.append(f"{kind} of {row.split()[column]}")
-    for folder in (jail.STATE / "boxes", *(p / "work" for p in jail.STATE.glob("jail-*")), *map(Path, SHARED_TMP)):
-        for path in folder.iterdir() if folder.is_dir() else []:
-            try:
-                info = path.lstat()
-            except OSError:
-                continue
-            if info.st_uid in uids or info.st_gid in uids:
-                left.append(f"{path}")
-    return left
-
-
 @dataclass
 class Graded:
     mode: str
@@ -306,7 +224,8 @@ def hostile(request, tmp_path_factory, deployment) -> Graded:
                     ROOT / "grading" / "checks.py", ROOT / "grading" / "grade.py"]
     without_jail = env.get("GRADE_JAIL") == "off"  # the host's world-readable files are visible then (docs say so)
     capped = mode != "process" or sandbox.Cgroup.root()  # a uid's RLIMIT_NPROC, else the pids cgroup
-    plan = {"confined": mode != "process", "max_processes": sandbox.MAX_PIDS if capped else 0, "shared": [*SHARED_TMP, str(shared)] if mode != "process" else [],
+    plan = {"confined": mode != "process", "max_processes": sandbox.MAX_PIDS if capped else 0,
+            "shared": [*SHARED_TMP, str(shared)] if mode != "process" else [],
             "unreadable": [str(out), "/root/.bashrc", *map(str, grader_files[:2])] + ([] if without_jail else [
                 str(course), str(ROOT / "grading" / "checks.py"), "/etc/hostname", f"/proc/{os.getpid()}/cmdline",
                 "/grader/checks.py"]),
@@ -344,7 +263,7 @@ def hostile(request, tmp_path_factory, deployment) -> Graded:
     graded = Graded(mode, env, results, seen.uids, surviving, reached, [str(p) for p, b in before.items()
                                                                      if p.read_bytes() != b])
     if mode != "process":
-        graded.leftovers = _leftovers(seen.uids, seen.cgroups)
+        graded.leftovers = leftovers(seen.uids, seen.cgroups)
         graded.planted = [str(p) for p in shared.iterdir()] + [
             str(p) for folder in SHARED_TMP for pattern in ("planted-*", "open-*", "daemon-*", "suid-*", "deep-*")
             for p in Path(folder).glob(pattern) if p.lstat().st_uid in seen.uids - {0}]

@@ -18,40 +18,10 @@ import pytest
 from grading import checks, sandbox
 from grading.child import probes
 from grading.sandbox import cgroups, cleanup, jail, slots
-from tests.conftest import GRADE, ROOT, needs_bwrap, needs_root
-from tests.conftest import REFERENCE, by_problem, grade_here, make_zip, one_child, uid_processes
+from tests.conftest import (GRADE, REFERENCE, ROOT, Harnesses, by_problem, grade_here, leftovers, make_zip, needs_bwrap,
+                            needs_root, one_child)
 
 needs_memory_cgroup = pytest.mark.skipif("memory" not in sandbox.Cgroup.roots(), reason="no writable memory cgroup")
-
-
-def _ipc_of_slots() -> list[str]:
-    found = []
-    for kind, column in (("shm", 7), ("sem", 4), ("msg", 7)):
-        for row in Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]:
-            uid = int(row.split()[column])
-            if uid in sandbox.uid_range():
-                found.append(f"{kind} of {uid}")
-    return found
-
-
-def _slot_leftovers() -> list[str]:
-    """Whatever of the slot uids is still on this machine: processes, folders, IPC objects, cgroups, files in
-    the shared temporary folders, set-uid files."""
-    left = [f"process {p}" for p in uid_processes()] + _ipc_of_slots()
-    for folder in (jail.STATE / "boxes", *(p / "work" for p in jail.STATE.glob("jail-*"))):
-        if folder.is_dir():
-            left += [f"folder {p}" for p in folder.iterdir()]
-    for root in set(sandbox.Cgroup.roots().values()):
-        left += [f"cgroup {p}" for p in root.glob("grade-*")]
-    for shared in cleanup.SHARED_TMP:
-        for entry in Path(shared).glob("*") if os.path.isdir(shared) else []:
-            try:
-                info = entry.lstat()
-            except OSError:
-                continue
-            if info.st_uid in sandbox.uid_range():
-                left.append(f"file {entry}")
-    return left
 
 
 @needs_root
@@ -178,11 +148,13 @@ for i in range(100):  # files of 8 MiB, each under the 64 MiB a file may hold: 8
             f.write(bytes(1 << 20))
             f.flush()
 '''
-    results, seconds = grade_here(tmp_path, source, mode="user")
+    sandbox.pick_mode("user")
+    with Harnesses(os.getpid()) as seen:
+        results, seconds = grade_here(tmp_path, source, mode="user")
     points, outputs = by_problem(results)
     assert points == {"1.2": 0.0, "3.2": 0.0, "4.5": 0.0}
     assert "writing too much to disk" in outputs["1.2"]
-    assert not _slot_leftovers()
+    assert seen.uids and not leftovers(seen.uids, seen.cgroups)
 
 
 @needs_root
@@ -191,15 +163,16 @@ def test_a_grader_killed_with_sigkill_leaves_nothing_for_the_next_grading(tmp_pa
     path = make_zip(tmp_path / "hw3.zip", {"codebase/gan.py": source})
     grader = subprocess.Popen([*GRADE, str(path), "-o", str(tmp_path / "r.json"),
                                "--sandbox", "user"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while len(uid_processes()) < 3 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    with Harnesses(grader.pid) as seen:  # its children only: other graders may run on this machine
+        deadline = time.monotonic() + 60
+        while len(seen.pids) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
     grader.send_signal(signal.SIGKILL)
     grader.wait()
-    time.sleep(0.5)
-    assert uid_processes() and _slot_leftovers()  # the children outlive their grader, with their folders
+    assert len(seen.pids) == 3 and seen.uids - {0}  # slot uids, never root
+    assert leftovers(seen.uids, seen.cgroups)  # the children outlive their grader, with their folders
     sandbox.pick_mode("user")  # what every grading does first
-    assert not _slot_leftovers()
+    assert not leftovers(seen.uids, seen.cgroups)
 
 
 def test_process_mode_removes_a_folder_tree_deeper_than_pythons_recursion_limit(tmp_path, monkeypatch):
