@@ -17,6 +17,7 @@ the gradings that start afterwards only.
 """
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
 import json
@@ -51,6 +52,14 @@ def sources() -> list[Path]:
 
 _FINGERPRINT: str | None = None  # computed once per process: a change during a batch affects later gradings only
 _HELD: dict[Path, object] = {}  # jail -> the open lock file by which this process holds it (shared)
+
+
+@atexit.register
+def _release() -> None:
+    """Close the held lock files as this process ends (the lock ends with the process anyway)."""
+    for lock in _HELD.values():
+        lock.close()
+    _HELD.clear()
 
 
 def _fingerprint() -> str:
