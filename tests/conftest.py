@@ -117,13 +117,17 @@ def pytest_terminal_summary(terminalreporter):
 class Deployment:
     folder: Path  # the grader's files, as autograder_zip.py lists them
     command: list[str]  # `python -m grading grade` there, for every sandbox mode
+    env: dict[str, str]  # to add to the environment: where the grids' reference features are cached
 
 
 @pytest.fixture(scope="session")
 def deployment(tmp_path_factory) -> Deployment:
     """The grader deployed as a course deploys it: its files (autograder_zip.py's list) copied to a folder of root's
     alone, run with this Python readable to other users (user mode's uids must run it), from that folder, with -E:
-    its own package, whatever PYTHONPATH says."""
+    its own package, whatever PYTHONPATH says. The prefix hides this user's home, and with it the cache of the
+    grids' reference features: a copy of it stands in a folder the deployment sees (else each grading recomputes
+    it, about 10 s)."""
+    from codebase.classifier import cache_dir
     from grading import autograder_zip
     from tests import world_python
 
@@ -132,8 +136,11 @@ def deployment(tmp_path_factory) -> Deployment:
     for name in autograder_zip.grader_files():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT / name, folder / name)
+    cache = tmp_path_factory.mktemp("metrics-cache")
+    for cached in cache_dir().glob("grid_reference_*.pt") if cache_dir().is_dir() else []:
+        shutil.copyfile(cached, cache / cached.name)
     return Deployment(folder, [*prefix, "/bin/sh", "-c", 'cd "$0" && exec "$@"', str(folder), sys.executable, "-E",
-                               "-m", "grading", "grade"])
+                               "-m", "grading", "grade"], {"GAN_METRICS_CACHE": str(cache)})
 
 
 # ---- Gradings: submissions, one grading in this process, one problem's child, and what they leave ------------

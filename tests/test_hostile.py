@@ -245,7 +245,7 @@ def hostile(request, tmp_path_factory, deployment) -> Graded:
             path = make_zip(out.parent / "hw3.zip", {"codebase/gan.py": source, **GRIDS})
             grader = subprocess.Popen([*deployment.command, str(path), "-o", str(out), "--sandbox", mode],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                      env={**os.environ, **env})
+                                      env={**os.environ, **deployment.env, **env})
             with Harnesses(grader.pid) as seen:
                 _, stderr = grader.communicate(timeout=600)
             surviving = [pid for pid in seen.pids if alive(pid)]
