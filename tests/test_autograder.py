@@ -162,7 +162,7 @@ def test_results_are_complete_when_the_grader_cannot_start(tmp_path, built_zip):
     assert results["extra_data"]["status"] == "grading failed"
 
 
-def test_in_user_mode_student_code_reads_no_source_and_writes_no_results(built_zip, request):
+def test_in_user_mode_student_code_reads_no_source_and_writes_no_results(built_zip, request, deployment):
     prefix = world_python.command_prefix()
     source = REFERENCE + """
 import os
@@ -188,7 +188,7 @@ except OSError:
     for name, content in _files(source).items():
         (root / "submission" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "submission" / name).write_bytes(content)
-    results, _ = _run(root, prefix, GRADER_SANDBOX="user")
+    results, _ = _run(root, prefix, GRADER_SANDBOX="user", **deployment.env)  # the grids' reference features
     _assert_complete(results)
     assert results["score"] == 35, [t["output"] for t in results["tests"] if t["status"] == "failed"][:1]
     assert results["extra_data"]["sandbox"].startswith("user") and not (root / "results" / "evil.json").exists()
