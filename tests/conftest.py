@@ -259,12 +259,14 @@ def _parent(pid: int) -> int:
 
 class Harnesses:
     """Records, while a grader runs, every grading child of its (harness.py's Python, a descendant of the grader's
-    process ``root``; other graders may run on this machine): pids, host uids and cgroups."""
+    process ``root``; other graders may run on this machine): pids (a mode's probe child apart: it runs no
+    student code, and only where the probe's result is not cached), host uids and cgroups."""
 
     def __init__(self, root: int):
         self.root = root
         self.uids: set[int] = set()
         self.pids: set[int] = set()
+        self.probes: set[int] = set()
         self.cgroups: set[str] = set()
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.watch, daemon=True)
@@ -283,14 +285,14 @@ class Harnesses:
             for entry in Path("/proc").iterdir():
                 try:
                     # the python that runs harness.py (not the sh, chroot, setpriv and bwrap that start it as root)
-                    if entry.name.isdigit() and int(entry.name) not in self.pids and \
-                            b"harness.py" in (entry / "cmdline").read_bytes() and \
+                    if entry.name.isdigit() and int(entry.name) not in self.pids | self.probes and \
+                            b"harness.py" in (cmdline := (entry / "cmdline").read_bytes()) and \
                             (entry / "comm").read_text().startswith("python") and self._ours(int(entry.name)):
                         status = (entry / "status").read_text()
                         self.uids.update(int(u) for u in status.split("Uid:")[1].split("\n")[0].split())
                         self.cgroups.update(line.split(":", 2)[2] for line in (entry / "cgroup").read_text().splitlines()
                                             if "grade-" in line)
-                        self.pids.add(int(entry.name))
+                        (self.probes if b"\0probe\0" in cmdline else self.pids).add(int(entry.name))
                 except (OSError, IndexError, ValueError):
                     pass
             time.sleep(0.02)

@@ -200,13 +200,15 @@ for _ in range(1500):
 def test_the_jail_holds_nothing_that_raises_privileges_or_that_a_child_could_leave_for_the_next():
     root = jail.prepare()
     for folder, dirs, files in os.walk(root):
+        if folder == str(root / "work"):  # the children's folders of gradings that may be running now
+            dirs.clear()
         for name in dirs + files:
             info = os.lstat(os.path.join(folder, name))
             if stat.S_ISLNK(info.st_mode) or stat.S_ISCHR(info.st_mode):  # links, and /dev's null, zero, random
                 continue
             others = 0o022 if stat.S_ISDIR(info.st_mode) else 0o002  # files: a conda Python's are group-writable
             assert not info.st_mode & (stat.S_ISUID | stat.S_ISGID | others), os.path.join(folder, name)
-            assert info.st_uid == 0 or folder.startswith(str(root / "work")), os.path.join(folder, name)
+            assert info.st_uid == 0, os.path.join(folder, name)
     names = {p.name for p in root.iterdir()}
     assert not names & {"home", "tmp", "var", "srv", "mnt", "media", "sys", "run"}
     assert [p.name for p in (root / "proc").iterdir()] == ["cpuinfo"]  # a copy: no process of the host is visible
