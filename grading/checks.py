@@ -4,7 +4,7 @@ Each handout problem is worth its handout points (1.2: 10, 3.2: 10, 4.5: 15), sp
 ``probes.run(module, problem)`` -- plain tensors, possibly returned by an untrusted child process, so every
 access validates types and shapes first -- rebuilds the same probe networks, computes what a correct solution
 returns, and raises AssertionError with a message for the student when the outputs differ. Comparisons are
-two-sided (torch.testing.assert_close); the formulas are written out here, independently of codebase/gan.py.
+two-sided (torch.testing.assert_close's test); the formulas are written out here, independently of codebase/gan.py.
 
 A failed check's message comes at the course's hint level (HINTS, chosen when the autograder is built): ``none``
 says what the check saw, ``handout`` (the default) also what it means in the handout's terms, ``full`` also how to
@@ -156,11 +156,16 @@ _SUMMED = _hint("it is B times too large: each E[...] is an average over the bat
                 "it is B times too large: average over the batch rather than summing")
 
 
+def _matches(actual: Tensor, expected: Tensor) -> bool:
+    """torch.testing.assert_close's test (same shape and dtype, |actual - expected| <= ATOL + RTOL |expected|, NaN
+    never close) without its cost: its first call imports torch.distributed, most of a second per grading."""
+    return actual.shape == expected.shape and actual.dtype == expected.dtype and \
+        torch.allclose(actual, expected, rtol=RTOL, atol=ATOL)
+
+
 def _close(actual: Tensor, expected: Tensor, what: str, hint: tuple[str, str] = NO_HINT,
            mistakes: list[tuple[Tensor, tuple[str, str]]] = ()) -> None:
-    try:
-        torch.testing.assert_close(actual, expected, rtol=RTOL, atol=ATOL)
-    except AssertionError:
+    if not _matches(actual, expected):
         known = [h for value, h in mistakes if torch.allclose(actual, value, rtol=1e-3, atol=1e-4)]
         if known:
             hint = known[0]
@@ -179,9 +184,7 @@ def _close_grads(actual: list[Tensor], expected: tuple[Tensor, ...], what: str, 
     if not all(torch.isfinite(a).all() for a in actual):
         raise Failure(f"{what}'s gradient w.r.t. {net}'s parameters is not finite", *_NOT_FINITE)
     for a, e in zip(actual, expected):
-        try:
-            torch.testing.assert_close(a, e, rtol=RTOL, atol=ATOL)
-        except AssertionError:
+        if not _matches(a, e):
             error = (a - e).abs().max().item()
             raise Failure(f"{what}'s gradient w.r.t. {net}'s parameters is wrong (largest error {error:.3g}, "
                           f"expected values up to {e.abs().max().item():.3g})", *wrong) from None
