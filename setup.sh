@@ -23,8 +23,9 @@ done
 
 "$PYTHON" -m pip install -q -r requirements.txt
 # BEGIN GRADER
-# The grader's children install a seccomp filter (no network, no keyrings) through libseccomp's binding.
-if [ "$GRADER" = 1 ]; then "$PYTHON" -m pip install -q pyseccomp; fi
+# The grader's children install a seccomp filter (no network, no keyrings) through libseccomp's binding. The tests
+# run in parallel processes with pytest-xdist (pytest.ini).
+if [ "$GRADER" = 1 ]; then "$PYTHON" -m pip install -q pyseccomp pytest-xdist; fi
 # END GRADER
 
 DATA=/usr/share/datasets/fashion-mnist

@@ -22,6 +22,8 @@ from grading.handout import starter_files
 from tests import world_python
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.xdist_group("autograder")  # one worker runs the module: its tests share its autograder.zip
+
 REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
 TOP_FIELDS = {"score", "execution_time", "output", "output_format", "visibility", "stdout_visibility", "tests"}
 TEST_FIELDS = {"name", "number", "score", "max_score", "status", "output", "output_format", "visibility"}

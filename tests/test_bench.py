@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import speed  # noqa: E402
 
+pytestmark = pytest.mark.xdist_group("bench")  # one worker runs the module: its tests share its benchmark run
+
 B, DIM_Z, P = 8, 16, 28 * 28
 
 

@@ -18,6 +18,8 @@ from grading.submission import GAN, RUNS, check_grid, read_submission
 from tests.conftest import GRADE_CLASS
 from tests.grading import exports
 
+pytestmark = pytest.mark.xdist_group("class_exports")  # one worker runs the module: its tests share its graded class
+
 
 @pytest.fixture(scope="module")
 def class_():

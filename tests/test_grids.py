@@ -11,6 +11,8 @@ from codebase.data import load_fashion_mnist
 from codebase.outputs import save_grid_image
 from grading import grids
 
+pytestmark = pytest.mark.xdist_group("grids")  # one worker runs the module: its tests share its test set
+
 
 def _png(images: torch.Tensor, tmp_path: Path) -> bytes:
     """uint8 (100, 28, 28) saved exactly as the run scripts save a grid."""

@@ -14,6 +14,8 @@ from tests.conftest import ROOT
 from tests.grading import mutants
 from tests.test_mutants import CODE
 
+pytestmark = pytest.mark.xdist_group("public_checks")  # one worker runs the module: its tests share its pytest session
+
 VARIANTS = ["variant_gan.py", "variant_concat_gan.py", "variant_func_gan.py", "variant_loop_gan.py"]
 
 # One pytest session over a copy of the starter's tests/test_losses.py per gan.py source (tests/public_<i>.py, each
