@@ -18,7 +18,6 @@ from PIL import Image
 
 from grading import autograder_zip
 from grading.submission import RUNS
-from grading.handout import starter_files
 from tests import world_python
 from tests.conftest import ROOT
 
@@ -130,14 +129,6 @@ def test_the_autograder_installs_what_students_can_import(built_zip):
     assert all(pins[name] == importlib.metadata.version(name).split("+")[0] for name in names)
     assert '-r "$(dirname "$0")/requirements.txt" -c "$(dirname "$0")/constraints.txt"' in setup
     assert f"torchvision=={pins['torchvision']}" in setup  # from the same index as torch
-
-
-def test_the_starter_scores_zero_with_a_message(tmp_path, built_zip):
-    stub = starter_files(names=["codebase/gan.py"])["codebase/gan.py"][0].decode()
-    results, _ = _run(_root(tmp_path, built_zip, _files(stub), parallel=3))
-    _assert_complete(results)
-    assert results["score"] == 0
-    assert any("not written yet" in t["output"] or "NotImplementedError" in t["output"] for t in results["tests"])
 
 
 def test_a_hanging_submission_gets_complete_results_well_before_the_limit(tmp_path, built_zip):

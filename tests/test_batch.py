@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+import os
 import re
 import shutil
 import signal
@@ -21,6 +22,9 @@ from tests.conftest import ROOT, GRADE_CLASS
 from tests.grading import classmates
 
 REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
+# Where Fashion-MNIST is not, the grids are left unjudged (what judging them does is tests/test_grids.py's): a
+# grading without the classifier and the nearest-real search, several seconds each
+UNJUDGED = {"FASHION_MNIST_DIR": "/nonexistent/fashion-mnist"}
 
 
 def _files(gan: str) -> dict[str, bytes]:
@@ -116,7 +120,8 @@ def test_a_killed_run_resumes_to_complete_grades_and_leaves_no_grading_running(t
     command = [*GRADE_CLASS, str(folder), "-o", str(out), "--jobs", "2",
                "--student-pattern", PATTERN]
     before = set(_processes(GRADED))
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, **UNJUDGED}
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 120
     while not list((out / "results").glob("*.json")) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -129,7 +134,7 @@ def test_a_killed_run_resumes_to_complete_grades_and_leaves_no_grading_running(t
     # Its gradings died with it; other graders may be running on this machine, and keep theirs.
     assert not [pid for pid in set(_processes(GRADED)) - before if str(folder).encode() in _cmdline(pid)]
     assert not set(children) & set(_processes(b"harness.py"))  # no child of its gradings outlived them
-    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{graded_first} already graded" in rerun.stdout
     rows = _grades(out / "grades.csv")
@@ -233,11 +238,14 @@ sys.argv[1:1] = ["grade"]
 sys.path.insert(0, {str(ROOT)!r})
 runpy.run_module("grading", run_name="__main__", alter_sys=True)
 """)
-    _zip_of(folder / "dan_204_4_hw3.zip", _files(REFERENCE))
-    _zip_of(folder / "eve_205_5_hw3.zip", {k: v for k, v in _files("").items() if k != "codebase/gan.py"})
+    no_code = {k: v for k, v in _files("").items() if k != "codebase/gan.py"}  # graded without children
+    _zip_of(folder / "dan_204_4_hw3.zip", no_code)
+    _zip_of(folder / "eve_205_5_hw3.zip", no_code)
     # its three problems wait forever, all at once
     _zip_of(folder / "hal_206_6_hw3.zip", _files(REFERENCE + "\nimport time\ntime.sleep(600)\n"))
     monkeypatch.setattr(batch, "GRADE", [sys.executable, str(crashing)])
+    for name, value in UNJUDGED.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.chdir(folder)
     out = tmp_path / "graded"
     command = [".", "-o", str(out), "--lms", "canvas", "--sandbox", "process", "--jobs", "2", "--timeout", "20"]
@@ -260,7 +268,7 @@ runpy.run_module("grading", run_name="__main__", alter_sys=True)
     grade_class.main(command)  # exits 0: everyone graded
     assert "2 already graded, 3 to grade" in capsys.readouterr().out  # 202, 204, and 201's changed submission
     rows = {row["student"]: row for row in _grades(out / "grades.csv")}
-    assert {s: r["total"] for s, r in rows.items()} == {"201": "29", "202": "35", "204": "35", "205": "0",
+    assert {s: r["total"] for s, r in rows.items()} == {"201": "29", "202": "35", "204": "0", "205": "0",
                                                         "206": "0"}
     assert all(r["status"] == "graded" for r in rows.values())
     capsys.readouterr()

@@ -134,11 +134,11 @@ def conditional_loss_nonsaturating(*args, **kwargs):
     open({str(pids)!r}, "w").write(" ".join(map(str, children)))
     time.sleep(600)
 """
-    timeout = 15.0
+    timeout = 10.0  # a child's start-up (importing torch) and 4.5's probes, beside two busy children
     results, seconds = grade_here(tmp_path, source, timeout=timeout, mode="process")
     points, outputs = by_problem(results)
     assert points == {"1.2": 0.0, "3.2": 0.0, "4.5": 15.0}
-    assert "time limit of 15 s" in outputs["1.2"] and "time limit of 15 s" in outputs["3.2"]
+    assert "time limit of 10 s" in outputs["1.2"] and "time limit of 10 s" in outputs["3.2"]
     assert seconds < timeout + 10
     assert len(json.dumps(results)) < 40_000  # the 300 MB printed are capped
     assert "bytes of output dropped" in outputs["1.2"]
@@ -284,11 +284,6 @@ time.sleep(600)
     time.sleep(0.5)
     assert not any(alive(pid) for pid in started) and not set(harnesses()) - before  # none started after
     assert list(scratch.iterdir()) == []
-
-
-def test_process_mode_still_grades_where_namespaces_are_forbidden(tmp_path):
-    results, _ = grade_here(tmp_path, REFERENCE, mode="process")
-    assert by_problem(results)[0] == FULL and results["extra_data"]["sandbox"] == "process"
 
 
 # ---- Failures of the grading itself, and what a child's import may change ------------------------------------
