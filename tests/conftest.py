@@ -10,6 +10,7 @@ results (by_problem, grids_pass, assert_complete), one grading's children and wh
 other graders' on this machine (Harnesses, leftovers, alive, descends), synthetic training data (the ``data_dir``
 fixture, train_config), and the grader deployed as a course deploys it (the ``deployment`` fixture).
 """
+import fcntl
 import io
 import json
 import os
@@ -32,7 +33,7 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # pytest.ini's parallel workers
 from PIL import Image  # noqa: E402
 
 from grading import checks, sandbox, scoring, submission  # noqa: E402
-from grading.sandbox import cleanup, jail  # noqa: E402
+from grading.sandbox import cleanup, jail, slots  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -309,10 +310,22 @@ class Harnesses:
         self.thread.join()
 
 
+def _held(uid: int) -> bool:
+    """Whether a grading holds ``uid``'s slot now: what the uid has is then that grading's (which cleaned the slot
+    when it took it), not a leftover of an earlier one."""
+    try:
+        with open(slots.locks_folder() / str(uid), "a") as hold:
+            fcntl.flock(hold, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    return False
+
+
 def leftovers(uids: set[int], cgroups: set[str]) -> list[str]:
     """What is left of one grading's children, given their host uids and cgroups: processes, cgroups, System V IPC
-    objects, folders and files of those uids (other gradings may run at the same time: theirs are not counted)."""
-    uids = uids - {0}
+    objects, folders and files of those uids (other gradings may run at the same time, and take the same uid slots
+    once this one let them go: theirs are not counted)."""
+    uids = {uid for uid in uids - {0} if not _held(uid)}
     left = []
     for entry in Path("/proc").iterdir():
         try:
