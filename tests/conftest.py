@@ -263,8 +263,8 @@ def _parent(pid: int) -> int:
 
 class Harnesses:
     """Records, while a grader runs, every grading child of its (harness.py's Python, a descendant of the grader's
-    process ``root``; other graders may run on this machine): pids (a mode's probe child apart: it runs no
-    student code, and only where the probe's result is not cached), host uids and cgroups."""
+    process ``root``; other graders may run on this machine): pids (not their forks, and a mode's probe child
+    apart: it runs no student code, and only where the probe's result is not cached), host uids and cgroups."""
 
     def __init__(self, root: int):
         self.root = root
@@ -296,6 +296,8 @@ class Harnesses:
                         self.uids.update(int(u) for u in status.split("Uid:")[1].split("\n")[0].split())
                         self.cgroups.update(line.split(":", 2)[2] for line in (entry / "cgroup").read_text().splitlines()
                                             if "grade-" in line)
+                        if b"harness.py" in Path(f"/proc/{_parent(int(entry.name))}/cmdline").read_bytes():
+                            continue  # a fork of a child (the student's, or one that runs `uname` through a shell)
                         (self.probes if b"\0probe\0" in cmdline else self.pids).add(int(entry.name))
                 except (OSError, IndexError, ValueError):
                     pass
