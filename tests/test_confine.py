@@ -68,3 +68,25 @@ def test_where_no_filter_could_be_installed_the_results_say_the_network_is_not_c
     lines = unfiltered.lines()
     assert any(line.startswith("network: NOT cut off") and "pyseccomp" in line for line in lines)
     assert "keyrings: a new empty session keyring" in lines
+
+
+def test_a_probe_is_kept_for_a_while_and_expired_ones_are_removed(tmp_path, monkeypatch):
+    from grading.child import ready
+    from grading.sandbox.run import Finished
+
+    trials = []
+
+    def trial(mode, timeout):  # a trial child that says it is ready and that the network bound held
+        trials.append(mode)
+        said = ready.line({"filter": "", "keyring": ""}) + b'{"bound": "network", "held": true, "detail": ""}\n'
+        return Finished(0, False, "", result=said), None
+
+    monkeypatch.setattr(probe, "cache_file", lambda mode: tmp_path / f"{mode}-current.json")
+    expired, other = tmp_path / "bwrap-0123.json", tmp_path / "user-4567.json"  # other keys: versions, boots
+    for path, age in ((expired, probe.PROBE_SECONDS + 3600), (other, 60)):
+        path.write_text("{}")
+        os.utime(path, (path.stat().st_atime, path.stat().st_mtime - age))
+    first = probe.probe("process", trial)
+    assert probe.probe("process", trial) == first and trials == ["process"]  # kept: probed once
+    assert first.held == {"network": True} and "network: none, only local sockets (seccomp filter)" in first.lines()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["process-current.json", "user-4567.json"]

@@ -86,7 +86,18 @@ def probe(mode: str, run) -> Probed:
             os.replace(tmp, cached)
         except OSError:
             pass
+        _drop_expired(cached.parent)
     return result
+
+
+def _drop_expired(folder: Path) -> None:
+    """Remove the probes kept longer than PROBE_SECONDS (of any key: other versions, other boots), never read again."""
+    for path in folder.glob("*.json"):
+        try:
+            if time.time() - path.stat().st_mtime > PROBE_SECONDS + 60:
+                path.unlink()
+        except OSError:
+            pass
 
 
 def forget(mode: str) -> None:
