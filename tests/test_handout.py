@@ -171,7 +171,8 @@ def test_grading_suite_fails_each_stub_with_its_hint(starter):
 def test_pytest_with_gan_option_reports_the_stubs_and_zero_points(starter, pytester):
     _, folder = starter
     result = pytester.runpytest_inprocess(str(ROOT / "tests" / "grading" / "test_problems.py"), "--rootdir", str(ROOT),
-                                          "--gan", str(folder / "codebase" / "gan.py"), "-p", "no:cacheprovider", "-n", "0")
+                                          "--gan", str(folder / "codebase" / "gan.py"), "-p", "no:cacheprovider",
+                                          "-n", "0")  # in this process, not in workers of pytest.ini's
     cases = sum(len(problem.checks) for problem in checks.PROBLEMS.values())
     result.assert_outcomes(passed=1, failed=cases)  # the test of the points table passes
     result.stdout.fnmatch_lines(["*raised NotImplementedError: loss_nonsaturating: *",

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 N = 1000  # generated-side samples in the calibration tests; the real side is the full test split
 KID_SUBSETS = 20  # of 1000 samples each; python -m codebase.evaluate draws 100
 
-pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("metrics")]  # one worker: the module's classifier and embeddings
+# one worker runs the module: its tests share its classifier and embeddings
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("metrics")]
 
 
 # ---- Independent references ------------------------------------------------------------------------------------
