@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from grading.grade import PARENT_PID
 from grading.scoring import grader_version, submission_hash, unfinished, write_results
 from grading.status import GRADED, HELD_BACK, NEEDS_ATTENTION
 from grading.submission import RUNS
@@ -423,7 +424,8 @@ class Batch:
                     return False
                 proc = subprocess.Popen([*prefix, *GRADE, str(upload if entry.parts else entry.path.resolve()),
                                          "-o", str(pending), "--keep", str(work), *self.flags], cwd=ROOT,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                                        env={**os.environ, PARENT_PID: str(os.getpid())})
                 self.running.add(proc)
             _, err = proc.communicate()
         finally:

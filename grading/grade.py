@@ -25,6 +25,7 @@ from grading import sandbox, status
 from grading.scoring import DEFAULT_TIMEOUT, GradingFailed, grade, unfinished, write_results
 
 GRADING_FAILED = status.EXIT_GRADING_FAILED  # the grading itself failed (1: an unreadable submission, graded 0)
+PARENT_PID = "GRADING_BATCH_PID"  # set by python -m grading class: the pid of the run that started this grading
 
 
 def timeout_seconds(text: str) -> float:
@@ -47,7 +48,16 @@ def writable_target(parser: argparse.ArgumentParser, flag: str, path: Path) -> N
         parser.error(f"{flag} {path}: cannot write there")
 
 
+def orphaned() -> bool:
+    """Whether this grading was started by a class run (python -m grading class) that has died since: setpriv
+    --pdeathsig sends SIGTERM only if the run dies after it armed it, so the earlier death is checked here."""
+    parent = os.environ.pop(PARENT_PID, "")
+    return parent.isdigit() and os.getppid() != int(parent)
+
+
 def main(argv: list[str] | None = None) -> None:
+    if orphaned():
+        raise SystemExit(128 + signal.SIGTERM)  # as if the signal had come: no one is left to read the results
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("zip", type=Path, nargs="?",
                         help="the student's hw3.zip, a folder of their files, or their gan.py alone")

@@ -18,7 +18,8 @@ from PIL import Image
 
 from grading.batch import BatchError, csv_cell, entries, student_of, summary
 from grading.submission import RUNS
-from tests.conftest import ROOT, GRADE_CLASS
+from grading.grade import PARENT_PID
+from tests.conftest import ROOT, GRADE, GRADE_CLASS
 from tests.grading import classmates
 
 REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
@@ -130,9 +131,14 @@ def test_a_killed_run_resumes_to_complete_grades_and_leaves_no_grading_running(t
     first.wait()
     graded_first = len(list((out / "results").glob("*.json")))
     assert 1 <= graded_first < 5
-    time.sleep(2)
-    # Its gradings died with it; other graders may be running on this machine, and keep theirs.
-    assert not [pid for pid in set(_processes(GRADED)) - before if str(folder).encode() in _cmdline(pid)]
+    # Its gradings died with it (each cleans up first: allow for a loaded machine); other graders may be running on
+    # this machine, and keep theirs.
+    def left() -> list[int]:
+        return [pid for pid in set(_processes(GRADED)) - before if str(folder).encode() in _cmdline(pid)]
+    deadline = time.monotonic() + 60
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left()
     assert not set(children) & set(_processes(b"harness.py"))  # no child of its gradings outlived them
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert rerun.returncode == 0, rerun.stderr
@@ -157,6 +163,17 @@ def test_a_killed_run_resumes_to_complete_grades_and_leaves_no_grading_running(t
     assert rows[3]["status"] == "needs attention" and "1 student(s) need a human" in rerun.stdout
     assert "g_loss" in rows[2]["notes"] and "cannot read the submission as a ZIP" in rows[3]["notes"]
     assert rows[0]["notes"].startswith("1.2, 3.2, 4.5: no gan.py in the")
+
+
+def test_a_grading_whose_class_run_died_before_it_armed_pdeathsig_does_not_grade(tmp_path):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    out = tmp_path / "results.json"
+    (tmp_path / "folder").mkdir()
+    env = {**os.environ, **UNJUDGED, PARENT_PID: str(gone.pid)}  # started by a class run that is no longer its parent
+    done = subprocess.run([*GRADE, str(tmp_path / "folder"), "-o", str(out)], env=env, capture_output=True,
+                          timeout=300)
+    assert (done.returncode, done.stderr, out.exists()) == (128 + signal.SIGTERM, b"", False)
 
 
 def test_user_mode_refuses_a_class_folder_other_users_can_read(tmp_path, monkeypatch, capsys):

@@ -318,9 +318,12 @@ def test_a_child_that_fails_before_it_is_ready_fails_the_grading(tmp_path, monke
 
     sandbox.pick_mode("process")
     monkeypatch.setattr(sandbox, "harness_argv", broken)
+    forgotten = []  # the mode's kept probe is dropped (not this machine's: other tests' gradings use it)
+    monkeypatch.setattr(sandbox.probe, "forget", forgotten.append)
     path = make_zip(tmp_path / "hw3.zip", {"codebase/gan.py": REFERENCE, **GRIDS})
     with pytest.raises(scoring.GradingFailed, match="failed before the student's code ran.*No module named 'torch'"):
         scoring.grade(path, mode="process")
+    assert set(forgotten) == {"process"}
 
 
 def test_grading_twice_gives_the_same_messages():

@@ -3,13 +3,14 @@ can make a slot impossible to clean for the gradings after theirs."""
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from grading import sandbox
-from grading.sandbox import slots
+from grading.sandbox import cleanup, slots
 from tests.conftest import REFERENCE, needs_root, one_child
 
 
@@ -123,3 +124,29 @@ def test_shared_memory_given_to_another_uid_is_removed_with_its_creators_slot():
             assert not any(r[1] == str(shm) for r in rows)
         finally:
             libc.shmctl(shm, 0, None)  # IPC_RMID, if it is still there
+
+
+@needs_root
+def test_a_zombie_of_a_slot_that_another_process_has_yet_to_reap_does_not_set_the_slot_aside():
+    # A grader killed with SIGKILL leaves its children to another process, which reaps them in its own time: a
+    # grading that cleans the slot meanwhile sees them dead (it cannot reap them), and must take the slot.
+    with slots.uid_slot() as uid:
+        parent = subprocess.Popen([sys.executable, "-c", f"""
+import os, sys, time
+pid = os.fork()
+if pid == 0:
+    os.setgid({uid}); os.setuid({uid}); os._exit(0)
+print(pid, flush=True)
+sys.stdin.read()  # reaps it only once told to
+os.waitpid(pid, 0)
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            zombie = int(parent.stdout.readline())
+            deadline = time.monotonic() + 10
+            while (Path("/proc") / str(zombie) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            cleanup.kill_uid(uid)  # on main at aef6e47: CleanupFailed, processes of the uid survived SIGKILL
+            assert slots.reap_stale() == []
+        finally:
+            parent.communicate("", timeout=60)

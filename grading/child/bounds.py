@@ -11,10 +11,12 @@ import json
 import os
 import resource
 import signal
+import threading
 import time
 
 MAX_PIDS = 128  # as grading/sandbox/cgroups.py: processes and threads a child may have at once
 MEMORY_BYTES = 3 << 30  # as grading/sandbox/cgroups.py: all a child's processes together
+PROBE_MEMORY_BYTES = 1 << 30  # as grading/sandbox/cgroups.py: the cap of the probe's own cgroup
 DISK_BYTES = 64 << 20  # as grading/sandbox: each writable place
 
 
@@ -28,7 +30,7 @@ def run(result, confine) -> None:
     for bound, held in confine.check().items():
         send(bound, held)
     send("processes", *_processes())
-    if os.environ.get("GRADE_PROBE_MEMORY") == "1":  # a memory cgroup holds it: never touch 4 GiB of a laptop
+    if os.environ.get("GRADE_PROBE_MEMORY") == "1":  # a memory cgroup holds it: never touch 1.6 GiB of a laptop
         send("memory", *_memory())
     send("address space", *_address_space())
     for place in ("/tmp", "/dev/shm"):
@@ -42,31 +44,41 @@ def run(result, confine) -> None:
 
 
 def _processes() -> tuple[bool, str]:
-    """Start more processes than MAX_PIDS; held if some could not start."""
-    started, refused = [], ""
-    for _ in range(MAX_PIDS + 8):
-        try:
-            pid = os.fork()
-        except OSError as error:
-            refused = error.strerror
-            break
-        if pid == 0:
-            time.sleep(60)
-            os._exit(0)
-        started.append(pid)
-    for pid in started:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+    """Start more tasks than MAX_PIDS; held if some could not start. They are threads: the kernel counts a thread
+    against the pids cgroup and RLIMIT_NPROC as it counts a process (both are clone()), and 136 forks of a process
+    that imported torch cost seconds of page-table copying."""
+    release, started, refused = threading.Event(), [], ""
+    threading.stack_size(256 << 10)  # 136 stacks within RLIMIT_AS
+    try:
+        for _ in range(MAX_PIDS + 8):
+            thread = threading.Thread(target=release.wait, args=(60,), daemon=True)
+            try:
+                thread.start()
+            except RuntimeError as error:  # "can't start new thread": clone() refused
+                refused = str(error)
+                break
+            started.append(thread)
+    finally:
+        release.set()
+        for thread in started:
+            thread.join()
+        threading.stack_size(0)
     return bool(refused), f"{len(started)} started" + (f", then: {refused}" if refused else "")
 
 
 def _memory() -> tuple[bool, str]:
-    """Four processes each touch a third of MEMORY_BYTES and hold it; held if not all of them could."""
-    share = MEMORY_BYTES // 3 + (64 << 20)
+    """Four processes each touch a third of PROBE_MEMORY_BYTES (the probe's cap, set as a grading's is) and hold
+    it; held if not all of them could. They are first in line for the out-of-memory killer, not this process."""
+    share = PROBE_MEMORY_BYTES // 3 + (64 << 20)
     children = []
     for _ in range(4):
         pid = os.fork()
         if pid == 0:
+            try:
+                with open("/proc/self/oom_score_adj", "w") as f:
+                    f.write("1000")
+            except OSError:
+                pass
             try:
                 block = bytearray(share)
                 block[::4096] = b"x" * len(block[::4096])  # every page written

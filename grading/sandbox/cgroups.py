@@ -17,6 +17,7 @@ from grading.sandbox.cleanup import CleanupFailed
 
 MAX_PIDS = 128  # processes and threads a child may have at once
 MEMORY_BYTES = 3 << 30  # memory of all a child's processes together, where a memory cgroup is writable
+PROBE_MEMORY_BYTES = 1 << 30  # the probe's cap, set the same way: what it touches to see a cap hold is a third of 3 GiB's
 
 
 class Cgroup:
@@ -57,7 +58,8 @@ class Cgroup:
         """The writable pids hierarchy, if there is one."""
         return cls.roots().get("pids")
 
-    def __init__(self, tag: str = "p"):
+    def __init__(self, tag: str = "p", memory_bytes: int | None = None):
+        memory_bytes = MEMORY_BYTES if memory_bytes is None else memory_bytes
         self.paths: dict[str, Path] = {}
         for name, root in self.roots().items():
             try:
@@ -68,13 +70,13 @@ class Cgroup:
                 if name == "pids":
                     (path / "pids.max").write_text(str(MAX_PIDS))
                 elif (path / "memory.max").exists():  # v2
-                    (path / "memory.max").write_text(str(MEMORY_BYTES))
+                    (path / "memory.max").write_text(str(memory_bytes))
                     if (path / "memory.swap.max").exists():
                         (path / "memory.swap.max").write_text("0")
                 else:  # v1
-                    (path / "memory.limit_in_bytes").write_text(str(MEMORY_BYTES))
+                    (path / "memory.limit_in_bytes").write_text(str(memory_bytes))
                     if (path / "memory.memsw.limit_in_bytes").exists():
-                        (path / "memory.memsw.limit_in_bytes").write_text(str(MEMORY_BYTES))
+                        (path / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
                     else:  # no swap accounting: without this, the limit only pushes pages to swap
                         (path / "memory.swappiness").write_text("0")
                 self.paths[name] = path

@@ -172,7 +172,7 @@ def key(mode: str) -> str:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text()
     except OSError:
         boot = ""
-    jail_path = jail.ready()
+    jail_path = jail.ready() if mode != "process" else None  # process mode runs this Python, never the jail's
     settings = [os.environ.get(k, "") for k in ("GRADE_JAIL", "GRADE_CGROUPS", "GRADE_UIDS")]
     # whether other users may enter the folders above this Python (user mode's uids run it where there is no jail):
     # the same path may be private here and open in another mount namespace
