@@ -40,9 +40,10 @@ SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 MODES = [
     pytest.param(("process", {}), id="process"),
     pytest.param(("bwrap", {}), marks=[needs_root, needs_bwrap], id="bwrap"),
-    pytest.param(("user", {}), marks=needs_root, id="user"),
+    # user mode where it runs: in Docker (Gradescope), with the jail and no writable cgroups; on a host where the
+    # jail is off, with cgroups. Each is there once and missing once (both at once: test_sandbox.py's gradings).
+    pytest.param(("user", {"GRADE_CGROUPS": "off"}), marks=needs_root, id="user-docker"),
     pytest.param(("user", {"GRADE_JAIL": "off"}), marks=needs_root, id="user-without-jail"),
-    pytest.param(("user", {"GRADE_CGROUPS": "off"}), marks=needs_root, id="user-docker"),  # Docker: no cgroups
 ]
 
 # Each attempt appends to `broke` where it succeeds; the submission then fails its grading, saying what broke.

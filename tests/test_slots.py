@@ -150,3 +150,19 @@ os.waitpid(pid, 0)
             assert slots.reap_stale() == []
         finally:
             parent.communicate("", timeout=60)
+
+
+@needs_root
+@pytest.mark.skipif(not sandbox.Cgroup.roots(), reason="no writable cgroups")
+def test_a_process_mode_cgroup_just_made_is_left_to_its_grader_and_an_old_empty_one_is_removed():
+    fresh, old = sandbox.Cgroup("p"), sandbox.Cgroup("p")  # as two graders in process mode make them
+    try:
+        for path in old.paths.values():  # as a grader killed an hour ago left it
+            os.utime(path, (time.time() - 3600, time.time() - 3600))
+        slots.reap_stale()  # what another grading on this machine does first
+        # on main at fa4b436 the fresh one was removed too: its child, a moment later, could not join it
+        assert fresh.paths and all(path.is_dir() for path in fresh.paths.values())
+        assert not any(path.exists() for path in old.paths.values())
+    finally:
+        fresh.kill()
+        old.kill()

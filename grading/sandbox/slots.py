@@ -21,6 +21,7 @@ import pwd
 import shutil
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from grading.sandbox.cgroups import Cgroup, remove_cgroup
 
 CHILD = Path(__file__).resolve().parents[1] / "child"  # what a child needs of the grader: never checks.py
 DEFAULT_UIDS = (2_000_000_000, 2_000_000_255)
+STALE_CGROUP_SECONDS = 60  # a process-mode cgroup this old and empty: a killed grader's, or one about to be removed
 _UID_LOCKS = Path("/run/grade-uids")  # root's alone
 SUBORDINATE = ("/etc/subuid", "/etc/subgid")  # uid and gid ranges given to accounts (containers, rootless tools)
 LIVE_UIDS: set[int] = set()  # the slots this process holds now
@@ -163,9 +165,10 @@ def reap_stale() -> list[str]:
             tag = path.name.split("-")[1]
             if tag.isdigit() and int(tag) in candidates:
                 stale.add(int(tag))
-            elif tag == "p":  # a process-mode child's: removable only once empty (else a grading under way)
-                try:
-                    path.rmdir()
+            elif tag == "p":  # a process-mode child's, of any grader: only an empty one, and not one just made (its
+                try:     # child joins it a moment later) but one a killed grader left
+                    if time.time() - path.stat().st_mtime > STALE_CGROUP_SECONDS:
+                        path.rmdir()
                 except OSError:
                     pass
     warnings = []
