@@ -50,6 +50,12 @@ def pytest_addoption(parser):
                      help="gan.py judged in this process by tests/grading (trusted code only; default: codebase/gan.py)")
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker more than the cores (at most 4). Much of a worker's time is spent waiting on the
+    gradings and trainings it started (time limits, sleeping submissions), which another worker fills."""
+    return min(4, len(os.sched_getaffinity(0)) + 1)
+
+
 @pytest.fixture(scope="session")
 def gan(request):
     """The module under grading, imported from --gan (in this process: use python -m grading grade for untrusted code)."""

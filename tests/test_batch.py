@@ -279,13 +279,17 @@ runpy.run_module("grading", run_name="__main__", alter_sys=True)
     # its three problems waited out one limit together (20 s and start-up), not one after another (60 s and more)
     assert hanging["execution_time"] < 2.5 * 20
     marker.unlink()  # the faults are over
-    (folder / "-ann_201_1_gan.py").write_text(REFERENCE.replace("F.softplus(-d(x_fake)).mean()",
-                                                                 "-F.softplus(d(x_fake)).mean()", 1))
+    before = json.loads((out / "results" / "205.json").read_text())["extra_data"]["submission_sha256"]
+    again = io.BytesIO()
+    Image.new("RGB", (302, 302), "white").save(again, "PNG")
+    grid = next(name for name in no_code if name.endswith(".png"))
+    _zip_of(folder / "eve_205_5_hw3.zip", {**no_code, grid: again.getvalue()})  # another grid, and still no code
     capsys.readouterr()
     grade_class.main(command)  # exits 0: everyone graded
-    assert "2 already graded, 3 to grade" in capsys.readouterr().out  # 202, 204, and 201's changed submission
+    assert "2 already graded, 3 to grade" in capsys.readouterr().out  # 202, 204, and 205's changed submission
+    assert json.loads((out / "results" / "205.json").read_text())["extra_data"]["submission_sha256"] != before
     rows = {row["student"]: row for row in _grades(out / "grades.csv")}
-    assert {s: r["total"] for s, r in rows.items()} == {"201": "29", "202": "35", "204": "0", "205": "0",
+    assert {s: r["total"] for s, r in rows.items()} == {"201": "35", "202": "35", "204": "0", "205": "0",
                                                         "206": "0"}
     assert all(r["status"] == "graded" for r in rows.values())
     capsys.readouterr()
