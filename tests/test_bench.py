@@ -84,7 +84,7 @@ def quick_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     make_dataset(tmp / "data", n_train=128, n_test=10)
     cmd = [sys.executable, str(ROOT / "bench" / "speed.py"), "--quick", "--gans", "wasserstein_gp",
-           "--data_dir", str(tmp / "data"), "--json", str(tmp / "speed.json"), "--busy", "1"]
+           "--data_dir", str(tmp / "data"), "--json", str(tmp / "speed.json")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout, json.loads((tmp / "speed.json").read_text())
@@ -93,11 +93,22 @@ def quick_run(tmp_path_factory):
 def test_quick_run_prints_every_table(quick_run):
     stdout, _ = quick_run
     for heading in ("matmul peak (this run): fp32", "GFLOP/step", "heavy ops without a FLOP count: none",
-                    "epoch time against batch size", "short epochs", "1 CPU-bound processes running beside it"):
+                    "epoch time against batch size", "short epochs", "no load beside it"):
         assert heading in stdout
-    loads = subprocess.run(["pgrep", "-f", "sum.i . i for i in range.10000"], capture_output=True, text=True)
-    assert loads.stdout == ""  # the load it ran beside the measurement is gone
     assert stdout.count("wasserstein_gp") >= 3  # the main table, the sweep and the epochs
+
+
+def test_busy_runs_its_load_beside_the_block_and_ends_it_with_the_block():
+    # --busy N: not in the quick run above, where a core kept busy for its whole length would slow the suite
+    def loads() -> list[str]:
+        found = subprocess.run(["pgrep", "-f", "sum.i . i for i in range.10000"], capture_output=True, text=True)
+        return found.stdout.split()
+
+    with speed.Busy(2) as busy:
+        assert len(busy.procs) == 2 and all(proc.poll() is None for proc in busy.procs)
+        assert {str(proc.pid) for proc in busy.procs} <= set(loads())
+    assert all(proc.poll() is not None for proc in busy.procs)
+    assert not {str(proc.pid) for proc in busy.procs} & set(loads())  # the load is gone
 
 
 def test_quick_run_figures_are_consistent(quick_run):

@@ -135,6 +135,7 @@ def conditional_loss_nonsaturating(*args, **kwargs):
     time.sleep(600)
 """
     timeout = 10.0  # a child's start-up (importing torch) and 4.5's probes, beside two busy children
+    sandbox.pick_mode("process")  # the mode's probe (seconds, if not kept) before the grading is timed
     results, seconds = grade_here(tmp_path, source, timeout=timeout, mode="process")
     points, outputs = by_problem(results)
     assert points == {"1.2": 0.0, "3.2": 0.0, "4.5": 15.0}
