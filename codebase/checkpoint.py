@@ -26,8 +26,8 @@ def save_checkpoint(path: Path, state: dict) -> None:
         except OSError:
             pass
         reason = e.strerror if isinstance(e, OSError) and e.strerror else "the disk may be full"
-        kept = (f"The previous checkpoint is intact: free some space, then continue with the same command plus "
-                f"--resume." if path.is_file() else "Free some space (or pick another --out_dir) and start again.")
+        kept = ("The previous checkpoint is intact: free some space, then continue with the same command plus "
+                "--resume." if path.is_file() else "Free some space (or pick another --out_dir) and start again.")
         raise TrainingError(f"could not write {path} ({reason}). {kept}") from None
 
 

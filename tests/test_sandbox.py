@@ -18,8 +18,7 @@ import pytest
 from grading import checks, sandbox
 from grading.child import probes
 from grading.sandbox import cgroups, cleanup, jail, slots
-from tests.conftest import (GRADE, REFERENCE, ROOT, Harnesses, by_problem, grade_here, leftovers, make_zip, needs_bwrap,
-                            needs_root, one_child)
+from tests.conftest import GRADE, REFERENCE, ROOT, Harnesses, leftovers, make_zip, needs_bwrap, needs_root, one_child
 
 needs_memory_cgroup = pytest.mark.skipif("memory" not in sandbox.Cgroup.roots(), reason="no writable memory cgroup")
 
@@ -150,10 +149,8 @@ for i in range(100):  # files of 8 MiB, each under the 64 MiB a file may hold: 8
 '''
     sandbox.pick_mode("user")
     with Harnesses(os.getpid()) as seen:
-        results, seconds = grade_here(tmp_path, source, mode="user")
-    points, outputs = by_problem(results)
-    assert points == {"1.2": 0.0, "3.2": 0.0, "4.5": 0.0}
-    assert "writing too much to disk" in outputs["1.2"]
+        said = one_child(source, mode="user")  # one problem's child: what a grading does with each
+    assert isinstance(said, str) and "writing too much to disk" in said, said
     assert seen.uids and not leftovers(seen.uids, seen.cgroups)
 
 
