@@ -17,7 +17,7 @@ from grading.sandbox.cleanup import CleanupFailed
 
 MAX_PIDS = 128  # processes and threads a child may have at once
 MEMORY_BYTES = 3 << 30  # memory of all a child's processes together, where a memory cgroup is writable
-PROBE_MEMORY_BYTES = 1 << 30  # the probe's cap, set the same way: what it touches to see a cap hold is a third of 3 GiB's
+PROBE_MEMORY_BYTES = 1 << 30  # the probe's cap, set as a child's is: seeing it hold touches 1.6 GiB, not 4.25
 
 
 class Cgroup:
