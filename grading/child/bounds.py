@@ -38,7 +38,7 @@ def run(result, confine) -> None:
             send(f"disk {place}", *_fill(place))
     held, detail = _fill(".")
     send("disk .", held, detail)
-    if not held:
+    if not held and os.environ.get("GRADE_PROBE_WATCHED") == "1":
         time.sleep(3)  # in user mode the grader kills the child here, for what it wrote to its folder
         send("disk . watched", False, "not stopped after writing past its budget")
 
