@@ -128,14 +128,14 @@ def test_the_autograder_installs_what_students_can_import(built_zip):
     assert f"torchvision=={pins['torchvision']}" in setup  # from the same index as torch
 
 
-def test_a_hanging_submission_gets_complete_results_well_before_the_limit(tmp_path, built_zip):
+def test_a_hanging_submission_gets_complete_results_that_name_the_time_limit(tmp_path, built_zip):
     source = REFERENCE + '\nprint("<b>}\\"\\n", "\\x1b[31m", flush=True)\nimport time\nwhile True:\n    time.sleep(1)\n'
     # 20 s: on a busy machine (the suite's workers) three children's imports of torch at once must fit in the limit,
     # so that the print above shows; they wait asleep, leaving the cores to the tests beside them
     root = _root(tmp_path, built_zip, _files(source), timeout=20, parallel=3)
-    results, seconds = _run(root)
+    results, _ = _run(root)  # (that the three wait out one limit together: tests/test_batch.py, 20 s against 60 s)
     _assert_complete(results)
-    assert results["score"] == 0 and seconds < 60
+    assert results["score"] == 0
     text = (root / "results" / "results.json").read_text()
     assert '<b>}"' in results["tests"][0]["output"] and "\x1b" not in text and "\\u001b" not in text
     assert all("time limit of 20 s" in t["output"] for t in results["tests"] if t["max_score"] > 0)
