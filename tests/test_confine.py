@@ -15,8 +15,8 @@ _CALLS = {"x86_64": (248, 250), "aarch64": (217, 219)}  # add_key, keyctl
 
 
 def test_the_probe_child_and_the_cgroups_use_the_same_budgets():
-    assert (bounds.MAX_PIDS, bounds.MEMORY_BYTES, bounds.PROBE_MEMORY_BYTES, bounds.DISK_BYTES) == \
-        (cgroups.MAX_PIDS, cgroups.MEMORY_BYTES, cgroups.PROBE_MEMORY_BYTES, sandbox.TMP_BYTES)
+    assert (bounds.MAX_PIDS, bounds.MEMORY_BYTES, bounds.DISK_BYTES) == \
+        (cgroups.MAX_PIDS, cgroups.MEMORY_BYTES, sandbox.TMP_BYTES)
 
 
 @pytest.mark.skipif("memory" not in sandbox.Cgroup.roots(), reason="no writable memory cgroup")
@@ -28,7 +28,7 @@ def test_results_name_a_memory_cap_only_where_it_was_seen_to_hold(monkeypatch):
         sandbox.prepare_jail()  # as every grading in user mode does first (another version may have removed it)
     held = probe.probe(mode, sandbox.modes.probe_child)
     assert "memory: 3 GiB across all its processes (memory cgroup)" in held.lines()
-    monkeypatch.setattr(cgroups, "PROBE_MEMORY_BYTES", 64 << 30)
+    monkeypatch.setattr(cgroups, "MEMORY_BYTES", 64 << 30)
     monkeypatch.setattr(probe, "cache_file", lambda mode: None)
     loose = probe.probe(mode, sandbox.modes.probe_child)
     assert not loose.problem and not any("memory cgroup" in line for line in loose.lines())

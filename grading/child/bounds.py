@@ -16,7 +16,6 @@ import time
 
 MAX_PIDS = 128  # as grading/sandbox/cgroups.py: processes and threads a child may have at once
 MEMORY_BYTES = 3 << 30  # as grading/sandbox/cgroups.py: all a child's processes together
-PROBE_MEMORY_BYTES = 1 << 30  # as grading/sandbox/cgroups.py: the cap of the probe's own cgroup
 DISK_BYTES = 64 << 20  # as grading/sandbox: each writable place
 
 
@@ -30,7 +29,7 @@ def run(result, confine) -> None:
     for bound, held in confine.check().items():
         send(bound, held)
     send("processes", *_processes())
-    if os.environ.get("GRADE_PROBE_MEMORY") == "1":  # a memory cgroup holds it: never touch 1.6 GiB of a laptop
+    if os.environ.get("GRADE_PROBE_MEMORY") == "1":  # a memory cgroup holds it: never touch 4 GiB of a laptop
         send("memory", *_memory())
     send("address space", *_address_space())
     for place in ("/tmp", "/dev/shm"):
@@ -67,18 +66,12 @@ def _processes() -> tuple[bool, str]:
 
 
 def _memory() -> tuple[bool, str]:
-    """Four processes each touch a third of PROBE_MEMORY_BYTES (the probe's cap, set as a grading's is) and hold
-    it; held if not all of them could. They are first in line for the out-of-memory killer, not this process."""
-    share = PROBE_MEMORY_BYTES // 3 + (64 << 20)
+    """Four processes each touch a third of MEMORY_BYTES and hold it; held if not all of them could."""
+    share = MEMORY_BYTES // 3 + (64 << 20)
     children = []
     for _ in range(4):
         pid = os.fork()
         if pid == 0:
-            try:
-                with open("/proc/self/oom_score_adj", "w") as f:
-                    f.write("1000")
-            except OSError:
-                pass
             try:
                 block = bytearray(share)
                 block[::4096] = b"x" * len(block[::4096])  # every page written

@@ -17,7 +17,6 @@ from grading.sandbox.cleanup import CleanupFailed
 
 MAX_PIDS = 128  # processes and threads a child may have at once
 MEMORY_BYTES = 3 << 30  # memory of all a child's processes together, where a memory cgroup is writable
-PROBE_MEMORY_BYTES = 1 << 30  # the probe's cap, set as a child's is: seeing it hold touches 1.6 GiB, not 4.25
 
 
 class Cgroup:
@@ -58,8 +57,7 @@ class Cgroup:
         """The writable pids hierarchy, if there is one."""
         return cls.roots().get("pids")
 
-    def __init__(self, tag: str = "p", memory_bytes: int | None = None):
-        memory_bytes = MEMORY_BYTES if memory_bytes is None else memory_bytes
+    def __init__(self, tag: str = "p"):
         self.paths: dict[str, Path] = {}
         for name, root in self.roots().items():
             try:
@@ -70,13 +68,13 @@ class Cgroup:
                 if name == "pids":
                     (path / "pids.max").write_text(str(MAX_PIDS))
                 elif (path / "memory.max").exists():  # v2
-                    (path / "memory.max").write_text(str(memory_bytes))
+                    (path / "memory.max").write_text(str(MEMORY_BYTES))
                     if (path / "memory.swap.max").exists():
                         (path / "memory.swap.max").write_text("0")
                 else:  # v1
-                    (path / "memory.limit_in_bytes").write_text(str(memory_bytes))
+                    (path / "memory.limit_in_bytes").write_text(str(MEMORY_BYTES))
                     if (path / "memory.memsw.limit_in_bytes").exists():
-                        (path / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
+                        (path / "memory.memsw.limit_in_bytes").write_text(str(MEMORY_BYTES))
                     else:  # no swap accounting: without this, the limit only pushes pages to swap
                         (path / "memory.swappiness").write_text("0")
                 self.paths[name] = path

@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from grading.sandbox import cgroups, cleanup, jail, probe
+from grading.sandbox import cleanup, jail, probe
 from grading.sandbox.cgroups import MAX_PIDS, Cgroup
 from grading.sandbox.run import RESULT_FD, TMP_BYTES, SandboxUnavailable
 from grading.sandbox.slots import NoSlot, reap_stale, uid_slot
@@ -186,12 +186,11 @@ def probe_child(mode: str, timeout: float):
 
     with child_box(mode, {"codebase/gan.py": b""}) as (box, uid):
         argv = harness_argv(mode, box, uid, "probe", int(timeout))
-        # its memory trial touches more than its cap: only where a memory cgroup is there to stop it
+        # its memory trial touches 4 GiB: only where a memory cgroup is there to stop it
         env = {**child_env(mode, box), "GRADE_PROBE_MEMORY": "1" if "memory" in Cgroup.roots() else "0",
                "GRADE_PROBE_WATCHED": "1" if mode == "user" else "0"}  # the grader watches user mode's folder
         return run_child(argv, box, timeout, tag=str(uid if uid is not None else "p"),
-                         disk=box if mode == "user" else None, env=env,
-                         memory_bytes=cgroups.PROBE_MEMORY_BYTES), uid
+                         disk=box if mode == "user" else None, env=env), uid
 
 
 def pick_mode(name: str = "auto", say=None) -> str:

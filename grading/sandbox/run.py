@@ -92,15 +92,15 @@ def stop(signum, frame) -> None:
 
 
 def run_child(argv: list[str], cwd: Path, timeout: float, tag: str = "p", disk: Path | None = None,
-              env: dict | None = None, memory_bytes: int | None = None) -> Finished:
-    """Run argv in its own session and cgroups (memory: ``memory_bytes``, else MEMORY_BYTES); kill all of it at the
-    timeout, once it exits, or once the folder ``disk`` (if given) holds more than TMP_BYTES; cap its output;
-    collect what it writes to the pipe whose number replaces RESULT_FD in argv."""
+              env: dict | None = None) -> Finished:
+    """Run argv in its own session and cgroups; kill all of it at the timeout, once it exits, or once the
+    folder ``disk`` (if given) holds more than TMP_BYTES; cap its output; collect what it writes to the pipe
+    whose number replaces RESULT_FD in argv."""
     if _STOPPING.is_set():
         raise SandboxUnavailable("the grader is stopping")
     env = env or {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "TMPDIR": str(cwd), "LANG": "C.UTF-8",
                   "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cgroup = Cgroup(tag, memory_bytes)
+    cgroup = Cgroup(tag)
     _LIVE_CGROUPS.add(cgroup)
     result_read, result_write = os.pipe()
     os.set_inheritable(result_write, True)
