@@ -19,7 +19,6 @@ import os
 import re
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from grading import sandbox
@@ -62,9 +61,7 @@ def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", para
     if isinstance(source, bytes):
         package = starter_package()
         package[GAN] = source
-        with ThreadPoolExecutor(max(1, min(parallel, len(RUNS)))) as pool:
-            futures = {p: pool.submit(run_problem, p, package, timeout, mode) for p in RUNS}
-            raw = {p: future.result() for p, future in futures.items()}
+        raw = run_problems(list(RUNS), package, timeout, mode, max(1, min(parallel, len(RUNS))))
         failed = [f"{p}: {r}" for p, r in raw.items() if isinstance(r, GradingFailed)]
         if failed:
             raise GradingFailed("; ".join(failed))
@@ -143,22 +140,27 @@ def keep_work(sub, grids: dict[str, str | None], folder: Path) -> None:
             image.save(folder / f"{problem}.png", optimize=True)
 
 
-def run_problem(problem: str, package: dict[str, bytes], timeout: float, mode: str = "bwrap"
-                ) -> tuple[bytes, list[str]] | str | GradingFailed:
-    """(the raw probe outputs, the bounds that held the child) of ``problem`` from a child that imports
-    codebase/gan.py of ``package``, or why there are none: a str if the student's code is the reason, a
-    GradingFailed if the grading is (among others: a child that failed before it said it was ready, so before
-    the student's code ran)."""
+STARTUP_SECONDS = 60.0  # the child's own time beyond its problems' limits: importing torch on a loaded machine
+
+
+def run_problems(problems: list[str], package: dict[str, bytes], timeout: float, mode: str = "bwrap",
+                 parallel: int = 3) -> dict[str, tuple[bytes, list[str]] | str | GradingFailed]:
+    """For each problem: (the raw probe outputs, the bounds that held the child) from one child that imports
+    codebase/gan.py of ``package`` in a process per problem (``parallel`` at once, each with ``timeout`` seconds),
+    or why there are none: a str if the student's code is the reason, a GradingFailed if the grading is (among
+    others: a child that failed before it said it was ready, so before the student's code ran)."""
     cpu_seconds = int(timeout) + 5
+    rounds = -(-len(problems) // max(1, parallel))
     try:
         with sandbox.child_box(mode, package) as (box, uid):
-            argv = sandbox.harness_argv(mode, box, uid, problem, cpu_seconds)
-            finished = sandbox.run_child(argv, box, timeout, tag=str(uid if uid is not None else "p"),
+            argv = sandbox.harness_argv(mode, box, uid, problems, cpu_seconds, timeout, parallel)
+            finished = sandbox.run_child(argv, box, timeout * rounds + STARTUP_SECONDS,
+                                         tag=str(uid if uid is not None else "p"),
                                          disk=box if mode == "user" else None, env=sandbox.child_env(mode, box))
     except (sandbox.SandboxUnavailable, sandbox.NoSlot) as error:
-        return GradingFailed(f"the sandbox could not start ({error})")
+        return dict.fromkeys(problems, GradingFailed(f"the sandbox could not start ({error})"))
     except (OSError, cleanup.CleanupFailed) as error:
-        return GradingFailed(f"the sandbox failed ({error})")
+        return dict.fromkeys(problems, GradingFailed(f"the sandbox failed ({error})"))
     facts, stream = split_ready(finished.result or b"")
     if facts is None and finished.result is not None:  # over the cap: only the student's code writes that much
         sandbox.probe.forget(mode)
@@ -166,7 +168,26 @@ def run_problem(problem: str, package: dict[str, bytes], timeout: float, mode: s
         code = finished.returncode
         how = ("stopped at the time limit" if finished.timed_out else f"killed by {_signal_name(-code)}" if code < 0
                else said[-1][:300] if said else f"exit status {code}")
-        return GradingFailed(f"problem {problem}'s child failed before the student's code ran ({how})")
+        return dict.fromkeys(problems, GradingFailed(f"the child failed before the student's code ran ({how})"))
+    records, malformed = workers_read(stream, problems) if finished.result is not None else ({}, "")
+    outcomes = {}
+    for problem in problems:
+        if problem in records:
+            header, raw = records[problem]
+            worker = sandbox.Finished(header["returncode"], header["timed_out"], header["output"],
+                                      result=None if header["over"] else raw, oom_killed=finished.oom_killed)
+            outcomes[problem] = _outcome(problem, worker, timeout, cpu_seconds, mode, own=True)
+        elif malformed:
+            outcomes[problem] = GradingFailed(f"the child's results were malformed ({malformed})")
+        else:  # the child ended (or was ended) before this problem's process did
+            outcomes[problem] = _outcome(problem, finished, timeout * rounds + STARTUP_SECONDS, cpu_seconds, mode,
+                                         own=False)
+    return outcomes
+
+
+def _outcome(problem: str, finished: sandbox.Finished, timeout: float, cpu_seconds: int, mode: str, own: bool
+             ) -> tuple[bytes, list[str]] | str | GradingFailed:
+    """What a problem's process (``own``) or, where it sent no record, the whole child ended with."""
     if finished.timed_out:
         return _with_output(f"stopped at the time limit of {timeout:g} s (an endless loop, or waiting forever?); "
                             "where it was is at the end of its output", finished)
@@ -174,13 +195,13 @@ def run_problem(problem: str, package: dict[str, bytes], timeout: float, mode: s
         return _with_output(f"stopped for writing too much to disk ({finished.over_budget})", finished)
     if finished.result is None:
         return _with_output("the grading process sent back more than the results may hold", finished)
-    if stream:
+    if own and finished.result:
         try:
-            return wire_unframe(stream), sandbox.bounds(mode)
+            return wire_unframe(finished.result), sandbox.bounds(mode)
         except ValueError:
             return _with_output("the grading process left unreadable results", finished)
     code = finished.returncode
-    if mode == "bwrap" and 128 < code < 128 + 65:  # bubblewrap's init reports a signal as 128 + its number
+    if not own and mode == "bwrap" and 128 < code < 128 + 65:  # bubblewrap's init reports a signal as 128 + its number
         code = 128 - code
     if finished.oom_killed:
         return _with_output(f"stopped: its processes used more than {cgroups.MEMORY_BYTES >> 30} GiB of memory "
@@ -188,7 +209,7 @@ def run_problem(problem: str, package: dict[str, bytes], timeout: float, mode: s
     if -code == signal.SIGXCPU:
         return _with_output(f"stopped at the CPU-time limit of {cpu_seconds} s (all its threads count)", finished)
     if -code in _EXTERNAL:  # neither the time limit, a budget, a memory limit nor the CPU limit (SIGXCPU)
-        return GradingFailed(f"problem {problem}'s child was killed by {_signal_name(-code)}, which the grader did "
+        return GradingFailed(f"problem {problem}'s process was killed by {_signal_name(-code)}, which the grader did "
                              "not send (the machine's out-of-memory killer, or another process?)")
     missing = _MISSING_MODULE.search(finished.output)
     if missing and missing[1].split(".")[0] not in _PROVIDED:
@@ -198,6 +219,12 @@ def run_problem(problem: str, package: dict[str, bytes], timeout: float, mode: s
     how = f"was killed by signal {_signal_name(-code)}" if code < 0 else f"exited with status {code}"
     return _with_output(f"the grading process {how} before reporting (a crash, an error at import, or a "
                         "sys.exit / os._exit in gan.py?)", finished)
+
+
+def workers_read(stream: bytes, problems: list[str]):
+    from grading.child import workers
+
+    return workers.read(stream, problems)
 
 
 def wire_unframe(stream: bytes) -> bytes:

@@ -234,7 +234,8 @@ def one_child(source: str, problem: str = "1.2", mode: str = "process", timeout:
     """The decoded outputs of one problem's child on ``source`` (or why there are none), for the tests about what a
     child does with a gan.py: one child in place of a grading's three."""
     sandbox.pick_mode(mode)
-    raw = scoring.run_problem(problem, {**scoring.starter_package(), submission.GAN: source.encode()}, timeout, mode)
+    raw = scoring.run_problems([problem], {**scoring.starter_package(), submission.GAN: source.encode()}, timeout,
+                               mode)[problem]
     assert not isinstance(raw, scoring.GradingFailed), raw
     return scoring.decode(raw[0] if isinstance(raw, tuple) else raw)
 
@@ -269,13 +270,15 @@ def _parent(pid: int) -> int:
 
 class Harnesses:
     """Records, while a grader runs, every grading child of its (harness.py's Python, a descendant of the grader's
-    process ``root``; other graders may run on this machine): pids (not their forks, and a mode's probe child
-    apart: it runs no student code, and only where the probe's result is not cached), host uids and cgroups."""
+    process ``root``; other graders may run on this machine): pids (their forks apart: each problem's process, and
+    what the student's code forks; a mode's probe child apart: it runs no student code, and only where the probe's
+    result is not cached), host uids and cgroups."""
 
     def __init__(self, root: int):
         self.root = root
         self.uids: set[int] = set()
         self.pids: set[int] = set()
+        self.forks: set[int] = set()
         self.probes: set[int] = set()
         self.cgroups: set[str] = set()
         self.done = threading.Event()
@@ -295,15 +298,18 @@ class Harnesses:
             for entry in Path("/proc").iterdir():
                 try:
                     # the python that runs harness.py (not the sh, chroot, setpriv and bwrap that start it as root)
-                    if entry.name.isdigit() and int(entry.name) not in self.pids | self.probes and \
+                    if entry.name.isdigit() and int(entry.name) not in self.pids | self.probes | self.forks and \
                             b"harness.py" in (cmdline := (entry / "cmdline").read_bytes()) and \
                             (entry / "comm").read_text().startswith("python") and self._ours(int(entry.name)):
                         status = (entry / "status").read_text()
                         self.uids.update(int(u) for u in status.split("Uid:")[1].split("\n")[0].split())
                         self.cgroups.update(line.split(":", 2)[2] for line in (entry / "cgroup").read_text().splitlines()
                                             if "grade-" in line)
-                        if b"harness.py" in Path(f"/proc/{_parent(int(entry.name))}/cmdline").read_bytes():
-                            continue  # a fork of a child (the student's, or one that runs `uname` through a shell)
+                        parent = _parent(int(entry.name))
+                        if b"harness.py" in Path(f"/proc/{parent}/cmdline").read_bytes():
+                            if parent in self.pids:  # a problem's process
+                                self.forks.add(int(entry.name))
+                            continue  # (or a fork of the probe's, or of a child not seen yet)
                         (self.probes if b"\0probe\0" in cmdline else self.pids).add(int(entry.name))
                 except (OSError, IndexError, ValueError):
                     pass

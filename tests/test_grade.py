@@ -314,7 +314,7 @@ def test_a_sandbox_that_cannot_start_the_python_is_a_failed_grading_never_a_scor
 
 def test_a_child_that_fails_before_it_is_ready_fails_the_grading(tmp_path, monkeypatch):
     # as a child whose Python cannot import torch: it dies before the student's gan.py is imported
-    def broken(mode, box, uid, problem, cpu_seconds):
+    def broken(*args):
         return [sys.executable, "-c", "raise SystemExit(\"ModuleNotFoundError: No module named 'torch'\")"]
 
     sandbox.pick_mode("process")

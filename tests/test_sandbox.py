@@ -166,11 +166,11 @@ def test_a_grader_killed_with_sigkill_leaves_nothing_for_the_next_grading(tmp_pa
                                "--sandbox", "user"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with Harnesses(grader.pid) as seen:  # its children only: other graders may run on this machine
         deadline = time.monotonic() + 60
-        while len(seen.pids) < 3 and time.monotonic() < deadline:
+        while len(seen.forks) < 3 and time.monotonic() < deadline:  # each problem's process
             time.sleep(0.1)
     grader.send_signal(signal.SIGKILL)
     grader.wait()
-    assert len(seen.pids) == 3 and seen.uids - {0}  # slot uids, never root
+    assert len(seen.pids) == 1 and len(seen.forks) == 3 and seen.uids - {0}  # one child, slot uids, never root
     assert leftovers(seen.uids, seen.cgroups)  # the children outlive their grader, with their folders
     sandbox.pick_mode("user")  # what every grading does first
     assert not leftovers(seen.uids, seen.cgroups)

@@ -1,6 +1,7 @@
-"""Child side of python -m grading grade: run one problem's probes on a student's gan.py and send the raw outputs back.
+"""Child side of python -m grading grade: run each problem's probes on a student's gan.py, send the raw outputs back.
 
-    python -I grading/child/harness.py SANDBOX/codebase/gan.py PROBLEM RESULT_FD CPU_SECONDS [MAX_PROCESSES]
+    python -I grading/child/harness.py SANDBOX/codebase/gan.py PROBLEMS RESULT_FD CPU_SECONDS TIMEOUT PARALLEL \
+        [MAX_PROCESSES]
 
 grading/sandbox starts it in a fresh session with a scrubbed environment; ``-I`` keeps PYTHONPATH, user
 site-packages and the working directory off sys.path. This script lowers its own resource limits, leaves the
@@ -9,9 +10,11 @@ probes.py and wire.py by path (not as part of a package: the checks and their ex
 here) and notes torch's global settings. Only then does it write the ``ready`` line (ready.py) and import the
 student's file as ``codebase.gan`` (its package root SANDBOX goes on sys.path, so ``from codebase import network``
 and ``from .network import ...`` find the starter's copy), and run the probes, which set torch's settings back
-before each call. Whatever the student's code does in this process, the grader only reads what comes through the
-pipe RESULT_FD, in wire.py's format (data with size caps, never a pickle).
-An exception at import is left to Python: it prints the traceback, which the grading shows, and exits with 1.
+before each call. That happens in one process per problem of PROBLEMS (comma-separated), forked once torch is
+imported (workers.py): each with its own folder, output, CPU-time limit (CPU_SECONDS) and time limit (TIMEOUT),
+PARALLEL at once. Whatever the student's code does, the grader only reads what comes through the pipe RESULT_FD:
+one record per problem (workers.py), its outputs in wire.py's format (data with size caps, never a pickle).
+An exception at import is shown as Python shows it (the traceback), and the problem's process exits with 1.
 
 PROBLEM ``probe`` imports no gan.py: it tries each bound the results may name (grading/sandbox/probe.py).
 """
@@ -43,10 +46,11 @@ def _load(name: str, path):
 
 
 def main() -> None:
-    gan_path, problem, result_fd, cpu_seconds, *max_processes = sys.argv[1:]
+    gan_path, problems, result_fd, cpu_seconds, timeout, parallel, *max_processes = sys.argv[1:]
+    problems = problems.split(",")
     result = os.fdopen(int(result_fd), "wb")
     _limit(resource.RLIMIT_CORE, 0)
-    _limit(resource.RLIMIT_CPU, int(cpu_seconds), grace=5)
+    _limit(resource.RLIMIT_CPU, int(cpu_seconds) * (len(problems) + 1), grace=5)  # each problem's process: its own
     _limit(resource.RLIMIT_AS, MEMORY_BYTES)
     _limit(resource.RLIMIT_FSIZE, FILE_BYTES)
     if max_processes:  # a uid of this child's own: the limit counts only its processes
@@ -73,18 +77,23 @@ def main() -> None:
     facts["torch"] = torch.__version__
     result.write(_load("grading_ready", HERE / "ready.py").line(facts))
     result.flush()
-    if problem == "probe":
+    if problems == ["probe"]:
         bounds = _load("grading_bounds", HERE / "bounds.py")
         bounds.run(result, confine)
         os._exit(0)
-    # As the run scripts import it: codebase.gan inside the starter's package, so that both
-    # `from codebase.network import ...` and `from .network import ...` work.
-    student = importlib.import_module("codebase.gan")
-    outputs = probes.run(student, problem, state)
-    result.write(wire.frame(wire.encode(outputs)))
-    result.flush()
-    sys.stdout.flush()
-    os._exit(0)  # skip the student's atexit handlers and non-daemon threads
+
+    def work(problem: str, out) -> None:  # in the problem's own process
+        _limit(resource.RLIMIT_CPU, int(cpu_seconds), grace=5)
+        sys.argv[2] = problem
+        # As the run scripts import it: codebase.gan inside the starter's package, so that both
+        # `from codebase.network import ...` and `from .network import ...` work.
+        student = importlib.import_module("codebase.gan")
+        out.write(wire.frame(wire.encode(probes.run(student, problem, state))))
+        out.flush()
+
+    workers = _load("grading_workers", HERE / "workers.py")
+    workers.run(result, problems, float(timeout), int(parallel), work)
+    os._exit(0)  # the workers end with os._exit too: no student's atexit handler or non-daemon thread runs
 
 
 if __name__ == "__main__":

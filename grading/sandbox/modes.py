@@ -29,10 +29,12 @@ from grading.sandbox.slots import NoSlot, reap_stale, uid_slot
 
 MODES = ("bwrap", "user", "process")
 CHILD = Path(__file__).resolve().parents[1] / "child"
-def harness_argv(mode: str, box: Path, uid: int | None, problem: str, cpu_seconds: int) -> list[str]:
-    """The command that runs the harness on box/codebase/gan.py, its result sent to RESULT_FD, isolated by
-    mode. box holds codebase/ and, for bwrap and user modes, grader/ (the child's copy of grading/child)."""
-    tail = [problem, RESULT_FD, str(cpu_seconds)]
+def harness_argv(mode: str, box: Path, uid: int | None, problems: list[str], cpu_seconds: int, timeout: float,
+                 parallel: int = 3) -> list[str]:
+    """The command that runs the harness on box/codebase/gan.py for ``problems`` (or ["probe"]), its result sent to
+    RESULT_FD, isolated by mode. box holds codebase/ and, for bwrap and user modes, grader/ (the child's copy of
+    grading/child)."""
+    tail = [",".join(problems), RESULT_FD, str(cpu_seconds), f"{timeout:g}", str(parallel)]
     if mode == "bwrap":
         inner = [sys.executable, "-I", "/grader/harness.py", "/work/codebase/gan.py", *tail]
         if uid is None:
@@ -185,7 +187,7 @@ def probe_child(mode: str, timeout: float):
     from grading.sandbox.slots import child_box
 
     with child_box(mode, {"codebase/gan.py": b""}) as (box, uid):
-        argv = harness_argv(mode, box, uid, "probe", int(timeout))
+        argv = harness_argv(mode, box, uid, ["probe"], int(timeout), timeout)
         # its memory trial touches 4 GiB: only where a memory cgroup is there to stop it
         env = {**child_env(mode, box), "GRADE_PROBE_MEMORY": "1" if "memory" in Cgroup.roots() else "0",
                "GRADE_PROBE_WATCHED": "1" if mode == "user" else "0"}  # the grader watches user mode's folder
