@@ -25,9 +25,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
-from torchvision.transforms.functional import gaussian_blur
 
 from codebase.checkpoint import load_checkpoint
 from codebase.config import Config, TrainingError, build_models
@@ -125,6 +122,9 @@ def fid_kid(real: Tensor, fake: Tensor, kid_subsets: int = KID_SUBSETS, kid_subs
 
     KID's subsets are ``min(kid_subset_size, N, M)`` samples each, drawn from a generator seeded with ``seed``.
     """
+    from torchmetrics.image.fid import FrechetInceptionDistance  # here: importing torchmetrics takes seconds
+    from torchmetrics.image.kid import KernelInceptionDistance
+
     if len(real) < 2 or len(fake) < 2:
         raise MetricsError(f"FID needs at least 2 samples on each side, got {len(real)} real and {len(fake)} fake.")
     real, fake = real.double(), fake.double()  # float64 accumulation, for FID and for KID's cubic kernel
@@ -234,6 +234,8 @@ def reference_sets(data_dir: str | None = None, n: int = DEFAULT_N, seed: int = 
     Train images are the floor (the best a generator can hope for); Gaussian noise and a constant image are
     ceilings; blur and dropped classes are degradations in between. Sets smaller than n are drawn with replacement.
     """
+    from torchvision.transforms.functional import gaussian_blur  # here: importing torchvision takes seconds
+
     images, labels = load_fashion_mnist("train", data_dir)
     gen = torch.Generator().manual_seed(seed)
 

@@ -20,8 +20,8 @@ def class_ordered_reals(images: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 
 def save_grid_image(x: torch.Tensor, path: Path, view: Path | None = None) -> None:
     """Save 100 images in [-1, 1] as a 10x10 grid, and at ``view`` the same grid 3x larger (each pixel a 3x3
-    block), to look at without zooming. torchvision loads here, on first use: importing it costs about a second
-    of start-up before the first step."""
+    block), to look at without zooming. torchvision loads here, on first use: importing it takes seconds of CPU (it
+    loads torch._dynamo), which the first grid pays, not a command that fails before it."""
     from torchvision.utils import make_grid, save_image
 
     grid = make_grid(x.float(), nrow=10, normalize=True, value_range=(-1, 1))  # (3, 302, 302) in [0, 1]
