@@ -3,10 +3,11 @@ of what the sandbox must hold: full marks (it fails its grading if any attempt s
 network and no keyring of the grader's, nothing of the grader, the host or other gradings readable or writable,
 no daemon or file left behind, and every uid slot clean for the next grading.
 
-At import the submission tries, in each child: to write /proc/sys, to read the grader's files, a world-readable
+At import the submission tries, in each problem's process: to write /proc/sys, to read the grader's files, a world-readable
 course checkout elsewhere, /etc/hostname and this test's own command line, to write the grader's files, its
-results and other gradings' gan.py, to list the other children's folders, to fork more processes than the cap (in
-one child), to leave a set-uid Python, a tree deeper than Python's recursion limit, System V IPC objects and files
+results and other gradings' gan.py, to write into the pipes of the process that forked it (the other problems'
+processes run as its uid), to list the other gradings' folders, to fork more processes than the cap (in
+one problem's), to leave a set-uid Python, a tree deeper than Python's recursion limit, System V IPC objects and files
 in the shared temporary folders, to make folders other children could plant undeletable trees in (and plant
 them), to connect to a loopback service and the network, to open raw sockets, to read and write the keyrings, and
 to leave a daemon that waits for the grading to end. Process mode (trusted code only) is held to what it
@@ -117,6 +118,13 @@ if PLAN["confined"]:
             with open(path, "a") as f:
                 f.write("\nraise SystemExit")
             broke.append("wrote " + path)
+        except OSError:
+            pass
+    for fd in glob.glob(f"/proc/{os.getppid()}/fd/*"):  # the grading child's pipes, its results to the grader among
+        try:                                              # them (the other problems' processes, the same uid)
+            with open(fd, "wb") as f:
+                f.write(b"GRADE-PROBLEM forged\n")
+            broke.append("wrote " + fd)
         except OSError:
             pass
     box = Path(__file__).resolve().parents[1]

@@ -73,9 +73,17 @@ def run(result, problems: list[str], timeout: float, parallel: int, work) -> Non
     while pending or running:
         while pending and len(running) < parallel:
             others = [result.fileno(), *(fd for w in running.values() for fd in w.fds)]
-            worker = _start(pending.pop(0), timeout, work, result, others)
+            problem = pending.pop(0)
+            try:
+                worker = _start(problem, timeout, work, result, others)
+            except OSError as error:  # the process cap, filled by what another problem's code left running
+                unborn = _Worker(problem, -1, -1, -1, 0)
+                unborn.fds, unborn.returncode = {}, 1
+                unborn.head.extend(f"this problem's process could not start ({error}): are processes that another "
+                                   "problem's code started still running?".encode())
+                result.write(unborn.record())
+                continue
             running[worker.pid] = worker
-        now = time.monotonic()
         fds = [fd for w in running.values() for fd in w.fds]
         ready = select.select(fds, [], [], 0.05)[0] if fds else time.sleep(0.05) or []
         for w in running.values():
@@ -97,7 +105,10 @@ def run(result, problems: list[str], timeout: float, parallel: int, work) -> Non
             if w.returncode is not None:
                 w.drain_until = w.drain_until or now + 1.0  # its forks may still hold the pipes
                 if not w.fds or now >= w.drain_until:
-                    _signal(pid, signal.SIGKILL)  # its forks in its group
+                    try:  # its forks in its group (the group's id stays taken while it has members)
+                        os.killpg(pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
                     for fd in w.fds:
                         os.close(fd)
                     result.write(w.record())
@@ -105,11 +116,13 @@ def run(result, problems: list[str], timeout: float, parallel: int, work) -> Non
                     del running[pid]
 
 
-def _signal(pgid: int, number: int) -> None:
-    try:
-        os.killpg(pgid, number)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _signal(pid: int, number: int) -> None:
+    """``number`` to a worker and its process group (which its code may have left)."""
+    for send in (os.kill, os.killpg):
+        try:
+            send(pid, number)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _reap(running: dict) -> None:
@@ -130,7 +143,12 @@ def _start(problem: str, timeout: float, work, result, others: list[int]) -> _Wo
     result.flush()
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in (output_r, output_w, result_r, result_w):
+            os.close(fd)
+        raise
     if pid == 0:
         code = 1
         try:
