@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--out", type=Path, default=Path("autograder.zip"), help="ZIP to write")
     parser.add_argument("--timeout", type=timeout_seconds, default=DEFAULTS["timeout"],
-                        help="seconds each problem's child may run (default: %(default)s; Gradescope stops the "
+                        help="seconds each problem may run (default: %(default)s; Gradescope stops the "
                              "whole run at its own limit, 10 minutes by default)")
     parser.add_argument("--after-due-date", nargs="+", default=[], metavar="PROBLEM", choices=list(PROBLEMS),
                         help="problems whose checks students see only after the due date (the rest are visible)")

@@ -1,6 +1,6 @@
 """Grade a student's hw3.zip (from make_submission.sh), or a folder of loose files, into Gradescope's results.json.
 
-    python -m grading grade hw3.zip -o results.json               # each problem's child gets 120 s
+    python -m grading grade hw3.zip -o results.json               # each problem gets 120 s
     python -m grading grade hw3.zip -o results.json --timeout 20 --sandbox user
 
 Student code runs only in sandboxed children (grading/sandbox: bubblewrap namespaces, else a dedicated uid,

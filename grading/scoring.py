@@ -4,8 +4,9 @@ The loss problems are scored by the checks of checks.py (1.2: 10, 3.2: 10, 4.5: 
 sample grid, out_<run>/fake_<step>.png, is checked to be a valid PNG of sane size and judged by the classifier
 (grading/grids.py; information, 0 points, unless the course gives it ``grid_points``). The grids' scores, and
 flags for a human (samples that are real images), go to extra_data.
-Only gan.py touches the disk, under a fixed name in a fresh folder per problem beside the starter's other codebase
-files; the children return raw probe outputs in wire.py's format and every expected value is computed here.
+Only gan.py touches the disk, under a fixed name beside the starter's other codebase files in a fresh folder per
+grading; one child imports torch, then a process per problem (grading/child/workers.py) imports gan.py in a folder
+of its own and returns raw probe outputs in wire.py's format; every expected value is computed here.
 Whatever the student's code does, the results are complete: the affected part gets 0 points and a message, the
 rest is scored. When the grading itself fails (a sandbox that cannot start or clean up), GradingFailed is raised
 instead: no score may come of it.
@@ -48,7 +49,7 @@ class GradingFailed(RuntimeError):
 def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", parallel: int = 3,
           grid_points: float = 0.0, keep: Path | None = None, hints: str = "handout") -> dict:
     """The results.json content for the ZIP (or folder of loose files) at ``path``; ``parallel`` problems run at
-    once (1 where memory or CPU is scarce: each child imports torch); each healthy grid earns ``grid_points``;
+    once (1 where memory or CPU is scarce: each holds its own networks and tensors); each healthy grid earns ``grid_points``;
     failed checks say what they saw, and more at the hint level ``hints`` (checks.HINTS).
     ``keep``: a folder where the student's gan.py and final grids are written, for the class report. Raises
     GradingFailed if the grading itself failed."""

@@ -1,5 +1,5 @@
-"""Running untrusted code: one child process per problem, isolated in one of three modes (modes.py), each probed
-before its first grading (probe.py).
+"""Running untrusted code: one child process per grading (it forks a process per problem: grading/child/workers.py),
+isolated in one of three modes (modes.py), each probed before its first grading (probe.py).
 
     modes.py    bwrap, user, process: each mode's command, and which mode runs here
     probe.py    a trivial child per mode: it must start the grader's side; the bounds it saw hold
