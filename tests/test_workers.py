@@ -4,11 +4,10 @@ import json
 import subprocess
 import sys
 import time
-
-import pytest
+from pathlib import Path
 
 from grading.child import workers
-from tests.conftest import ROOT
+from tests.conftest import ROOT, alive
 
 # A child's side without torch or a student: workers.run in a process of its own (it makes that process
 # non-dumpable and a subreaper), with ``work`` doing what a problem's code might.
@@ -92,3 +91,22 @@ def test_the_grader_reads_only_well_formed_records_of_the_problems_it_asked_for(
 
 def test_no_record_is_no_fault_of_the_format():
     assert workers.read(b"", ["1.2"]) == ({}, "")  # a child that ended before any problem's process did
+
+
+def test_the_problems_processes_die_with_the_child(tmp_path):
+    # in a group of their own, out of reach of the grader's kill of the child's group: the child's end is theirs
+    (tmp_path / "driver.py").write_text(DRIVER)
+    child = subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), str(ROOT / "grading" / "child" / "workers.py"),
+                              "sleeps,sleeps2", "600", "2"], cwd=tmp_path, stdout=subprocess.DEVNULL)
+    children = Path(f"/proc/{child.pid}/task/{child.pid}/children")
+    deadline = time.monotonic() + 60
+    while len(children.read_text().split()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers_ = [int(pid) for pid in children.read_text().split()]
+    assert len(workers_) == 2
+    child.kill()
+    child.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers_) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in workers_)

@@ -69,7 +69,7 @@ def run(result, problems: list[str], timeout: float, parallel: int, work) -> Non
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: the workers cannot reach this process's pipes through /proc
     libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: their orphans come here, to be reaped
-    pending, running = list(problems), {}
+    pending, running, parallel = list(problems), {}, max(1, parallel)
     while pending or running:
         while pending and len(running) < parallel:
             others = [result.fileno(), *(fd for w in running.values() for fd in w.fds)]
@@ -143,6 +143,7 @@ def _start(problem: str, timeout: float, work, result, others: list[int]) -> _Wo
     result.flush()
     sys.stdout.flush()
     sys.stderr.flush()
+    parent = os.getpid()
     try:
         pid = os.fork()
     except OSError:
@@ -152,6 +153,11 @@ def _start(problem: str, timeout: float, work, result, others: list[int]) -> _Wo
     if pid == 0:
         code = 1
         try:
+            # Dies with the child, however it ends: its group of its own keeps it from the grader's kill of the
+            # child's group (PR_SET_PDEATHSIG; and the child may have ended before that was set)
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:
+                os._exit(1)
             os.setpgid(0, 0)
             os.dup2(output_w, 1)
             os.dup2(output_w, 2)
