@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 
 from grading.grade import timeout_seconds
-from grading.checks import PROBLEMS
+from grading.child.problems import CHECKS as PROBLEMS
 from grading.gradescope import CONFIG, DEFAULTS
 from grading.handout import STARTER
 

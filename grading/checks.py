@@ -23,7 +23,8 @@ from torch import Tensor
 
 from grading.child import probes
 from grading.status import HELD_BACK
-from grading.child.probes import BATCH, DIM_Z, FUNCTIONS, NUM_CLASSES, SAMPLING_BATCH
+from grading.child.probes import BATCH, DIM_Z, NUM_CLASSES, SAMPLING_BATCH
+from grading.child.problems import CHECKS, FUNCTIONS
 
 GP_LAMBDA = 10.0
 RTOL, ATOL = 1e-4, 1e-5
@@ -544,18 +545,17 @@ def _extreme(problem: str, outputs) -> None:
             raise failure.prefixed("with logits of a few hundred: ") from None
 
 
-def _checks(problem: str, points: dict[str, float]) -> tuple[Check, ...]:
-    sampling = "z ~ N(0, I)" + (", fake labels y_real or uniform" if problem == "3.2" else "")
-    make = {
-        "sampling": (sampling, functools.partial(_sampling, problem)),
-        "alpha": ("interpolates with one alpha ~ U[0, 1] per sample", _alpha),
-        "d_value": ("d_loss value", functools.partial(_d_value, problem)),
-        "g_value": ("g_loss value", functools.partial(_loss_value, problem, "g_loss")),
-        "d_grads": ("d_loss gradient to D", functools.partial(_loss_grads, problem, "d_loss")),
-        "g_grads": ("g_loss gradient to G", functools.partial(_loss_grads, problem, "g_loss")),
-        "extreme": ("stable at extreme logits", functools.partial(_extreme, problem)),
+def _checks(problem: str) -> tuple[Check, ...]:
+    run = {
+        "sampling": functools.partial(_sampling, problem),
+        "alpha": _alpha,
+        "d_value": functools.partial(_d_value, problem),
+        "g_value": functools.partial(_loss_value, problem, "g_loss"),
+        "d_grads": functools.partial(_loss_grads, problem, "d_loss"),
+        "g_grads": functools.partial(_loss_grads, problem, "g_loss"),
+        "extreme": functools.partial(_extreme, problem),
     }
-    return tuple(Check(make[key][0], pts, make[key][1]) for key, pts in points.items())
+    return tuple(Check(name, points, run[key]) for key, name, points in CHECKS[problem])
 
 
 VALUE_CHECKS = ("d_loss value", "g_loss value")
@@ -578,10 +578,4 @@ def _swapped(problem: str, outputs) -> Failure | None:
 
 _NEEDS_VALUES = (f"{HELD_BACK} the d_loss and g_loss values are right: this check looks at how the function "
                  "draws its random inputs, which counts once the losses it returns are correct")
-_NONSATURATING_POINTS = {"sampling": 1, "d_value": 2, "g_value": 2, "d_grads": 2, "g_grads": 2, "extreme": 1}
-PROBLEMS: dict[str, Problem] = {
-    "1.2": Problem("1.2", FUNCTIONS["1.2"], _checks("1.2", _NONSATURATING_POINTS)),
-    "3.2": Problem("3.2", FUNCTIONS["3.2"], _checks("3.2", _NONSATURATING_POINTS)),
-    "4.5": Problem("4.5", FUNCTIONS["4.5"], _checks("4.5", {"sampling": 1, "alpha": 3, "d_value": 3, "g_value": 2,
-                                                             "d_grads": 3, "g_grads": 3})),
-}
+PROBLEMS: dict[str, Problem] = {number: Problem(number, FUNCTIONS[number], _checks(number)) for number in CHECKS}

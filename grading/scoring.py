@@ -25,6 +25,7 @@ from pathlib import Path
 from grading import sandbox
 from grading.status import GRADED, GRADING_FAILED, NEEDS_ATTENTION  # noqa: F401 - results.json's statuses
 from grading.sandbox import cgroups, cleanup
+from grading.child.problems import CHECKS, FUNCTIONS
 from grading.child.ready import split as split_ready
 from grading.submission import GAN, RUNS, check_grid, read_submission
 from grading.handout import STARTER, starter_files
@@ -106,13 +107,13 @@ def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", para
 def judge_grids(sub, grids: dict[str, str | None], grid_points: float) -> dict[str, dict | str]:
     """Each valid grid's scores (grading/grids.py), else why it was not judged. Raises GradingFailed when the
     grids carry points and the grading machine cannot judge them."""
-    from grading import grids as judge  # torch: imported once the children are done
-
     judged: dict[str, dict | str] = {}
     for problem, run in RUNS.items():
         if grids[problem]:
             judged[problem] = "not judged: there is no valid grid"
             continue
+        from grading import grids as judge  # torch: imported once the child is done, and only for a valid grid
+
         try:
             judged[problem] = judge.judge(sub.grid(run)[1], conditional=problem == "3.2")
         except judge.GridError as error:
@@ -267,19 +268,20 @@ def _with_output(message: str, finished: sandbox.Finished) -> str:
 def results(outcomes: dict[str, dict | str], grids: dict[str, str | None], notes: list[str], seconds: float,
             judged: dict[str, dict | str] | None = None, grid_points: float = 0.0, hints: str = "handout") -> dict:
     """Gradescope's results.json from each problem's probe outputs (or failure), each grid's verdict and scores."""
-    from grading import checks  # torch, imported once the children are done: they need the memory more
-
     tests = []
-    for number, problem in checks.PROBLEMS.items():
+    for number, listed in CHECKS.items():
         outcome = outcomes[number]
         if isinstance(outcome, dict):
-            verdicts = checks.evaluate(number, outcome, hints)
-        else:  # the whole problem failed: the full message once, its first line on the other checks
+            from grading import checks  # torch, imported once the child is done: it needs the memory more
+
+            verdicts = [(check.name, check.points, message) for check, message in checks.evaluate(number, outcome,
+                                                                                                  hints)]
+        else:  # the whole problem failed: the full message once, its first line on the other checks (no torch)
             first = outcome.splitlines()[0]
-            verdicts = [(check, outcome if i == 0 else f"{first} (see {number}.1)")
-                        for i, check in enumerate(problem.checks)]
-        for i, (check, message) in enumerate(verdicts, 1):
-            tests.append(_test(f"{number}.{i}", f"{number} {problem.function}: {check.name}", check.points, message))
+            verdicts = [(name, points, outcome if i == 0 else f"{first} (see {number}.1)")
+                        for i, (_, name, points) in enumerate(listed)]
+        for i, (name, points, message) in enumerate(verdicts, 1):
+            tests.append(_test(f"{number}.{i}", f"{number} {FUNCTIONS[number]}: {name}", points, message))
         run = RUNS[number]
         tests.append(_test(f"{number}.{len(verdicts) + 1}", f"{number} sample grid {run}/fake_<step>.png",
                            GRID_POINTS, grids[number], passed="a valid PNG of sane size"))

@@ -30,6 +30,8 @@ from typing import Callable
 
 from PIL import Image
 
+from grading.child.problems import FUNCTIONS
+
 GAN = "codebase/gan.py"
 RUNS = {"1.2": "out_nonsaturating", "3.2": "out_nonsaturating_conditional", "4.5": "out_wasserstein_gp"}
 _GRID = re.compile(r"(out_\w+)/fake_(\d{1,9})\.png")
@@ -398,7 +400,7 @@ def _starter_stub(source: bytes) -> bool:
         for body in bodies.values())
 
 
-_HANDOUT_FUNCTIONS = ("loss_nonsaturating", "conditional_loss_nonsaturating", "loss_wasserstein_gp")
+_HANDOUT_FUNCTIONS = tuple(FUNCTIONS.values())
 _GRID_IN_FOLDER = re.compile(r"/?out_[^/]+/fake_\d+\.png$")  # what precedes it is the project's folder
 
 

@@ -71,6 +71,7 @@ def main() -> None:
     wire = _load("grading_wire", HERE / "wire.py")
     # torch's global settings as training starts them, before the student's import-time code may change them
     # (the probes set them back before each call): the default dtype, device, grad mode, ...
+    _load("grading_problems", HERE / "problems.py")  # what probes.py imports by that name here
     probes = _load("grading_probes", HERE / "probes.py")
     state = probes.torch_state()
     torch.set_num_threads(1)

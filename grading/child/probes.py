@@ -29,6 +29,11 @@ from types import ModuleType
 import torch
 from torch import Tensor, nn
 
+try:
+    from grading.child.problems import FUNCTIONS
+except ImportError:  # in the sandbox, where harness.py loads this file and problems.py by path
+    from grading_problems import FUNCTIONS
+
 DIM_Z = 64
 NUM_CLASSES = 10
 BATCH = 16  # batch of the probes whose values and gradients are checked
@@ -39,7 +44,6 @@ LABEL_PENALTY = 4.0
 PROBE_SEED = 0
 MAX_CALLS = 40  # calls recorded per network and probe, to bound what a child returns
 
-FUNCTIONS = {"1.2": "loss_nonsaturating", "3.2": "conditional_loss_nonsaturating", "4.5": "loss_wasserstein_gp"}
 STEEP_SCALE = 4.0  # 4.5's steep critic: gradient norms of about 2-4 at the interpolates, where the main one has < 1
 PROBES = {"1.2": ("main", "extreme", "sampling"), "3.2": ("main", "extreme", "sampling"),
           "4.5": ("main", "steep", "sampling")}
