@@ -279,6 +279,7 @@ class Harnesses:
         self.uids: set[int] = set()
         self.pids: set[int] = set()
         self.forks: set[int] = set()
+        self.others: set[int] = set()
         self.probes: set[int] = set()
         self.cgroups: set[str] = set()
         self.done = threading.Event()
@@ -295,10 +296,11 @@ class Harnesses:
 
     def watch(self):
         while not self.done.is_set():
+            known = self.pids | self.probes | self.forks | self.others
             for entry in Path("/proc").iterdir():
                 try:
                     # the python that runs harness.py (not the sh, chroot, setpriv and bwrap that start it as root)
-                    if entry.name.isdigit() and int(entry.name) not in self.pids | self.probes | self.forks and \
+                    if entry.name.isdigit() and int(entry.name) not in known and \
                             b"harness.py" in (cmdline := (entry / "cmdline").read_bytes()) and \
                             (entry / "comm").read_text().startswith("python") and self._ours(int(entry.name)):
                         status = (entry / "status").read_text()
@@ -309,11 +311,13 @@ class Harnesses:
                         if b"harness.py" in Path(f"/proc/{parent}/cmdline").read_bytes():
                             if parent in self.pids:  # a problem's process
                                 self.forks.add(int(entry.name))
-                            continue  # (or a fork of the probe's, or of a child not seen yet)
+                            elif parent in self.forks | self.probes:  # the student's forks, the probe's
+                                self.others.add(int(entry.name))
+                            continue  # (or a fork of a child not seen yet: looked at again)
                         (self.probes if b"\0probe\0" in cmdline else self.pids).add(int(entry.name))
                 except (OSError, IndexError, ValueError):
                     pass
-            time.sleep(0.02)
+            time.sleep(0.05)
 
     def __enter__(self):
         self.thread.start()
