@@ -95,10 +95,17 @@ def test_describe_says_the_scores_and_the_verdict():
 
 def test_a_cache_that_cannot_be_written_is_skipped_not_a_failure(tmp_path, monkeypatch):
     """A full disk makes torch.save raise RuntimeError ("unexpected pos"), not OSError: grids are judged all the same."""
+    saved = []
+
     def full_disk(obj, path, *args, **kwargs):
+        saved.append(path)
         Path(path).write_bytes(b"partial")
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 896 vs 790")
 
+    from tests.synthetic import make_dataset
+
+    make_dataset(tmp_path / "fmnist", n_train=128, n_test=20)  # what the data are does not matter here: its cache
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path / "fmnist"))
     monkeypatch.setenv("GAN_METRICS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(torch, "save", full_disk)
     grids.reference_data.cache_clear()
@@ -106,4 +113,4 @@ def test_a_cache_that_cannot_be_written_is_skipped_not_a_failure(tmp_path, monke
         grids.prepare()
     finally:
         grids.reference_data.cache_clear()
-    assert list((tmp_path / "cache").iterdir()) == []  # no partial file left behind
+    assert saved and list((tmp_path / "cache").iterdir()) == []  # tried, and no partial file left behind
