@@ -64,8 +64,8 @@ class _Worker:
 
 
 def run(result, problems: list[str], timeout: float, parallel: int, work) -> None:
-    """Fork ``work(problem, result_fd)`` for each problem, at most ``parallel`` at once, and write each one's
-    record to ``result`` (a binary file) as it ends."""
+    """Fork a process that calls ``work(problem, out)`` (``out``: its result pipe, a binary file) for each problem,
+    at most ``parallel`` at once, and write each one's record to ``result`` (a binary file) as it ends."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: the workers cannot reach this process's pipes through /proc
     libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: their orphans come here, to be reaped
@@ -82,6 +82,7 @@ def run(result, problems: list[str], timeout: float, parallel: int, work) -> Non
                 unborn.head.extend(f"this problem's process could not start ({error}): are processes that another "
                                    "problem's code started still running?".encode())
                 result.write(unborn.record())
+                result.flush()
                 continue
             running[worker.pid] = worker
         fds = [fd for w in running.values() for fd in w.fds]
