@@ -181,6 +181,11 @@ def run_problems(problems: list[str], package: dict[str, bytes], timeout: float,
             outcomes[problem] = _outcome(problem, worker, timeout, cpu_seconds, mode, own=True)
         elif malformed:
             outcomes[problem] = GradingFailed(f"the child's results were malformed ({malformed})")
+        elif finished.timed_out:  # the child itself outlived every limit: its problems' processes could not end it
+            outcomes[problem] = _with_output(
+                f"stopped at the grading's time limit of {timeout * rounds + STARTUP_SECONDS:g} s ({timeout:g} s per "
+                f"problem, {STARTUP_SECONDS:g} s to start) before this problem's process reported: the process that "
+                "runs the problems stopped responding (stopped or frozen by gan.py?)", finished)
         else:  # the child ended (or was ended) before this problem's process did
             outcomes[problem] = _outcome(problem, finished, timeout * rounds + STARTUP_SECONDS, cpu_seconds, mode,
                                          own=False)

@@ -377,3 +377,11 @@ def test_a_helper_module_of_the_students_is_named_with_what_is_graded():
     said = one_child(source)
     assert said.startswith("gan.py imports codebase.my_helpers, which the grader does not have: only "
                            "codebase/gan.py is graded"), said
+
+
+def test_a_gan_py_that_freezes_its_grading_child_costs_its_own_grading_the_time_limit(monkeypatch):
+    # the child's problems run as gan.py's uid: SIGSTOP to the process that forked them stops every record
+    monkeypatch.setattr(scoring, "STARTUP_SECONDS", 20.0)  # the child's time beyond its problems' (60 s)
+    source = REFERENCE + "\nimport os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\n"
+    said = one_child(source, timeout=2.0)
+    assert said.startswith("stopped at the grading's time limit of 22 s (2 s per problem, 20 s to start)"), said
