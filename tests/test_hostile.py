@@ -179,7 +179,11 @@ if PLAN["confined"]:
         except OSError:
             pass
 harness = os.getpid()
-if os.fork() == 0:  # a daemon, out of the process group, that waits for its child's end to write
+try:
+    daemon = os.fork()
+except OSError:  # the uid's processes all taken, by the fork bomb of this grading's 4.5 (the problems share them)
+    daemon = -1
+if daemon == 0:  # a daemon, out of the process group, that waits for its child's end to write
     os.setsid()
     if os.fork() == 0:
         while os.path.exists(f"/proc/{harness}"):
@@ -282,7 +286,8 @@ def hostile(request, tmp_path_factory, deployment) -> Graded:
 
 
 def test_a_hostile_correct_submission_earns_full_marks(hostile):
-    assert by_problem(hostile.results)[0] == FULL, hostile.outputs  # "BROKE OUT: ..." names what got through
+    points, outputs = by_problem(hostile.results)
+    assert points == FULL, {p: outputs[p] for p in FULL if points[p] != FULL[p]}  # "BROKE OUT: ..." names what got through
     assert hostile.results["extra_data"]["sandbox"].startswith(hostile.mode)
 
 

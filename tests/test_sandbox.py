@@ -4,6 +4,7 @@ working loss. One hostile submission graded in every mode is tests/test_hostile.
 
 The gradings here need root (user mode's uids) and bubblewrap; each test says why when it is skipped.
 """
+import contextlib
 import os
 import shutil
 import signal
@@ -53,6 +54,44 @@ os.symlink({str(victim)!r}, "link"); os.symlink({str(victim / 'keep')!r}, "link2
     assert sorted(p.name for p in shared.iterdir()) == ["roots"]
     assert (victim / "keep").read_text() == "root's"
 
+
+
+def test_a_folder_is_measured_by_reading_each_entry_once_however_it_is_nested(tmp_path, monkeypatch):
+    # user mode's disk budget walks a child's folder every few tenths of a second: on main at 730caab each return
+    # from a subfolder listed its parent again, so 2,000 empty subfolders cost 2 million names read per walk
+    (tmp_path / "wide").mkdir()
+    for i in range(2000):
+        (tmp_path / "wide" / str(i)).mkdir()
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    (deep / "f").write_bytes(bytes(70000))
+    fd = os.open(deep, os.O_RDONLY)
+    for _ in range(300):
+        os.mkdir("d", dir_fd=fd)
+        deeper = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = deeper
+    os.close(fd)
+    (tmp_path / "link").symlink_to(tmp_path / "wide")
+    entries, blocks = 0, 0
+    for folder, dirs, files in os.walk(tmp_path):
+        for name in dirs + files:
+            entries += 1
+            blocks += os.lstat(os.path.join(folder, name)).st_blocks
+    read = []
+    scandir = os.scandir
+
+    def counting(fd):
+        for entry in scandir(fd):
+            read.append(entry.name)
+            yield entry
+
+    monkeypatch.setattr(os, "scandir", lambda fd: contextlib.closing(counting(fd)))
+    assert cleanup.usage(str(tmp_path), 10_000) == (blocks * 512, entries)
+    assert len(read) == entries
+    read.clear()
+    assert cleanup.usage(str(tmp_path), 1000)[1] == 1001  # past the cap: counted no further
+    assert len(read) == 1001
 
 def test_a_stub_that_draws_well_but_computes_no_loss_earns_nothing(tmp_path):
     path = tmp_path / "gan.py"

@@ -188,7 +188,7 @@ def probe_child(mode: str, timeout: float):
 
     with child_box(mode, {"codebase/gan.py": b""}) as (box, uid):
         argv = harness_argv(mode, box, uid, ["probe"], int(timeout), timeout)
-        # its memory trial touches 4 GiB: only where a memory cgroup is there to stop it
+        # its memory trial takes 3.2 GiB: only where a memory cgroup is there to stop it
         env = {**child_env(mode, box), "GRADE_PROBE_MEMORY": "1" if "memory" in Cgroup.roots() else "0",
                "GRADE_PROBE_WATCHED": "1" if mode == "user" else "0"}  # the grader watches user mode's folder
         return run_child(argv, box, timeout, tag=str(uid if uid is not None else "p"),

@@ -20,6 +20,7 @@ from pathlib import Path
 from grading.child.ready import split as split_ready
 from grading.sandbox import jail
 from grading.sandbox.cgroups import MAX_PIDS, MEMORY_BYTES, Cgroup
+from grading.sandbox.run import DISK_CHECK_SECONDS
 
 PROBE_SECONDS = 600.0
 TIMEOUT = 120.0
@@ -63,7 +64,7 @@ class Probed:
             lines.append(f"disk: /tmp, /dev/shm and /work {mib} MiB each (tmpfs)")
         elif self.mode == "user" and held.get("disk . watched"):
             shared = [p for p in ("/tmp", "/dev/shm") if f"disk {p}" in held]
-            lines.append(f"disk: its folder, {mib} MiB (checked every 0.2 s)" + (
+            lines.append(f"disk: its folder, {mib} MiB (checked every {DISK_CHECK_SECONDS:g} s or more)" + (
                 f"; {', '.join(shared)} writable, their files removed afterwards" if shared else
                 "; nothing else is writable"))
         return lines
