@@ -24,7 +24,7 @@ from tests.grading import classmates
 
 REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
 # Where Fashion-MNIST is not, the grids are left unjudged (what judging them does is tests/test_grids.py's): a
-# grading without the classifier and the nearest-real search, several seconds each
+# grading without the classifier and the copy search, seconds each
 UNJUDGED = {"FASHION_MNIST_DIR": "/nonexistent/fashion-mnist"}
 
 

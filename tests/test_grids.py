@@ -36,17 +36,30 @@ def test_a_grid_is_cut_into_the_images_it_was_saved_from(tmp_path):
         grids.cut(other.getvalue())
 
 
-def test_nearest_real_matches_a_brute_force_search():
+def test_copies_are_found_as_a_brute_force_search_finds_them():
     g = torch.Generator().manual_seed(1)
-    reals = torch.randint(0, 256, (300, 28, 28), dtype=torch.uint8, generator=g)
-    images = torch.cat([reals[:3], reals[3:5].flip(-1), torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8,
-                                                                         generator=g)])
-    a, r = images.numpy().astype(np.float64) / 255, reals.numpy().astype(np.float64) / 255
-    expected = [min(np.sqrt(((x - y) ** 2).mean()), np.sqrt(((x[:, ::-1] - y) ** 2).mean())) for x in a for y in r]
-    expected = np.array(expected).reshape(len(a), len(r)).min(1)
-    found = grids.nearest_real(images, reals, chunk=64).numpy()
-    assert np.allclose(found, expected, rtol=1e-6, atol=0)  # float32's rounding of the result, no more
-    assert (found[:5] == 0).all() and (found[5:] > 0.2).all()  # a copy reads as 0 on any machine
+    reals = torch.randint(0, 256, (1200, 28, 28), dtype=torch.uint8, generator=g)
+    reals[:400] = reals[:400] // 8 + 100  # low contrast: many block means alike
+    near = reals[5:17].clone().long()
+    for k, pixels in enumerate(range(30, 42)):  # 35 pixels moved by 36 levels are within 0.03 (rms), 36 are not
+        flat = near[k].view(-1)
+        flat[:pixels] = torch.where(flat[:pixels] > 127, flat[:pixels] - 36, flat[:pixels] + 36)
+    blocks = reals[20:22].clone()  # 8 levels more over whole 4x4 blocks: their block means are as far as they are
+    for image, count in zip(blocks, (44, 45)):  # 44 blocks within 0.03, 45 not
+        for b in range(count):
+            image[b // 7 * 4:b // 7 * 4 + 4, b % 7 * 4:b % 7 * 4 + 4] += 8
+    images = torch.cat([reals[:3], reals[3:5].flip(-1), near.to(torch.uint8), blocks,
+                        torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8, generator=g),
+                        reals[400:406] // 8 + 100])  # low contrast, near the first 400 in block means only
+    a, r = images.numpy().astype(np.int64).reshape(len(images), -1), reals.numpy().astype(np.int64)
+    mirrored = r[:, :, ::-1].reshape(len(r), -1)
+    r = r.reshape(len(r), -1)
+    rms = np.array([np.sqrt(min(((x - r) ** 2).mean(1).min(), ((x - mirrored) ** 2).mean(1).min())) / 255 for x in a])
+    expected = rms < grids.COPY_DISTANCE
+    assert expected[:5].all() and expected[5:19].tolist() == [True] * 6 + [False] * 6 + [True, False]
+    assert not expected[19:].any()
+    assert grids.copies(images, reals, grids.COPY_DISTANCE, chunk=500).tolist() == expected.tolist()
+    assert grids.copies(images, reals, 0.0).sum() == 0 and grids.copies(images, reals, 1.01).all()
 
 
 def test_real_images_look_real_and_noise_blank_and_one_class_do_not(tmp_path, test_set):
