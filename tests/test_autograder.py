@@ -19,7 +19,7 @@ from PIL import Image
 from grading import autograder_zip
 from grading.submission import RUNS
 from tests import world_python
-from tests.conftest import ROOT
+from tests.conftest import ROOT, UNJUDGED
 
 pytestmark = pytest.mark.xdist_group("autograder")  # one worker runs the module: its tests share its autograder.zip
 
@@ -105,7 +105,7 @@ def test_the_reference_scores_full_marks_from_an_upload_of_several_files(tmp_pat
         for name, content in _files(REFERENCE).items():
             zf.writestr(f"hw3/{name}", content)
     root = _root(tmp_path, built_zip, {"gan.py": REFERENCE.encode(), "outer/hw3.zip": inner.getvalue()})
-    results, seconds = _run(root)
+    results, seconds = _run(root, **UNJUDGED)
     _assert_complete(results)
     assert results["score"] == 35, results["output"]
     after = {t["number"].rsplit(".", 1)[0] for t in results["tests"] if t["visibility"] == "after_due_date"}
@@ -133,7 +133,7 @@ def test_a_hanging_submission_gets_complete_results_that_name_the_time_limit(tmp
     # 20 s: on a busy machine (the suite's workers) three children's imports of torch at once must fit in the limit,
     # so that the print above shows; they wait asleep, leaving the cores to the tests beside them
     root = _root(tmp_path, built_zip, _files(source), timeout=20, parallel=3)
-    results, _ = _run(root)  # (that the three wait out one limit together: tests/test_batch.py, 20 s against 60 s)
+    results, _ = _run(root, **UNJUDGED)  # (that the three wait out one limit together: tests/test_batch.py, 20 s against 60 s)
     _assert_complete(results)
     assert results["score"] == 0
     text = (root / "results" / "results.json").read_text()
@@ -209,7 +209,7 @@ def test_the_hint_level_is_the_courses_and_chosen_when_the_autograder_is_built(t
     from tests.grading import mutants
 
     mutant = next(m for m in mutants.MUTANTS if m.slug == "alpha_drawn_once_per_batch")
-    results, _ = _run(_root(tmp_path, built, _files(mutants.apply(REFERENCE, mutant)), parallel=3))
+    results, _ = _run(_root(tmp_path, built, _files(mutants.apply(REFERENCE, mutant)), parallel=3), **UNJUDGED)
     said = {t["name"]: t["output"] for t in results["tests"]}
     alpha = said["4.5 loss_wasserstein_gp: interpolates with one alpha ~ U[0, 1] per sample"]
     assert alpha.startswith("every sample has the same alpha") and "U[0, 1]" not in alpha and ":" not in alpha

@@ -19,13 +19,10 @@ from PIL import Image
 from grading.batch import BatchError, csv_cell, entries, student_of, summary
 from grading.submission import RUNS
 from grading.grade import PARENT_PID
-from tests.conftest import ROOT, GRADE, GRADE_CLASS
+from tests.conftest import GRADE, GRADE_CLASS, ROOT, UNJUDGED
 from tests.grading import classmates
 
 REFERENCE = (ROOT / "codebase" / "gan.py").read_text()
-# Where Fashion-MNIST is not, the grids are left unjudged (what judging them does is tests/test_grids.py's): a
-# grading without the classifier and the copy search, seconds each
-UNJUDGED = {"FASHION_MNIST_DIR": "/nonexistent/fashion-mnist"}
 
 
 def _files(gan: str) -> dict[str, bytes]:

@@ -30,8 +30,8 @@ import pytest
 
 from grading import sandbox
 from grading.sandbox import slots
-from tests.conftest import (FULL, GRIDS, REFERENCE, ROOT, Harnesses, alive, assert_complete, by_problem, leftovers,
-                            make_zip, needs_bwrap, needs_root)
+from tests.conftest import (FULL, GRIDS, REFERENCE, ROOT, UNJUDGED, Harnesses, alive, assert_complete, by_problem,
+                            leftovers, make_zip, needs_bwrap, needs_root)
 
 pytestmark = pytest.mark.xdist_group("hostile")  # one worker runs the module: its tests share its gradings
 
@@ -260,7 +260,7 @@ def hostile(request, tmp_path_factory, deployment) -> Graded:
             path = make_zip(out.parent / "hw3.zip", {"codebase/gan.py": source, **GRIDS})
             grader = subprocess.Popen([*deployment.command, str(path), "-o", str(out), "--sandbox", mode],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                      env={**os.environ, **deployment.env, **env})
+                                      env={**os.environ, **deployment.env, **UNJUDGED, **env})
             with Harnesses(grader.pid) as seen:
                 _, stderr = grader.communicate(timeout=600)
             surviving = [pid for pid in seen.pids if alive(pid)]
