@@ -4,11 +4,27 @@ the list of those files, which a fresh run clears.
 from __future__ import annotations
 
 import csv
+import errno
+import os
 from pathlib import Path
 
 import torch
 
 from codebase.config import NUM_CLASSES
+
+
+def check_writable(out: Path) -> None:
+    """Raise the OSError that writing the run's folder ``out`` (or making it) would raise for the file system or
+    the permissions, without writing anything: a run that could not save says so before its models are built."""
+    place = out
+    while not place.exists() and place.parent != place:
+        place = place.parent
+    if not place.is_dir():
+        return  # a file in the way: the first write names it
+    if os.statvfs(place).f_flag & os.ST_RDONLY:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(out))
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(out))
 
 
 def class_ordered_reals(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

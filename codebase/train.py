@@ -32,7 +32,8 @@ from codebase.checkpoint import load_checkpoint, rng_state, save_checkpoint, set
 from codebase.config import (ADAM_BETAS, GRID_EVERY, HANDOUT, Config, TrainingError, amp_dtype, build_models,
                              pick_device)
 from codebase.data import load_fashion_mnist, to_unit_range
-from codebase.outputs import VIEW, class_ordered_reals, clear_outputs, open_log, plot_losses, save_grid_image
+from codebase.outputs import (VIEW, check_writable, class_ordered_reals, clear_outputs, open_log, plot_losses,
+                              save_grid_image)
 
 
 
@@ -199,9 +200,13 @@ def train(cfg: Config) -> dict:
         raise TrainingError(f"--out_dir {out} is a file, not a folder. Choose another --out_dir.")
     if cfg.batch_size < 2:
         raise TrainingError(f"--batch_size {cfg.batch_size}: the generator's batch norm needs at least 2.")
+    check_writable(out)  # before the models and their optimizers (which load torch._dynamo: seconds)
     state = load_checkpoint(ckpt_path) if cfg.resume else None
     if state is not None:
         _check_resumable(state["config"], cfg, ckpt_path)
+    elif ckpt_path.exists() and not cfg.overwrite:
+        raise TrainingError(f"{out} already holds a run ({ckpt_path}). Pass --resume to continue it, --overwrite to "
+                            f"start again, or choose another --out_dir.")
     if cfg.num_epochs is None:
         cfg = dataclasses.replace(cfg, num_epochs=(state["config"].get("num_epochs") or 1) if state else 1)
     images, labels = load_fashion_mnist("train", cfg.data_dir)
@@ -238,9 +243,6 @@ def train(cfg: Config) -> dict:
         if step >= total:
             print(f"{out} already holds its {step} steps ({cfg.num_epochs} epochs); pass a larger --num_epochs to "
                   f"train further.")
-    elif ckpt_path.exists() and not cfg.overwrite:
-        raise TrainingError(f"{out} already holds a run ({ckpt_path}). Pass --resume to continue it, --overwrite to "
-                            f"start again, or choose another --out_dir.")
     out.mkdir(parents=True, exist_ok=True)
     if not cfg.resume:  # a fresh run leaves nothing of an older one behind (grids for make_submission.sh, scores)
         clear_outputs(out)

@@ -170,6 +170,16 @@ def test_read_only_out_dir_is_one_line(data_dir, read_only_disk, where):
     _one_line(code, err, "read-only")
 
 
+def test_a_read_only_out_dir_is_said_before_the_models_are_built(data_dir, read_only_disk, monkeypatch):
+    def built(*args, **kwargs):
+        raise AssertionError("the models were built first")
+
+    monkeypatch.setattr(train_mod, "build_models", built)
+    with pytest.raises(OSError) as e:
+        train_mod.train(train_config(data_dir, read_only_disk / "new" / "run"))
+    assert e.value.errno == errno.EROFS and e.value.filename == str(read_only_disk / "new" / "run")
+
+
 def test_out_dir_that_is_a_file_is_one_line(data_dir, tmp_path):
     (tmp_path / "taken").write_text("a file")
     code, err = _script("--data_dir", data_dir, "--batch_size", "4", "--device", "cpu", "--out_dir",
