@@ -4,6 +4,8 @@ keyring of the grader's, in any mode, is tests/test_hostile.py's."""
 import os
 import platform
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -83,10 +85,34 @@ def test_a_probe_is_kept_for_a_while_and_expired_ones_are_removed(tmp_path, monk
 
     monkeypatch.setattr(probe, "cache_file", lambda mode: tmp_path / f"{mode}-current.json")
     expired, other = tmp_path / "bwrap-0123.json", tmp_path / "user-4567.json"  # other keys: versions, boots
-    for path, age in ((expired, probe.PROBE_SECONDS + 3600), (other, 60)):
+    for path, age in ((expired, probe.PROBE_SECONDS + 3600), (expired.with_suffix(".lock"), probe.PROBE_SECONDS + 3600),
+                      (other, 60)):
         path.write_text("{}")
         os.utime(path, (path.stat().st_atime, path.stat().st_mtime - age))
     first = probe.probe("process", trial)
     assert probe.probe("process", trial) == first and trials == ["process"]  # kept: probed once
     assert first.held == {"network": True} and "network: none, only local sockets (seccomp filter)" in first.lines()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["process-current.json", "user-4567.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["process-current.json", "process-current.lock",
+                                                          "user-4567.json"]
+
+
+def test_graders_that_start_at_once_probe_a_mode_once(tmp_path, monkeypatch):
+    # a class run's first gradings (--jobs) and graders side by side all found no kept probe, and each probed
+    from grading.child import ready
+    from grading.sandbox.run import Finished
+
+    trials = []
+
+    def trial(mode, timeout):
+        trials.append(mode)
+        time.sleep(1)  # the others start meanwhile
+        return Finished(0, False, "", result=ready.line({"filter": "", "keyring": ""})), None
+
+    monkeypatch.setattr(probe, "cache_file", lambda mode: tmp_path / f"{mode}-current.json")
+    found = []
+    graders = [threading.Thread(target=lambda: found.append(probe.probe("process", trial))) for _ in range(3)]
+    for grader in graders:
+        grader.start()
+    for grader in graders:
+        grader.join()
+    assert trials == ["process"] and len(found) == 3 and found[0] == found[1] == found[2]

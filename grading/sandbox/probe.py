@@ -9,6 +9,7 @@ grading's child fails before it is ready, so the next grading probes again.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -71,14 +72,56 @@ class Probed:
 
 
 def probe(mode: str, run) -> Probed:
-    """The probe of ``mode``, from the cache or by ``run(mode, timeout) -> (Finished, uid)``."""
+    """The probe of ``mode``, from the cache or by ``run(mode, timeout) -> (Finished, uid)``. Graders that start
+    at once (a class run's first gradings, graders side by side) probe a mode once: the others wait on a lock
+    beside the kept probe (for at most the probe's TIMEOUT and a margin), then read it."""
     cached = cache_file(mode)
+    if (kept := _kept(cached)) is not None:
+        return kept
+    lock = _lock(cached) if cached else None
+    try:
+        if (kept := _kept(cached)) is not None:  # probed by the grader that held the lock
+            return kept
+        return _probe_and_keep(mode, run, cached)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _lock(cached: Path):
+    """The lock of the probe kept at ``cached``, taken (open), or None once TIMEOUT and a margin have passed
+    without it (its holder stopped: this grader probes too) or where it cannot be opened."""
+    try:
+        lock = open(cached.with_suffix(".lock"), "a")
+    except OSError:
+        return None
+    deadline = time.monotonic() + TIMEOUT + 30
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.utime(lock.fileno())  # when it was last taken: _drop_expired removes only old ones
+            return lock
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        except OSError:
+            break
+    lock.close()
+    return None
+
+
+def _kept(cached: Path | None) -> Probed | None:
     try:
         saved = json.loads(cached.read_text()) if cached else None
         if saved and time.time() - saved.pop("time") < PROBE_SECONDS:
             return Probed(**saved)
     except (OSError, ValueError, TypeError, KeyError):
         pass
+    return None
+
+
+def _probe_and_keep(mode: str, run, cached: Path | None) -> Probed:
     result = _run(mode, run)
     if cached and not result.problem:  # a failure is probed again: it may be passing (a grader being stopped)
         tmp = cached.with_name(cached.name + f".{os.getpid()}")
@@ -92,8 +135,9 @@ def probe(mode: str, run) -> Probed:
 
 
 def _drop_expired(folder: Path) -> None:
-    """Remove the probes kept longer than PROBE_SECONDS (of any key: other versions, other boots), never read again."""
-    for path in folder.glob("*.json"):
+    """Remove the probes kept longer than PROBE_SECONDS (of any key: other versions, other boots), never read again,
+    and their locks (none is held that long: a probe ends within its TIMEOUT)."""
+    for path in [*folder.glob("*.json"), *folder.glob("*.lock")]:
         try:
             if time.time() - path.stat().st_mtime > PROBE_SECONDS + 60:
                 path.unlink()
