@@ -7,6 +7,7 @@ again."""
 import csv
 import io
 import json
+import os
 import subprocess
 
 import pytest
@@ -15,7 +16,7 @@ from grading import checks, gradebook
 from grading.batch import entries, stage
 from grading.child import probes
 from grading.submission import GAN, RUNS, check_grid, read_submission
-from tests.conftest import GRADE_CLASS
+from tests.conftest import GRADE_CLASS, UNJUDGED
 from tests.grading import exports
 
 pytestmark = pytest.mark.xdist_group("class_exports")  # one worker runs the module: its tests share its graded class
@@ -114,8 +115,9 @@ def graded(tmp_path_factory, class_):
     (folder / "stray.txt").write_text("not a student's")
     command = [*GRADE_CLASS, str(folder), "-o", str(out), "--lms", "canvas", "--sandbox", "process", "--jobs", "2",
                "--column", "HW3 GAN"]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=1200)
-    rerun = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    env = {**os.environ, **UNJUDGED}  # the flow of a class run; what judging grids does is test_grids.py's
+    run = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
     return students, out, run, rerun
 
 
