@@ -116,3 +116,13 @@ def test_graders_that_start_at_once_probe_a_mode_once(tmp_path, monkeypatch):
     for grader in graders:
         grader.join()
     assert trials == ["process"] and len(found) == 3 and found[0] == found[1] == found[2]
+
+
+def test_a_probe_is_kept_for_what_changes_its_bounds_only(monkeypatch):
+    # the uids a grading takes change none of its bounds; the jail, the cgroups and the mode do
+    key = probe.key("user")
+    monkeypatch.setenv("GRADE_UIDS", "2100000000-2100000009")
+    assert probe.key("user") == key
+    monkeypatch.setenv("GRADE_CGROUPS", "off")
+    assert probe.key("user") != key and probe.key("process") != probe.key("user")
+

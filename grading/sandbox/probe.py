@@ -218,10 +218,11 @@ def key(mode: str) -> str:
     except OSError:
         boot = ""
     jail_path = jail.ready() if mode != "process" else None  # process mode runs this Python, never the jail's
-    settings = [os.environ.get(k, "") for k in ("GRADE_JAIL", "GRADE_CGROUPS", "GRADE_UIDS")]
-    # whether other users may enter the folders above this Python (user mode's uids run it where there is no jail):
-    # the same path may be private here and open in another mount namespace
-    reach = [os.stat(folder).st_mode & 0o777 for folder in Path(sys.base_prefix).resolve().parents]
+    settings = [os.environ.get(k, "") for k in ("GRADE_JAIL", "GRADE_CGROUPS")]  # (which uids: the same bounds)
+    # whether other users may enter the folders above this Python, where user and bwrap modes' uids run it (no
+    # jail): the same path may be private here and open in another mount namespace
+    reach = [os.stat(folder).st_mode & 0o777 for folder in Path(sys.base_prefix).resolve().parents
+             ] if mode != "process" and jail_path is None else []
     digest.update(json.dumps([mode, sys.executable, sys.version, os.geteuid(), boot, str(jail_path),
                               sorted(Cgroup.roots()), settings, reach]).encode())
     return digest.hexdigest()[:20]
