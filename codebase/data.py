@@ -11,13 +11,16 @@ A split is kept in memory as one uint8 tensor (N, 28, 28); ``to_unit_range`` sca
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
 from pathlib import Path
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -133,10 +136,12 @@ def read_idx(path: str | os.PathLike) -> Tensor:
     if 0 in shape:
         raise DataError(f"{path} holds no samples (its header gives shape {shape}). Delete it and reinstall the "
                         f"data. {_INSTALL_HINT}")
-    expected = header + int(torch.tensor(shape).prod())
+    expected = header + math.prod(shape)
     if len(raw) != expected:
         raise DataError(f"{path} holds {len(raw)} bytes but its header {shape} needs {expected}: the file is "
                         f"truncated or corrupt. Delete it and reinstall the data. {_INSTALL_HINT}")
+    import torch  # here: the data is found (and its absence said) without importing torch
+
     return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).view(*shape)
 
 

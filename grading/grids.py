@@ -13,7 +13,7 @@ A grid is cut into its 100 images (the 10x10 layout ``save_grid_image`` writes: 
 
 The bounds of a healthy grid (HEALTHY) are below every one-epoch reference grid measured (docs/grading.md shows
 the calibration, bench/grids.py measures it). Scores need the classifier's weights and Fashion-MNIST on the grading
-machine; without them ``GridsUnavailable`` says what is missing.
+machine (grading/grid_data.py finds it, without torch); without them ``GridsUnavailable`` says what is missing.
 """
 from __future__ import annotations
 
@@ -23,25 +23,21 @@ import io
 import math
 import os
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
 from codebase.classifier import WEIGHTS_PATH, ClassifierError, cache_dir, load_classifier
-from codebase.data import CLASSES, DEBIAN_DIR, DataError, load_fashion_mnist, to_unit_range
+from codebase.data import CLASSES, DataError, load_fashion_mnist, to_unit_range
+from grading import grid_data
+from grading.grid_data import GridsUnavailable
 
 SIDE, GAP, ROWS = 28, 2, 10
 PIXELS = ROWS * (SIDE + GAP) + GAP  # 302
 COPY_DISTANCE = 0.03  # the closest one-epoch sample to a real image measured was 0.063 away; copies are 0
 NEIGHBOURS = 3  # realism: the radius around each real image reaches its 3rd-nearest real neighbour
 HEALTHY = {"realism": 0.45, "classes": 6.0, "accuracy": 0.50}  # lower bounds; one-epoch reference grids: 0.55+, 9+, 0.87+
-ROOT = Path(__file__).resolve().parents[1]
-
-
-class GridsUnavailable(RuntimeError):
-    """The grading machine lacks what the grid checks need (classifier weights, Fashion-MNIST); says what."""
 
 
 class GridError(ValueError):
@@ -59,12 +55,6 @@ def cut(data: bytes) -> torch.Tensor:
     return torch.from_numpy(np.stack([pixels[r:r + SIDE, c:c + SIDE] for r in starts for c in starts]))
 
 
-def _data_dirs() -> list[Path]:
-    named = os.environ.get("FASHION_MNIST_DIR")
-    return [Path(named)] if named else [DEBIAN_DIR, Path("/opt/grader-data/FashionMNIST/raw"), ROOT / "data",
-                                        ROOT / "data" / "FashionMNIST" / "raw"]
-
-
 @lru_cache(maxsize=1)
 def reference_data() -> dict:
     """The classifier, every real image (train and test, uint8) and the real neighbourhoods, cached on disk."""
@@ -73,19 +63,14 @@ def reference_data() -> dict:
     except ClassifierError as error:
         raise GridsUnavailable(str(error)) from None
     reals, problems = None, []
-    for folder in _data_dirs():
-        if not folder.is_dir():
-            problems.append(f"{folder}: no such folder")
-            continue
+    for folder in grid_data.folders():
         try:
-            splits = [load_fashion_mnist(split, folder, download=False) for split in ("train", "test")]
-            reals = splits
+            reals = [load_fashion_mnist(split, folder, download=False) for split in ("train", "test")]
             break
-        except DataError as error:
+        except DataError as error:  # damaged: the next folder, if any
             problems.append(str(error).replace("--data_dir ", "")[:200])
     if reals is None:
-        raise GridsUnavailable("Fashion-MNIST is not on the grading machine (apt-get install dataset-fashion-mnist, "
-                               f"or set FASHION_MNIST_DIR): {'; '.join(problems[:3])}")
+        raise grid_data.unavailable(problems)
     (train, _), (test, _) = reals
     digest = hashlib.sha256(WEIGHTS_PATH.read_bytes() + test.numpy().tobytes())
     path = cache_dir() / f"grid_reference_{digest.hexdigest()[:16]}.pt"

@@ -107,18 +107,22 @@ def grade(path: Path, timeout: float = DEFAULT_TIMEOUT, mode: str = "auto", para
 def judge_grids(sub, grids: dict[str, str | None], grid_points: float) -> dict[str, dict | str]:
     """Each valid grid's scores (grading/grids.py), else why it was not judged. Raises GradingFailed when the
     grids carry points and the grading machine cannot judge them."""
+    from grading.grid_data import GridsUnavailable, folders
+
     judged: dict[str, dict | str] = {}
     for problem, run in RUNS.items():
         if grids[problem]:
             judged[problem] = "not judged: there is no valid grid"
             continue
-        from grading import grids as judge  # torch: imported once the child is done, and only for a valid grid
-
         try:
-            judged[problem] = judge.judge(sub.grid(run)[1], conditional=problem == "3.2")
-        except judge.GridError as error:
-            judged[problem] = f"not judged: {sub.grid(run)[0]} is {error}"
-        except judge.GridsUnavailable as error:
+            folders()  # no torch: where Fashion-MNIST is not, the grading says so without loading the classifier
+            from grading import grids as judge  # torch: imported once the child is done, and only for a valid grid
+
+            try:
+                judged[problem] = judge.judge(sub.grid(run)[1], conditional=problem == "3.2")
+            except judge.GridError as error:
+                judged[problem] = f"not judged: {sub.grid(run)[0]} is {error}"
+        except GridsUnavailable as error:
             if grid_points:
                 raise GradingFailed(f"the grids cannot be judged here: {error}") from None
             judged[problem] = f"{UNJUDGED_HERE} ({error})"
