@@ -50,3 +50,8 @@ elif command -v apt-get >/dev/null 2>&1; then
 else
   echo "setup: no apt-get; the first run will download Fashion-MNIST with torchvision into ./data"
 fi
+# BEGIN GRADER
+# The grader's one-time set-up: user mode's jail (as root), each sandbox mode probed, the grid checks' reference
+# features computed; otherwise the first gradings pay for them.
+if [ "$GRADER" = 1 ]; then "$PYTHON" -m grading prepare; fi
+# END GRADER

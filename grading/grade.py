@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> None:
                              "code. auto: the first whose trial child runs here, in that order (never process as "
                              "root)")
     parser.add_argument("--parallel", type=int, choices=[1, 2, 3], default=3,
-                        help="problems graded at once (default: %(default)s; 1 where memory is tight: each child "
-                             "imports torch)")
+                        help="problems graded at once, each a process forked from the grading's one child "
+                             "(default: %(default)s; 1 where CPU is scarce)")
     parser.add_argument("--grid-points", type=float, default=0.0, metavar="POINTS",
                         help="points for each sample grid the classifier judges healthy (default: 0, information)")
     parser.add_argument("--hints", choices=["none", "handout", "full"], default="handout",
